@@ -1,0 +1,106 @@
+/// One buffer of a descriptor chain, as the device read it from the ring (once) and
+/// validated it: a device-visible address, a length and its direction.
+@frozen
+public struct ChainSegment: Hashable, Sendable {
+    public var address: UInt64
+    public var length: UInt32
+    /// Whether the buffer is device-writable (otherwise it is device-readable).
+    public var isWritable: Bool
+
+    @inlinable
+    public init(address: UInt64, length: UInt32, isWritable: Bool) {
+        self.address = address
+        self.length = length
+        self.isWritable = isWritable
+    }
+
+    /// The access the device may perform on this segment.
+    @inlinable
+    public var access: MemoryAccess { isWritable ? .write : .read }
+}
+
+/// A descriptor chain popped from a device queue: the head index that identifies it in the
+/// used ring and its validated segments, device-readable ones first.
+///
+/// The segments are a private copy made when the chain was popped (no double fetch), kept
+/// in the queue's segment arena. A chain stays valid until it is completed with
+/// `addUsed`; using it afterwards reads segments that belong to another chain.
+@frozen
+public struct DescriptorChain: @unchecked Sendable {
+    /// The index of the chain's first descriptor, which the used ring reports back (USD-DEF-01).
+    public let headIndex: UInt16
+    @usableFromInline let segmentTotal: UInt16
+    @usableFromInline let readableTotal: UInt16
+    @usableFromInline let epoch: UInt32
+    /// The total length of the device-readable segments.
+    public let readableLength: UInt64
+    /// The total length of the device-writable segments.
+    public let writableLength: UInt64
+    @usableFromInline let view: SegmentView
+
+    @inlinable
+    init(headIndex: UInt16, epoch: UInt32, segmentCount: Int, readableSegmentCount: Int, readableLength: UInt64,
+         writableLength: UInt64, view: SegmentView) {
+        self.headIndex = headIndex
+        self.epoch = epoch
+        segmentTotal = UInt16(truncatingIfNeeded: segmentCount)
+        readableTotal = UInt16(truncatingIfNeeded: readableSegmentCount)
+        self.readableLength = readableLength
+        self.writableLength = writableLength
+        self.view = view
+    }
+
+    /// The number of segments (buffers) in the chain, indirect entries included.
+    @inlinable
+    public var segmentCount: Int { Int(segmentTotal) }
+    /// The number of leading device-readable segments.
+    @inlinable
+    public var readableSegmentCount: Int { Int(readableTotal) }
+
+    /// The segments in chain order.
+    @inlinable
+    public var segments: ChainSegments { ChainSegments(view: view, head: Int(headIndex), count: segmentCount) }
+}
+
+/// The segments of a ``DescriptorChain``, in chain order.
+@frozen
+public struct ChainSegments: Sequence, @unchecked Sendable {
+    @usableFromInline let view: SegmentView
+    @usableFromInline let head: Int
+    public let count: Int
+
+    @inlinable
+    init(view: SegmentView, head: Int, count: Int) {
+        self.view = view
+        self.head = head
+        self.count = count
+    }
+
+    @inlinable
+    public func makeIterator() -> Iterator { Iterator(cursor: view.cursor(block: head), remaining: count) }
+
+    @inlinable
+    public var underestimatedCount: Int { count }
+
+    @frozen
+    public struct Iterator: IteratorProtocol {
+        @usableFromInline var cursor: SegmentView.Cursor
+        @usableFromInline var remaining: Int
+
+        @inlinable
+        init(cursor: SegmentView.Cursor, remaining: Int) {
+            self.cursor = cursor
+            self.remaining = remaining
+        }
+
+        @inlinable
+        public mutating func next() -> ChainSegment? {
+            guard remaining > 0 else { return nil }
+            remaining &-= 1
+            return cursor.next()
+        }
+    }
+
+    /// The segments as an array (allocates; for tests and slow paths).
+    public var array: [ChainSegment] { Array(self) }
+}

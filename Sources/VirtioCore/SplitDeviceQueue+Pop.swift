@@ -1,0 +1,169 @@
+extension SplitDeviceQueue {
+    /// Pops the next available chain, reading each of its descriptors once and validating the
+    /// chain as it goes (VIRTIO 1.2 §2.7.5, §2.7.6; Spec/transport.md §4).
+    ///
+    /// - Returns: the chain, or `nil` when the driver has made nothing new available — or,
+    ///   for a device that keeps many long chains in flight, when the segment arena is full
+    ///   until some of them complete (``inFlightCount`` is then non-zero).
+    /// - Throws: the violation that broke the queue (now or earlier).
+    @inlinable @inline(__always)
+    public mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain? {
+        if lastAvail == cachedAvail {
+            guard try refillAvailable() else { return nil }
+        }
+        return try popCached()
+    }
+
+    /// Reads `avail.idx` (acquire) and validates how far it moved. Returns whether chains are
+    /// available; a broken queue rethrows its error here (it keeps cachedAvail == lastAvail).
+    @inlinable @inline(__always)
+    mutating func refillAvailable() throws(VirtqueueError) -> Bool {
+        if _slowPath(broken) { throw brokenBy! }
+        let index = ring.availRing.loadIndex()
+        if index == lastAvail { return false }
+        guard index &- lastAvail <= layout.queueSize else {
+            throw fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
+        }
+        cachedAvail = index
+        return true
+    }
+
+    /// Pops the chain at `lastAvail`, which is known to be before `cachedAvail`. Returns `nil`
+    /// only when the arena is full.
+    @inlinable @inline(__always)
+    mutating func popCached() throws(VirtqueueError) -> DescriptorChain? {
+        let head = ring.availRing.entry(wrapping: lastAvail)
+        guard head < layout.queueSize else { throw fail(.headOutOfRange(head)) }
+        guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
+        // The common chain is one descriptor: no link, no table. (head < N, the table's size,
+        // and the table's alignment was checked at setup.)
+        let d = ring.descriptorTable.loadValidated(Int(head))
+        let chain: DescriptorChain
+        if _fastPath(d.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == 0) {
+            let isWritable = d.flags.contains(.write)
+            arena.view.segments[Int(head) &* UnsafeSegmentArena.blockSize] =
+                ChainSegment(address: d.address, length: d.length, isWritable: isWritable)
+            chain = DescriptorChain(headIndex: head, epoch: epoch, segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
+                                    readableLength: isWritable ? 0 : UInt64(d.length),
+                                    writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
+        } else {
+            guard let long = try walkChain(head: head, first: d) else { return nil }
+            chain = long
+        }
+        inFlight[Int(head)] = 1
+        lastAvail &+= 1
+        return chain
+    }
+
+    /// Processes the chains available now, in ring order: reads `avail.idx` once (one
+    /// acquire for the whole batch), pops each chain, hands it to `body` with the translator,
+    /// and adds it as used with the length `body` returns. Publishes nothing: call
+    /// ``publishUsed()`` after, once.
+    ///
+    /// If `body` throws, the queue breaks with that error (for example
+    /// ``VirtqueueError/memoryFault(_:)`` when a segment could not be reached) and it is
+    /// rethrown; chains already processed stay added.
+    ///
+    /// - Returns: the number of chains processed (at most `limit`).
+    @inlinable @inline(__always)
+    public mutating func processAvailable(limit: Int = .max,
+                                          _ body: (DescriptorChain, Memory) throws(VirtqueueError) -> UInt32) throws(VirtqueueError) -> Int {
+        if lastAvail == cachedAvail {
+            guard try refillAvailable() else { return 0 }
+        }
+        var processed = 0
+        while lastAvail != cachedAvail && processed < limit {
+            guard let chain = try popCached() else { break }
+            let length: UInt32
+            do {
+                length = try body(chain, memory)
+            } catch {
+                throw fail(error)
+            }
+            addUsed(chain, length: length)
+            processed &+= 1
+        }
+        return processed
+    }
+
+    /// Walks the chain at `head` whose first descriptor is `first`, copying each descriptor
+    /// once into the arena. Returns `nil` (having consumed nothing) when the arena has no room
+    /// for the chain's overflow blocks.
+    @inlinable
+    mutating func walkChain(head: UInt16, first: Descriptor) throws(VirtqueueError) -> DescriptorChain? {
+        let limit = layout.count
+        let blockSize = UnsafeSegmentArena.blockSize
+        var table = ring.descriptorTable
+        var inIndirect = false
+        var d = first
+        var count = 0
+        var readableCount = 0
+        var readable: UInt64 = 0
+        var writable: UInt64 = 0
+        var block = Int(head)
+        var position = 0
+        var taken = 0
+        while true {
+            if _slowPath(d.flags.contains(.indirect)) {
+                guard indirectEnabled else { throw fail(.indirectNotNegotiated) }
+                guard !inIndirect else { throw fail(.nestedIndirect) }
+                guard !d.flags.contains(.next) else { throw fail(.indirectWithNext) }
+                guard d.length != 0, d.length & 15 == 0 else { throw fail(.invalidIndirectLength(d.length)) }
+                let entries = Int(d.length &>> 4)
+                guard entries <= limit else { throw fail(.indirectTableTooLarge(entries: entries, limit: limit)) }
+                let range: HostRange
+                do {
+                    range = try memory.translateContiguous(d.address, length: Int(d.length), access: .read)
+                } catch {
+                    throw fail(.indirectTableFault(error))
+                }
+                // IND-DEV-01: the WRITE flag of the descriptor pointing at the table is ignored.
+                table = UnsafeDescriptorTable(range)
+                inIndirect = true
+                d = table.load(0)
+                continue
+            }
+            count &+= 1
+            guard count <= limit else { throw fail(.chainTooLong(limit: limit)) }
+            let isWritable = d.flags.contains(.write)
+            if isWritable {
+                writable &+= UInt64(d.length)
+            } else {
+                guard readableCount == count &- 1 else { throw fail(.readableAfterWritable) }
+                readableCount &+= 1
+                readable &+= UInt64(d.length)
+            }
+            guard readable &+ writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
+            if _slowPath(position == blockSize) {
+                guard freeOverflow > 0 else {
+                    releaseOverflow(after: Int(head), count: taken)
+                    return nil
+                }
+                freeOverflow &-= 1
+                let next = arena.freeStack[freeOverflow]
+                arena.view.links[block] = next
+                block = Int(next)
+                position = 0
+                taken &+= 1
+            }
+            arena.view.segments[block &* blockSize &+ position] = ChainSegment(address: d.address, length: d.length, isWritable: isWritable)
+            position &+= 1
+            if !d.flags.contains(.next) { break }
+            guard Int(d.next) < table.count else { throw fail(.nextOutOfRange(next: d.next, tableSize: table.count)) }
+            d = table.load(Int(d.next))
+        }
+        return DescriptorChain(headIndex: head, epoch: epoch, segmentCount: count, readableSegmentCount: readableCount,
+                               readableLength: readable, writableLength: writable, view: arena.view)
+    }
+
+    /// Returns the `count` overflow blocks linked behind block `head` to the free stack.
+    @inlinable
+    mutating func releaseOverflow(after head: Int, count: Int) {
+        var block = head
+        for _ in 0..<count {
+            block = Int(arena.view.links[block])
+            arena.freeStack[freeOverflow] = UInt32(block)
+            freeOverflow &+= 1
+        }
+    }
+}

@@ -1,0 +1,130 @@
+extension SplitDriverQueue {
+    /// Takes the next used chain back, after checking what the device wrote: the used index
+    /// may not run past the outstanding chains, the id must be the head of an outstanding
+    /// chain, and the length may not exceed the chain's writable capacity. Any violation
+    /// breaks the queue (USD-DEF-02, Spec/transport.md §5).
+    ///
+    /// - Returns: the chain's token and written length, or `nil` when nothing new was used.
+    @inlinable @inline(__always)
+    public mutating func reapUsed() throws(DriverQueueError) -> UsedBuffer? {
+        if lastUsed == cachedUsed {
+            guard try refillUsed() else { return nil }
+        }
+        return try reapCached()
+    }
+
+    /// Takes back every chain used now, calling `body` for each in used-ring order: reads
+    /// `used.idx` once (one acquire for the whole batch) and checks each element as
+    /// ``reapUsed()`` does.
+    ///
+    /// - Returns: the number of chains taken back.
+    @inlinable @inline(__always)
+    @discardableResult
+    public mutating func reapAllUsed(_ body: (UsedBuffer) -> Void) throws(DriverQueueError) -> Int {
+        if lastUsed == cachedUsed {
+            guard try refillUsed() else { return 0 }
+        }
+        var reaped = 0
+        while lastUsed != cachedUsed {
+            body(try reapCached())
+            reaped &+= 1
+        }
+        return reaped
+    }
+
+    /// Reads `used.idx` (acquire) and checks it does not run past the outstanding chains.
+    @inlinable @inline(__always)
+    mutating func refillUsed() throws(DriverQueueError) -> Bool {
+        if _slowPath(broken) { throw brokenBy! }
+        let index = ring.usedRing.loadIndex()
+        if index == lastUsed { return false }
+        guard index &- lastUsed <= availIndex &- lastUsed else {
+            throw fail(.usedIndexTooFarAhead(usedIndex: index, lastSeen: lastUsed, outstanding: outstandingCount))
+        }
+        cachedUsed = index
+        return true
+    }
+
+    /// Takes back the chain named by the used element at `lastUsed`, which is known to be
+    /// before `cachedUsed`.
+    @inlinable @inline(__always)
+    mutating func reapCached() throws(DriverQueueError) -> UsedBuffer {
+        let element = ring.usedRing.element(wrapping: lastUsed)
+        guard element.id < UInt32(layout.count) else { throw fail(.usedIdOutOfRange(element.id)) }
+        let head = Int(element.id)
+        let record = records[head]
+        guard record.descriptorCount != 0 else { throw fail(.usedIdNotOutstanding(element.id)) }
+        guard element.length <= record.capacity else {
+            throw fail(.usedLengthExceedsBuffer(id: element.id, length: element.length, capacity: UInt64(record.capacity)))
+        }
+        detach(head: head, record: record)
+        lastUsed &+= 1
+        if tracksUsedEvent { ring.availRing.usedEvent = lastUsed }
+        return UsedBuffer(token: record.token, writtenLength: element.length)
+    }
+
+    /// Returns the chain at `head` to the free ring, walking the driver's private links
+    /// (never the shared table), and gives back its indirect table.
+    @inlinable @inline(__always)
+    mutating func detach(head: Int, record: ChainRecord) {
+        var index = UInt16(truncatingIfNeeded: head)
+        giveDescriptor(index)
+        var left = Int(record.descriptorCount) &- 1
+        while left > 0 {
+            index = links[Int(index)]
+            giveDescriptor(index)
+            left &-= 1
+        }
+        records[head].packed = ChainRecord.free.packed
+        if _slowPath(record.table != Self.noTable) { indirectTables!.give(Int(record.table)) }
+    }
+
+    /// Takes back every outstanding chain without waiting for the device, returning their
+    /// tokens, and rewinds the queue to an empty state. Only legal once the queue is no longer
+    /// live: after a device or queue reset has completed (CLN-DRV-02).
+    public mutating func detachAllOutstanding() -> [UInt64] {
+        var result: [UInt64] = []
+        for head in 0..<layout.count where records[head].descriptorCount != 0 {
+            let record = records[head]
+            detach(head: head, record: record)
+            result.append(record.token)
+        }
+        availIndex = 0
+        kickedAvail = 0
+        lastUsed = 0
+        cachedUsed = 0
+        ring.zero()
+        return result
+    }
+
+    /// Asks the device not to send used-buffer notifications: NO_INTERRUPT without EVENT_IDX;
+    /// with it (where `avail.flags` must stay 0, UNS-DRV-01) `used_event` is set just behind
+    /// the current position, a full wrap away.
+    @inlinable
+    public mutating func disableUsedNotifications() {
+        callbacksEnabled = false
+        tracksUsedEvent = false
+        if eventIndexEnabled {
+            ring.availRing.usedEvent = lastUsed &- 1
+        } else {
+            ring.availRing.flags = UnsafeAvailRing.noInterrupt
+        }
+    }
+
+    /// Asks for a notification when the next chain is used, then re-checks the used ring to
+    /// close the race with a completion that landed meanwhile (RCV-DRV-01).
+    ///
+    /// - Returns: `true` when used chains are already waiting (reap them instead of sleeping).
+    @inlinable
+    public mutating func enableUsedNotifications() -> Bool {
+        callbacksEnabled = true
+        tracksUsedEvent = eventIndexEnabled
+        if eventIndexEnabled {
+            ring.availRing.usedEvent = lastUsed
+        } else {
+            ring.availRing.flags = 0
+        }
+        virtioFullBarrier()
+        return ring.usedRing.loadIndex() != lastUsed
+    }
+}

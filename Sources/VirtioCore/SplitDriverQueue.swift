@@ -1,0 +1,159 @@
+/// How a driver places a chain in the ring.
+public enum ChainLayout: Sendable {
+    /// Indirect when INDIRECT_DESC is negotiated, the chain has more than one segment and a
+    /// table is free; direct otherwise.
+    case automatic
+    /// Always in the descriptor table.
+    case direct
+    /// Always through an indirect table (fails if INDIRECT_DESC or a table is unavailable).
+    case indirect
+}
+
+/// A completed chain handed back to the driver: the caller's token and the bytes the device
+/// wrote into its device-writable part.
+@frozen
+public struct UsedBuffer: Hashable, Sendable {
+    public var token: UInt64
+    public var writtenLength: UInt32
+
+    @inlinable
+    public init(token: UInt64, writtenLength: UInt32) {
+        self.token = token
+        self.writtenLength = writtenLength
+    }
+}
+
+/// The driver's private record of an exposed chain, indexed by its head descriptor: the
+/// caller's token and one packed word (two stores to write, two loads to check).
+@frozen @usableFromInline
+struct ChainRecord {
+    @usableFromInline var token: UInt64
+    /// Bits 0–31: writable capacity, clamped to `UInt32.max` (a used length cannot say more);
+    /// bits 32–47: descriptors the chain holds in the table, 0 when the head is not
+    /// outstanding; bits 48–63: the indirect table it uses, or `noTable`.
+    @usableFromInline var packed: UInt64
+
+    @inlinable
+    init(token: UInt64, capacity: UInt32, descriptorCount: UInt16, table: UInt16) {
+        self.token = token
+        packed = UInt64(capacity) | UInt64(descriptorCount) &<< 32 | UInt64(table) &<< 48
+    }
+
+    @inlinable var capacity: UInt32 { UInt32(truncatingIfNeeded: packed) }
+    @inlinable var descriptorCount: UInt16 { UInt16(truncatingIfNeeded: packed &>> 32) }
+    @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) }
+
+    /// The record of a head that is not outstanding.
+    @inlinable static var free: ChainRecord { ChainRecord(token: 0, capacity: 0, descriptorCount: 0, table: .max) }
+}
+
+/// The driver (front-end) side of a split virtqueue (VIRTIO 1.2 §2.7).
+///
+/// The driver keeps a private record of each chain it exposes (token, descriptor count,
+/// writable capacity, links), so it never trusts the shared descriptor table when taking a
+/// chain back, and it checks every used element the device writes: an id that is not an
+/// outstanding head, a length beyond the chain's writable capacity or a used index that
+/// runs ahead of what was exposed breaks the queue (Spec/transport.md §5). A broken queue
+/// hands the caller nothing it did not post.
+///
+/// Free descriptors are recycled first-in first-out: a descriptor the device just returned
+/// is the last to be reused. Besides spreading wear over the table (a stale device access
+/// hits an idle slot, not the newest request), this keeps consecutive requests independent,
+/// so a lock-step driver and device overlap instead of serializing on the free list.
+public struct SplitDriverQueue: @unchecked Sendable {
+    public let layout: SplitRingLayout
+    public let ring: SplitRing
+    public let features: VirtioFeatures
+    @usableFromInline var indirectTables: IndirectTablePool?
+
+    @usableFromInline let mask: Int
+    @usableFromInline let eventIndexEnabled: Bool
+    @usableFromInline let storage: UnsafeAllocation
+    @usableFromInline let records: UnsafeMutablePointer<ChainRecord>
+    /// `links[i]`: the descriptor after `i` in its chain (driver-private, never read back from
+    /// shared memory).
+    @usableFromInline let links: UnsafeMutablePointer<UInt16>
+    /// The free descriptors, a ring: taken at `freeTake`, returned at `freeGive`.
+    @usableFromInline let freeRing: UnsafeMutablePointer<UInt16>
+
+    @usableFromInline var freeTake: Int = 0
+    @usableFromInline var freeGive: Int = 0
+    @usableFromInline var availIndex: UInt16 = 0
+    @usableFromInline var kickedAvail: UInt16 = 0
+    @usableFromInline var lastUsed: UInt16 = 0
+    @usableFromInline var cachedUsed: UInt16 = 0
+    @usableFromInline var callbacksEnabled = true
+    /// EVENT_IDX negotiated and used-buffer notifications wanted: `used_event` follows each reap.
+    @usableFromInline var tracksUsedEvent = false
+    @usableFromInline var broken = false
+    @usableFromInline var brokenBy: DriverQueueError?
+
+    @usableFromInline static var noTable: UInt16 { .max }
+
+    /// Sets up the driver side over `ring`, zeroing it first (ANS-DRV-01, QRST-DRV-02).
+    ///
+    /// - Parameters:
+    ///   - features: the negotiated features (INDIRECT_DESC and EVENT_IDX matter here).
+    ///   - indirectTables: tables for indirect chains; used only with INDIRECT_DESC.
+    public init(ring: SplitRing, features: VirtioFeatures, indirectTables: IndirectTablePool? = nil) {
+        let n = ring.layout.count
+        var plan = AllocationPlan()
+        let o1 = plan.reserve(ChainRecord.self, count: n)
+        let o2 = plan.reserve(UInt16.self, count: n)
+        let o3 = plan.reserve(UInt16.self, count: n)
+        storage = UnsafeAllocation(byteCount: plan.size)
+        records = (storage.base + o1).bindMemory(to: ChainRecord.self, capacity: n)
+        links = (storage.base + o2).bindMemory(to: UInt16.self, capacity: n)
+        freeRing = (storage.base + o3).bindMemory(to: UInt16.self, capacity: n)
+        layout = ring.layout
+        self.ring = ring
+        self.features = features
+        self.indirectTables = features.contains(.indirectDescriptors) ? indirectTables : nil
+        mask = n - 1
+        eventIndexEnabled = features.contains(.eventIndex)
+        tracksUsedEvent = eventIndexEnabled
+        for i in 0..<n {
+            freeRing[i] = UInt16(truncatingIfNeeded: i)
+            records[i] = .free
+        }
+        ring.zero()
+    }
+
+    /// Free descriptors in the table.
+    @inlinable
+    public var freeDescriptorCount: Int { layout.count &- (freeTake &- freeGive) }
+    /// Chains exposed to the device and not yet used.
+    @inlinable
+    public var outstandingCount: Int { Int(availIndex &- lastUsed) }
+    /// Whether the device's behaviour broke the queue.
+    public var isBroken: Bool { broken }
+    /// The violation of the device that broke the queue, if any.
+    public var failure: DriverQueueError? { brokenBy }
+    /// The available index the driver has written (published or not).
+    public var nextAvailIndex: UInt16 { availIndex }
+
+    @inlinable
+    mutating func fail(_ error: DriverQueueError) -> DriverQueueError {
+        if !broken {
+            broken = true
+            brokenBy = error
+            cachedUsed = lastUsed   // every later reap goes through the check that rethrows
+        }
+        return brokenBy ?? error
+    }
+
+    /// Takes the next free descriptor (the caller checked there is one).
+    @inlinable @inline(__always)
+    mutating func takeDescriptor() -> UInt16 {
+        let index = freeRing[freeTake & mask]
+        freeTake &+= 1
+        return index
+    }
+
+    /// Returns a descriptor to the free ring.
+    @inlinable @inline(__always)
+    mutating func giveDescriptor(_ index: UInt16) {
+        freeRing[freeGive & mask] = index
+        freeGive &+= 1
+    }
+}

@@ -1,0 +1,141 @@
+/// Owns one raw allocation for the lifetime of a queue; the queue keeps typed pointers into
+/// it so that its hot path touches no class (no ARC, no exclusivity checks).
+@usableFromInline
+final class UnsafeAllocation: @unchecked Sendable {
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let byteCount: Int
+
+    @usableFromInline
+    init(byteCount: Int) {
+        self.byteCount = max(byteCount, 1)
+        base = UnsafeMutableRawPointer.allocate(byteCount: self.byteCount, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: self.byteCount)
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// Carves typed arrays out of one ``UnsafeAllocation``.
+@usableFromInline
+struct AllocationPlan {
+    @usableFromInline var size = 0
+
+    @usableFromInline init() {}
+
+    /// Reserves `count` elements of `T` and returns their byte offset.
+    @usableFromInline
+    mutating func reserve<T>(_: T.Type, count: Int) -> Int {
+        let a = MemoryLayout<T>.alignment
+        let offset = (size + a - 1) & ~(a - 1)
+        size = offset + MemoryLayout<T>.stride * count
+        return offset
+    }
+}
+
+/// Private storage for the segments of popped chains.
+///
+/// Segments live in blocks of ``blockSize``. Block `h` belongs to the chain whose head is
+/// descriptor `h` (a head is in flight at most once, so block `h` is always free when that
+/// head is popped); longer chains continue in overflow blocks taken from a free stack and
+/// linked behind it. Popping a chain of up to four segments therefore allocates nothing
+/// and completing it frees nothing.
+@frozen @usableFromInline
+struct UnsafeSegmentArena: @unchecked Sendable {
+    @usableFromInline static var blockSize: Int { 4 }
+
+    /// What a chain needs to read its segments back: the blocks and their links.
+    @usableFromInline let view: SegmentView
+    @usableFromInline let freeStack: UnsafeMutablePointer<UInt32>
+    @usableFromInline let headBlocks: Int
+    @usableFromInline let overflowBlocks: Int
+
+    /// The number of overflow blocks needed so that one chain of `queueSize` segments always
+    /// fits when no other chain is in flight, doubled so that a long chain can be popped while
+    /// another is being processed.
+    @usableFromInline
+    static func defaultOverflowBlocks(queueSize: Int) -> Int {
+        max(2 * ((queueSize + blockSize - 1) / blockSize), 8)
+    }
+
+    @usableFromInline
+    static func plan(_ plan: inout AllocationPlan, queueSize: Int, overflowBlocks: Int) -> (Int, Int, Int) {
+        let blocks = queueSize + overflowBlocks
+        return (plan.reserve(ChainSegment.self, count: blocks * blockSize),
+                plan.reserve(UInt32.self, count: blocks),
+                plan.reserve(UInt32.self, count: overflowBlocks))
+    }
+
+    @usableFromInline
+    init(allocation: UnsafeAllocation, offsets: (Int, Int, Int), queueSize: Int, overflowBlocks: Int) {
+        view = SegmentView(
+            segments: (allocation.base + offsets.0).bindMemory(to: ChainSegment.self, capacity: (queueSize + overflowBlocks) * Self.blockSize),
+            links: (allocation.base + offsets.1).bindMemory(to: UInt32.self, capacity: queueSize + overflowBlocks))
+        freeStack = (allocation.base + offsets.2).bindMemory(to: UInt32.self, capacity: overflowBlocks)
+        headBlocks = queueSize
+        self.overflowBlocks = overflowBlocks
+    }
+
+    /// Fills the free stack with every overflow block; returns the free count.
+    @usableFromInline
+    func resetFreeStack() -> Int {
+        for i in 0..<overflowBlocks { freeStack[i] = UInt32(headBlocks + i) }
+        return overflowBlocks
+    }
+}
+
+/// The blocks of a segment arena and the links between them.
+@frozen @usableFromInline
+struct SegmentView: @unchecked Sendable {
+    @usableFromInline let segments: UnsafeMutablePointer<ChainSegment>
+    @usableFromInline let links: UnsafeMutablePointer<UInt32>
+
+    @inlinable
+    init(segments: UnsafeMutablePointer<ChainSegment>, links: UnsafeMutablePointer<UInt32>) {
+        self.segments = segments
+        self.links = links
+    }
+
+    /// A cursor at the first segment of block `block`.
+    @inlinable
+    func cursor(block: Int) -> Cursor { Cursor(view: self, block: block) }
+
+    /// Reads segments block by block.
+    @frozen @usableFromInline
+    struct Cursor {
+        @usableFromInline let view: SegmentView
+        @usableFromInline var block: Int
+        @usableFromInline var position: Int
+
+        @inlinable
+        init(view: SegmentView, block: Int) {
+            self.view = view
+            self.block = block
+            position = 0
+        }
+
+        @inlinable
+        mutating func next() -> ChainSegment {
+            if _slowPath(position == UnsafeSegmentArena.blockSize) {
+                block = Int(view.links[block])
+                position = 0
+            }
+            defer { position &+= 1 }
+            return view.segments[block &* UnsafeSegmentArena.blockSize &+ position]
+        }
+
+        /// Skips `n` segments.
+        @inlinable
+        mutating func advance(by n: Int) {
+            var n = n
+            while n > 0 {
+                if position == UnsafeSegmentArena.blockSize {
+                    block = Int(view.links[block])
+                    position = 0
+                }
+                let step = Swift.min(n, UnsafeSegmentArena.blockSize &- position)
+                position &+= step
+                n &-= step
+            }
+        }
+    }
+}
