@@ -1,0 +1,147 @@
+import VirtioCore
+
+/// Workload W1: one thread plays driver and device of a split queue of size 256 in lock-step.
+///
+/// The driver adds `batch` chains of `descs` descriptors (the first device-readable, 16 bytes;
+/// the rest device-writable, 64 bytes; each in its own 4 KiB page) and publishes once per
+/// batch; the device pops every available chain, walks it, translates each descriptor to a
+/// host range, sums the lengths, adds used and publishes once per batch; the driver reaps.
+/// Rate: chains per CPU-second of the thread, median of the runs.
+struct RingBenchmark {
+    static let queueSize = 256
+    static let pages = 4096
+    static let page = 4096
+
+    let descs: Int
+    let batch: Int
+    let seconds: Double
+    let runs: Int
+
+    /// The guest-visible addresses of the `batch` chains' segments, page `16 + i` for segment i.
+    func segments(pageAddress: (Int) -> UInt64) -> [BufferSegment] {
+        var segments: [BufferSegment] = []
+        for b in 0..<batch {
+            for d in 0..<descs {
+                segments.append(BufferSegment(address: pageAddress(16 + b * descs + d), length: d == 0 ? 16 : 64))
+            }
+        }
+        return segments
+    }
+
+    /// Runs the workload over guest-physical (identity) translation.
+    func runIdentity() -> JSONLine {
+        let region = GuestMemoryRegion(size: Self.pages * Self.page)
+        let layout = SplitRingLayout(queueSize: Self.queueSize)!
+        let ring = try! SplitRing(layout: layout, contiguous: region.range)
+        let addresses = SplitRingAddresses(contiguousAt: region.guestBase, layout: layout)
+        var driver = SplitDriverQueue(ring: ring, features: [.version1])
+        var device = try! SplitDeviceQueue(queueSize: Self.queueSize, addresses: addresses,
+                                           memory: region.identityTranslator, features: [.version1])
+        let segments = segments { region.guestBase + UInt64($0 * Self.page) }
+        return measure(translator: "identity") { checksum in
+            Self.lockStep(driver: &driver, device: &device, segments: segments.span, descs: descs, batch: batch, checksum: &checksum)
+        }
+    }
+
+    /// Times `body` (one call = 256 lock-step iterations) until `seconds` of thread CPU time
+    /// have passed, `runs` times, and reports the median rate.
+    func measure(translator: String, _ body: (inout UInt64) -> Int) -> JSONLine {
+        var rates: [Double] = []
+        var checksum: UInt64 = 0
+        for _ in 0..<runs {
+            var chains = 0
+            let start = threadCPUSeconds()
+            var elapsed = 0.0
+            repeat {
+                chains += body(&checksum)
+                elapsed = threadCPUSeconds() - start
+            } while elapsed < seconds
+            rates.append(Double(chains) / elapsed)
+        }
+        var line = JSONLine()
+        line.add("workload", "ring")
+        line.add("impl", "swift")
+        line.add("ring", "split")
+        line.add("descs", descs)
+        line.add("batch", batch)
+        line.add("translator", translator)
+        line.add("chains_per_cpu_s", median(rates))
+        line.add("min_chains_per_cpu_s", rates.min() ?? 0)
+        line.add("max_chains_per_cpu_s", rates.max() ?? 0)
+        line.add("runs", runs)
+        line.add("checksum", checksum & 0xffff)
+        return line
+    }
+
+    /// 256 iterations of: the driver adds and publishes a batch, the device consumes it, the
+    /// driver reaps.
+    @inline(never)
+    static func lockStep<Memory: MemoryTranslator>(driver: inout SplitDriverQueue, device: inout SplitDeviceQueue<Memory>,
+                                                   segments: Span<BufferSegment>, descs: Int, batch: Int,
+                                                   checksum: inout UInt64) -> Int {
+        var chains = 0
+        do {
+            for _ in 0..<256 {
+                var s = 0
+                for _ in 0..<batch {
+                    try driver.add(readable: segments.extracting(s..<(s + 1)), writable: segments.extracting((s + 1)..<(s + descs)),
+                                   token: UInt64(s))
+                    s += descs
+                }
+                driver.publish()
+                while let chain = try device.popAvailable() {
+                    var total: UInt64 = 0
+                    for segment in chain.segments {
+                        checksum &+= UInt64(try device.memory.translate(segment).startAddress)
+                        total &+= UInt64(segment.length)
+                    }
+                    checksum &+= total
+                    device.addUsed(chain, length: UInt32(truncatingIfNeeded: chain.writableLength))
+                    chains += 1
+                }
+                device.publishUsed()
+                while let used = try driver.reapUsed() { checksum &+= used.token }
+            }
+        } catch {
+            fatalError("the benchmark's own ring broke: \(error)")
+        }
+        return chains
+    }
+}
+
+/// `virtio-grant bench ring`.
+struct RingBenchCommand {
+    let descs: [Int]
+    let batches: [Int]
+    let translator: String
+    let seconds: Double
+    let runs: Int
+    let reference: String?
+
+    init(_ arguments: ArraySlice<String>) throws(UsageError) {
+        let options = try Options(arguments, options: ["descs", "batch", "translator", "seconds", "runs", "reference"])
+        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
+        descs = try options.ints("descs", default: [1, 2], in: 1...2)
+        batches = try options.ints("batch", default: [1, 32], in: 1...RingBenchmark.queueSize / 2)
+        translator = try options.choice("translator", default: "identity", from: ["identity"])
+        seconds = try options.seconds("seconds", default: 1, max: 60)
+        runs = try options.int("runs", default: 5, in: 1...100)
+        reference = options.string("reference")
+    }
+
+    func run() throws(UsageError) {
+        for d in descs {
+            for b in batches {
+                let benchmark = RingBenchmark(descs: d, batch: b, seconds: seconds, runs: runs)
+                print(benchmark.runIdentity().text)
+                if let reference {
+                    let args = [String(d), String(b), translator, String(seconds), String(runs)]
+                    guard let output = runProcess(reference, args) else {
+                        throw UsageError(description: "could not run the reference '\(reference)'")
+                    }
+                    print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
+                }
+            }
+        }
+    }
+}
