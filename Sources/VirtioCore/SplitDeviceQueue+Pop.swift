@@ -89,7 +89,7 @@ extension SplitDeviceQueue {
     /// Walks the chain at `head` whose first descriptor is `first`, copying each descriptor
     /// once into the arena. Returns `nil` (having consumed nothing) when the arena has no room
     /// for the chain's overflow blocks.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func walkChain(head: UInt16, first: Descriptor) throws(VirtqueueError) -> DescriptorChain? {
         let limit = layout.count
         let blockSize = UnsafeSegmentArena.blockSize
@@ -101,7 +101,8 @@ extension SplitDeviceQueue {
         var readable: UInt64 = 0
         var writable: UInt64 = 0
         var block = Int(head)
-        var position = 0
+        var slot = arena.view.segments + block &* blockSize
+        var slotsLeft = blockSize
         var taken = 0
         while true {
             if _slowPath(d.flags.contains(.indirect)) {
@@ -130,11 +131,10 @@ extension SplitDeviceQueue {
                 writable &+= UInt64(d.length)
             } else {
                 guard readableCount == count &- 1 else { throw fail(.readableAfterWritable) }
-                readableCount &+= 1
+                readableCount = count
                 readable &+= UInt64(d.length)
             }
-            guard readable &+ writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
-            if _slowPath(position == blockSize) {
+            if _slowPath(slotsLeft == 0) {
                 guard freeOverflow > 0 else {
                     releaseOverflow(after: Int(head), count: taken)
                     return nil
@@ -143,15 +143,20 @@ extension SplitDeviceQueue {
                 let next = arena.freeStack[freeOverflow]
                 arena.view.links[block] = next
                 block = Int(next)
-                position = 0
+                slot = arena.view.segments + block &* blockSize
+                slotsLeft = blockSize
                 taken &+= 1
             }
-            arena.view.segments[block &* blockSize &+ position] = ChainSegment(address: d.address, length: d.length, isWritable: isWritable)
-            position &+= 1
+            slot.initialize(to: ChainSegment(address: d.address, length: d.length, isWritable: isWritable))
+            slot += 1
+            slotsLeft &-= 1
             if !d.flags.contains(.next) { break }
             guard Int(d.next) < table.count else { throw fail(.nextOutOfRange(next: d.next, tableSize: table.count)) }
             d = table.load(Int(d.next))
         }
+        // At most 32768 segments of less than 2^32 bytes each: the sums cannot overflow, so the
+        // total is checked once here rather than per descriptor.
+        guard readable &+ writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
         return DescriptorChain(headIndex: head, epoch: epoch, segmentCount: count, readableSegmentCount: readableCount,
                                readableLength: readable, writableLength: writable, view: arena.view)
     }

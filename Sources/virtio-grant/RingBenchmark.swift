@@ -48,6 +48,7 @@ struct RingBenchmark {
     func measure(translator: String, _ body: (inout UInt64) -> Int) -> JSONLine {
         var rates: [Double] = []
         var checksum: UInt64 = 0
+        var total = 0
         for _ in 0..<runs {
             var chains = 0
             let start = threadCPUSeconds()
@@ -57,6 +58,7 @@ struct RingBenchmark {
                 elapsed = threadCPUSeconds() - start
             } while elapsed < seconds
             rates.append(Double(chains) / elapsed)
+            total += chains
         }
         var line = JSONLine()
         line.add("workload", "ring")
@@ -69,6 +71,7 @@ struct RingBenchmark {
         line.add("min_chains_per_cpu_s", rates.min() ?? 0)
         line.add("max_chains_per_cpu_s", rates.max() ?? 0)
         line.add("runs", runs)
+        line.add("chains", total)
         line.add("checksum", checksum & 0xffff)
         return line
     }
