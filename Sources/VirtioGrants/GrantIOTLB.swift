@@ -1,0 +1,173 @@
+import Synchronization
+import VirtioCore
+
+/// One cached translation: a grant reference and the mappings held for it.
+@frozen @usableFromInline
+struct IOTLBEntry {
+    /// `reference + 1`; 0 marks an empty entry.
+    @usableFromInline var tag: UInt32
+    /// Bit 0: a read mapping is held; bit 1: a write mapping is held.
+    @usableFromInline var permissions: UInt32
+    @usableFromInline var readSlot: UInt32
+    @usableFromInline var readGeneration: UInt32
+    @usableFromInline var writeSlot: UInt32
+    @usableFromInline var writeGeneration: UInt32
+    /// The page's host address.
+    @usableFromInline var page: UInt
+
+    @usableFromInline static var empty: IOTLBEntry {
+        IOTLBEntry(tag: 0, permissions: 0, readSlot: 0, readGeneration: 0, writeSlot: 0, writeGeneration: 0, page: 0)
+    }
+}
+
+/// Counters of one IOTLB (one queue).
+public struct IOTLBStatistics: Hashable, Sendable {
+    public var hits: UInt64 = 0
+    public var misses: UInt64 = 0
+    public var evictions: UInt64 = 0
+    public var invalidations: UInt64 = 0
+    /// Faults by kind (``TranslationFault/Kind``).
+    public var faults: [TranslationFault.Kind: UInt64] = [:]
+
+    /// Translations served from the cache, as a fraction of all that succeeded.
+    public var hitRate: Double { hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses) }
+    /// All faults.
+    public var faultCount: UInt64 { faults.values.reduce(0, +) }
+}
+
+/// A per-queue IOTLB in front of a ``GrantMapper``: a fixed-size, direct-mapped cache of grant
+/// mappings (persistent grants), looked up in O(1) with no allocation and no lock on a hit.
+///
+/// Entries hold real mappings, so while a page is cached its grant stays marked in use and the
+/// front-end cannot end access to it. Entries are dropped on eviction, on ``invalidate(_:)``
+/// and ``invalidateAll()`` (queue reset), and at ``quiesce()`` for references the front-end
+/// asked back. One IOTLB belongs to one queue worker: its methods are not thread-safe.
+public final class GrantIOTLB: @unchecked Sendable {
+    /// The mapper this cache fronts.
+    public let mapper: GrantMapper
+    /// The number of entries (a power of 2).
+    public let capacity: Int
+    @usableFromInline let entries: UnsafeMutablePointer<IOTLBEntry>
+    /// 0: hits, 1: misses, 2: evictions, 3: invalidations, 4...: faults by kind.
+    @usableFromInline let counters: UnsafeMutablePointer<UInt64>
+    static let faultBase = 4
+    private var epochSeen: UInt64 = 0
+
+    /// An IOTLB of `capacity` entries (rounded up to a power of 2) in front of `mapper`.
+    public init(mapper: GrantMapper, capacity: Int = 1024) {
+        var size = 1
+        while size < max(capacity, 1) { size <<= 1 }
+        self.mapper = mapper
+        self.capacity = size
+        entries = .allocate(capacity: size)
+        entries.initialize(repeating: .empty, count: size)
+        counters = .allocate(capacity: Self.faultBase + 16)
+        counters.initialize(repeating: 0, count: Self.faultBase + 16)
+        epochSeen = mapper.revocationEpoch.load(ordering: .acquiring)
+    }
+
+    deinit {
+        invalidateAll()
+        entries.deallocate()
+        counters.deallocate()
+    }
+
+    /// The translator for the ring code: a small value holding this cache's pointers. The
+    /// IOTLB must outlive every copy.
+    public var translator: GrantTranslator { GrantTranslator(iotlb: self) }
+
+    /// Drops the cached mappings of `ref`, if any.
+    public func invalidate(_ ref: GrantReference) {
+        let i = Int(ref.rawValue) & (capacity - 1)
+        if entries[i].tag == ref.rawValue &+ 1 { drop(i) }
+    }
+
+    /// Drops every cached mapping (queue reset, QRST-DEV-02; teardown).
+    public func invalidateAll() {
+        for i in 0..<capacity where entries[i].tag != 0 { drop(i) }
+    }
+
+    /// A point where no chain of this queue is in flight: drops the mappings of references
+    /// the front-end asked back since the last call, so their revocation can complete.
+    public func quiesce() {
+        let epoch = mapper.revocationEpoch.load(ordering: .acquiring)
+        guard epoch != epochSeen else { return }
+        epochSeen = epoch
+        let revoking = mapper.revokingReferences()
+        guard !revoking.isEmpty else { return }
+        for i in 0..<capacity where entries[i].tag != 0 && revoking.contains(entries[i].tag &- 1) { drop(i) }
+    }
+
+    /// Counters since creation.
+    public var statistics: IOTLBStatistics {
+        var s = IOTLBStatistics(hits: counters[0], misses: counters[1], evictions: counters[2], invalidations: counters[3])
+        for raw in 0..<16 where counters[Self.faultBase + raw] != 0 {
+            if let kind = TranslationFault.Kind(rawValue: UInt8(raw)) { s.faults[kind] = counters[Self.faultBase + raw] }
+        }
+        return s
+    }
+
+    /// Whether `ref` is cached (for tests and diagnostics).
+    public func contains(_ ref: GrantReference) -> Bool {
+        entries[Int(ref.rawValue) & (capacity - 1)].tag == ref.rawValue &+ 1
+    }
+
+    private func drop(_ i: Int) {
+        let e = entries[i]
+        entries[i] = .empty
+        counters[3] += 1
+        unmapHeld(e)
+    }
+
+    private func unmapHeld(_ e: IOTLBEntry) {
+        let ref = GrantReference(e.tag &- 1)
+        if e.permissions & 1 != 0 {
+            try? mapper.unmap(GrantMapping(reference: ref, access: .read, slot: e.readSlot, generation: e.readGeneration, pageAddress: e.page))
+        }
+        if e.permissions & 2 != 0 {
+            try? mapper.unmap(GrantMapping(reference: ref, access: .write, slot: e.writeSlot, generation: e.writeGeneration, pageAddress: e.page))
+        }
+    }
+
+    /// The miss path: maps `ref` for `access` (adding to a cached entry of the same reference,
+    /// or replacing another reference's entry) and returns the page's host address.
+    @usableFromInline
+    func fill(_ ref: GrantReference, access: MemoryAccess) throws(GrantFault) -> UInt {
+        let i = Int(ref.rawValue) & (capacity - 1)
+        var e = entries[i]
+        if e.tag != ref.rawValue &+ 1 {
+            if e.tag != 0 {
+                entries[i] = .empty
+                counters[2] += 1
+                unmapHeld(e)
+            }
+            e = .empty
+        }
+        let mapping = try mapper.map(ref, access: access)
+        counters[1] += 1
+        if e.tag != 0 && e.page != mapping.pageAddress {
+            // The granter re-pointed the reference: keep the new mapping only.
+            unmapHeld(e)
+            e = .empty
+        }
+        e.tag = ref.rawValue &+ 1
+        e.page = mapping.pageAddress
+        if access == .write {
+            e.permissions |= 2
+            e.writeSlot = mapping.slot
+            e.writeGeneration = mapping.generation
+        } else {
+            e.permissions |= 1
+            e.readSlot = mapping.slot
+            e.readGeneration = mapping.generation
+        }
+        entries[i] = e
+        return mapping.pageAddress
+    }
+
+    /// Counts a fault of `kind`.
+    @usableFromInline
+    func countFault(_ kind: TranslationFault.Kind) {
+        counters[Self.faultBase + Int(kind.rawValue)] += 1
+    }
+}

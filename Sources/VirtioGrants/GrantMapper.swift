@@ -1,0 +1,224 @@
+import Synchronization
+import VirtioCore
+
+/// The mapping side of a grant table (the back-end): the only way the back-end reaches the
+/// granting domain's memory (DESIGN §3).
+///
+/// `map` reads the entry once (one 64-bit load) and decides on that snapshot: the entry must
+/// permit access, name this domain, allow the access (GTF_readonly refuses writes) and name a
+/// frame inside the granting domain's region; then it sets GTF_reading or GTF_writing with a
+/// compare-and-swap that succeeds only if flags and domid are still what it saw. The in-use
+/// bit of a kind is cleared only when the last mapping of that kind is unmapped. A revoke
+/// request from the front-end stops new mappings of the reference until the existing ones are
+/// gone.
+public final class GrantMapper: @unchecked Sendable {
+    /// The granter's table in shared memory.
+    public let table: UnsafeGrantTable
+    /// The granting domain.
+    public let granter: DomainID
+    /// This (the mapping) domain.
+    public let domain: DomainID
+    /// The granting domain's shared region, frame 0 first.
+    public let frames: HostRange
+    /// The most mappings that may exist at once.
+    public let maxMappings: Int
+
+    /// How many times one reference may be mapped per kind at once (Xen's pin counts stop at 127).
+    public static let maxMappingsPerReference = 0x7FFF
+
+    struct Slot {
+        var reference: UInt32
+        var access: MemoryAccess
+        var generation: UInt32
+        var live: Bool
+    }
+
+    struct State {
+        var readers: [UInt16]
+        var writers: [UInt16]
+        var slots: [Slot] = []
+        var freeSlots: [UInt32] = []
+        var revoking: Set<UInt32> = []
+        var completedRevocations: [GrantReference] = []
+        var statistics = GrantMapperStatistics()
+    }
+    private let state: Mutex<State>
+    /// Bumped by every revoke request; translators compare it at quiescent points.
+    let revocationEpoch = Atomic<UInt64>(0)
+
+    /// A mapper of `granter`'s grants (table in `table`, memory in `frames`) for `domain`.
+    public init(table: HostRange, granter: DomainID, frames: HostRange, domain: DomainID, maxMappings: Int = 1 << 16) {
+        self.table = UnsafeGrantTable(table)
+        self.granter = granter
+        self.domain = domain
+        self.frames = frames
+        self.maxMappings = maxMappings
+        state = Mutex(State(readers: [UInt16](repeating: 0, count: self.table.count),
+                            writers: [UInt16](repeating: 0, count: self.table.count)))
+    }
+
+    /// The number of frames in the granting domain's region.
+    public var frameCount: Int { frames.count / GrantHandle.pageSize }
+
+    /// Maps the page granted by `ref` for `access`.
+    public func map(_ ref: GrantReference, access: MemoryAccess) throws(GrantFault) -> GrantMapping {
+        let r = Int(ref.rawValue)
+        guard r < table.count else { throw .badReference(ref) }
+        let inUseBit: GrantFlags = access == .write ? .writing : .reading
+        return try state.withLock { (s) throws(GrantFault) -> GrantMapping in
+            guard !s.revoking.contains(ref.rawValue) else { throw .revoked(ref) }
+            let count = access == .write ? s.writers[r] : s.readers[r]
+            guard Int(count) < Self.maxMappingsPerReference else { throw .tooManyMappings(ref) }
+            guard s.freeSlots.count > 0 || s.slots.count < maxMappings else { throw .tooManyMappings(ref) }
+            // Decide on one snapshot; the compare-and-swap then proves flags and domid did not
+            // change between the check and the in-use bit (a retry re-reads and re-checks all).
+            var snapshot = table.load(ref)
+            var attempts = 0
+            while true {
+                try check(snapshot, ref, access)
+                if snapshot.flags.contains(inUseBit) && count > 0 { break }   // already marked by our own mapping
+                var marked = snapshot
+                marked.flags.insert(inUseBit)
+                let r = table.compareExchangeHeader(ref, expected: snapshot, desired: marked)
+                if r.exchanged { break }
+                attempts += 1
+                guard attempts < 64 else { throw .contended(ref) }
+                snapshot = table.load(ref)
+            }
+            if access == .write { s.writers[r] += 1 } else { s.readers[r] += 1 }
+            let slot: UInt32
+            if let free = s.freeSlots.popLast() {
+                slot = free
+                s.slots[Int(slot)].reference = ref.rawValue
+                s.slots[Int(slot)].access = access
+                s.slots[Int(slot)].generation &+= 1
+                s.slots[Int(slot)].live = true
+            } else {
+                slot = UInt32(s.slots.count)
+                s.slots.append(Slot(reference: ref.rawValue, access: access, generation: 1, live: true))
+            }
+            s.statistics.maps += 1
+            let page = frames.slice(offset: Int(snapshot.frame) * GrantHandle.pageSize, length: GrantHandle.pageSize)
+            return GrantMapping(reference: ref, access: access, slot: slot, generation: s.slots[Int(slot)].generation,
+                                pageAddress: page.startAddress)
+        }
+    }
+
+    /// The checks of `map`, all on one snapshot of the entry.
+    private func check(_ e: GrantEntry, _ ref: GrantReference, _ access: MemoryAccess) throws(GrantFault) {
+        let type = e.flags.intersection(.typeMask)
+        guard type == .permitAccess else {
+            if type.isEmpty { throw .notGranted(ref) }
+            throw .unsupported(ref, flags: e.flags.rawValue)
+        }
+        guard !e.flags.contains(.subPage) else { throw .unsupported(ref, flags: e.flags.rawValue) }
+        guard e.domain == domain else { throw .wrongDomain(ref, grantee: e.domain) }
+        if access == .write && e.flags.contains(.readOnly) { throw .readOnly(ref) }
+        guard Int(e.frame) < frameCount else { throw .frameOutOfRange(ref, frame: e.frame) }
+    }
+
+    /// Ends `mapping`. The in-use bit of its kind is cleared when it was the last mapping of that
+    /// kind. Unmapping a mapping that is already gone is refused (``GrantFault/notMapped(_:)``):
+    /// counts never underflow and never drop for another mapping's sake.
+    public func unmap(_ mapping: GrantMapping) throws(GrantFault) {
+        let ref = mapping.reference
+        let r = Int(ref.rawValue)
+        try state.withLock { (s) throws(GrantFault) in
+            let i = Int(mapping.slot)
+            guard i < s.slots.count, s.slots[i].live, s.slots[i].generation == mapping.generation,
+                  s.slots[i].reference == ref.rawValue, s.slots[i].access == mapping.access else { throw .notMapped(ref) }
+            s.slots[i].live = false
+            s.freeSlots.append(mapping.slot)
+            let remaining: UInt16
+            if mapping.access == .write {
+                s.writers[r] -= 1
+                remaining = s.writers[r]
+            } else {
+                s.readers[r] -= 1
+                remaining = s.readers[r]
+            }
+            if remaining == 0 { clearInUse(ref, mapping.access == .write ? .writing : .reading) }
+            s.statistics.unmaps += 1
+            if s.readers[r] == 0 && s.writers[r] == 0 && s.revoking.remove(ref.rawValue) != nil {
+                s.completedRevocations.append(ref)
+            }
+        }
+    }
+
+    /// Clears an in-use bit with a compare-and-swap loop (the granter must not change a mapped
+    /// entry, but a hostile one may; the loop gives up after a bound rather than spin).
+    private func clearInUse(_ ref: GrantReference, _ bit: GrantFlags) {
+        var current = table.load(ref)
+        for _ in 0..<64 {
+            guard current.flags.contains(bit) else { return }
+            var cleared = current
+            cleared.flags.remove(bit)
+            let r = table.compareExchangeHeader(ref, expected: current, desired: cleared)
+            if r.exchanged { return }
+            current = r.found
+        }
+    }
+
+    /// Maps every request independently: each element gets its own result, and a failed element
+    /// never hides behind a succeeded one (XSA-361).
+    public func map(batch: [GrantMapRequest]) -> [Result<GrantMapping, GrantFault>] {
+        batch.map { request in Result { () throws(GrantFault) in try map(request.reference, access: request.access) } }
+    }
+
+    /// Unmaps every mapping independently, with a result per element.
+    public func unmap(batch: [GrantMapping]) -> [Result<Void, GrantFault>] {
+        batch.map { mapping in Result { () throws(GrantFault) in try unmap(mapping) } }
+    }
+
+    /// How many mappings of `ref` exist, per kind.
+    public func mappingCount(_ ref: GrantReference) -> (readers: Int, writers: Int) {
+        let r = Int(ref.rawValue)
+        guard r < table.count else { return (0, 0) }
+        return state.withLock { (Int($0.readers[r]), Int($0.writers[r])) }
+    }
+
+    /// Counters since creation.
+    public var statistics: GrantMapperStatistics { state.withLock { $0.statistics } }
+
+    // MARK: Revocation
+
+    /// The front-end asks for `ref` back. No new mapping of it is made from now on; existing
+    /// mappings go when their holders unmap them (translators drop theirs at their next
+    /// quiescent point, ``GrantTranslator/quiesce()``). When the last is gone, `ref` appears in
+    /// ``takeCompletedRevocations()`` and the front-end's end of access succeeds.
+    public func requestRevoke(_ ref: GrantReference) {
+        guard Int(ref.rawValue) < table.count else { return }
+        state.withLock { s in
+            let r = Int(ref.rawValue)
+            if s.readers[r] == 0 && s.writers[r] == 0 {
+                s.completedRevocations.append(ref)
+            } else {
+                s.revoking.insert(ref.rawValue)
+            }
+            s.statistics.revocations += 1
+        }
+        revocationEpoch.add(1, ordering: .releasing)
+    }
+
+    /// Whether `ref` is waiting for its mappings to go.
+    public func isRevoking(_ ref: GrantReference) -> Bool { state.withLock { $0.revoking.contains(ref.rawValue) } }
+
+    /// The references whose revocation completed since the last call.
+    public func takeCompletedRevocations() -> [GrantReference] {
+        state.withLock { s in
+            defer { s.completedRevocations.removeAll() }
+            return s.completedRevocations
+        }
+    }
+
+    /// The revoking set, for translators dropping cached mappings.
+    func revokingReferences() -> Set<UInt32> { state.withLock { $0.revoking } }
+}
+
+/// Counters of a ``GrantMapper``.
+public struct GrantMapperStatistics: Hashable, Sendable {
+    public var maps = 0
+    public var unmaps = 0
+    public var copies = 0
+    public var revocations = 0
+}

@@ -1,0 +1,162 @@
+import Synchronization
+import VirtioCore
+
+/// Access rights of an IOVA mapping (vhost-user `VHOST_ACCESS_RO/WO/RW`: 1, 2, 3).
+@frozen
+public struct IOVAPermissions: OptionSet, Hashable, Sendable {
+    public var rawValue: UInt8
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public static var read: IOVAPermissions { IOVAPermissions(rawValue: 1) }
+    @inlinable public static var write: IOVAPermissions { IOVAPermissions(rawValue: 2) }
+    @inlinable public static var readWrite: IOVAPermissions { [.read, .write] }
+
+    @inlinable
+    public func allows(_ access: MemoryAccess) -> Bool { rawValue & access.rawValue != 0 }
+}
+
+/// Why an IOTLB update was refused.
+public enum IOVAError: Error, Hashable, Sendable {
+    /// A zero-sized range, or one whose end overflows 64 bits.
+    case invalidRange(iova: UInt64, size: UInt64)
+    /// The host bytes given do not match the size.
+    case sizeMismatch(iova: UInt64, size: UInt64, host: Int)
+    /// No permission given.
+    case noPermission(iova: UInt64)
+    /// The map holds its maximum number of ranges.
+    case full
+}
+
+/// An address space of I/O virtual addresses (the vhost-user IOTLB mode): ranges of IOVAs
+/// mapped to host memory with permissions, fed by update and invalidate messages from the
+/// front-end's IOMMU. Thread-safe: the control plane updates it while queue workers translate.
+///
+/// An update replaces whatever it overlaps (the front-end's IOMMU is the authority and an
+/// IOTLB is a cache); an invalidation removes the covered parts of ranges, splitting a range
+/// it covers only partly. Every change bumps ``generation``, which the translators' caches
+/// check on each lookup, so no stale translation survives an invalidation. Addresses that miss
+/// are recorded, coalesced per page and bounded, for the transport to report as IOTLB misses.
+public final class IOVASpace: @unchecked Sendable {
+    struct Range {
+        var start: UInt64
+        var end: UInt64            // exclusive
+        var host: UInt             // host address of `start`
+        var permissions: IOVAPermissions
+    }
+
+    struct State {
+        var ranges: [Range] = []   // sorted by start, non-overlapping
+        var misses: [(page: UInt64, access: MemoryAccess)] = []
+        var droppedMisses = 0
+    }
+
+    private let state = Mutex(State())
+    /// Bumped on every change.
+    let generationCounter = Atomic<UInt64>(1)
+    /// The most ranges the space holds.
+    public let capacity: Int
+    /// The most distinct pending misses kept (failure mode: unbounded miss growth).
+    public let missCapacity: Int
+
+    public init(capacity: Int = 1 << 16, missCapacity: Int = 64) {
+        self.capacity = capacity
+        self.missCapacity = missCapacity
+    }
+
+    /// The current generation (changes with every update or invalidation).
+    public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+
+    /// Maps `[iova, iova + size)` to `host` (exactly `size` bytes) with `permissions`.
+    public func update(iova: UInt64, size: UInt64, host: HostRange, permissions: IOVAPermissions) throws(IOVAError) {
+        guard size > 0, iova <= UInt64.max - (size - 1) else { throw .invalidRange(iova: iova, size: size) }
+        guard UInt64(host.count) == size else { throw .sizeMismatch(iova: iova, size: size, host: host.count) }
+        guard !permissions.isEmpty else { throw .noPermission(iova: iova) }
+        let end = iova &+ size   // 0 means 2^64
+        try state.withLock { (s) throws(IOVAError) in
+            Self.remove(&s.ranges, iova, end)
+            guard s.ranges.count < capacity else { throw .full }
+            let i = s.ranges.firstIndex { $0.start > iova } ?? s.ranges.count
+            s.ranges.insert(Range(start: iova, end: end, host: host.startAddress, permissions: permissions), at: i)
+            s.misses.removeAll { $0.page >= iova >> 12 && ($0.page << 12) &- iova < size }
+        }
+        generationCounter.add(1, ordering: .releasing)
+    }
+
+    /// Removes every mapping of `[iova, iova + size)`.
+    public func invalidate(iova: UInt64, size: UInt64) {
+        guard size > 0 else { return }
+        let end = iova <= UInt64.max - (size - 1) ? iova &+ size : 0
+        state.withLock { Self.remove(&$0.ranges, iova, end) }
+        generationCounter.add(1, ordering: .releasing)
+    }
+
+    /// Removes everything (device reset, ACCESS_PLATFORM renegotiated).
+    public func invalidateAll() {
+        state.withLock { $0.ranges.removeAll() }
+        generationCounter.add(1, ordering: .releasing)
+    }
+
+    /// Cuts `[start, end)` out of the sorted ranges (`end` 0 means 2^64).
+    private static func remove(_ ranges: inout [Range], _ start: UInt64, _ end: UInt64) {
+        func before(_ a: UInt64, _ b: UInt64) -> Bool { b == 0 ? true : a < b }   // a < b with 0 as 2^64
+        var result: [Range] = []
+        result.reserveCapacity(ranges.count + 1)
+        for r in ranges {
+            let overlaps = before(r.start, end) && before(start, r.end)
+            guard overlaps else {
+                result.append(r)
+                continue
+            }
+            if r.start < start {
+                result.append(Range(start: r.start, end: start, host: r.host, permissions: r.permissions))
+            }
+            if end != 0 && before(end, r.end) {
+                result.append(Range(start: end, end: r.end, host: r.host &+ UInt(end &- r.start), permissions: r.permissions))
+            }
+        }
+        ranges = result
+    }
+
+    /// The number of ranges mapped.
+    public var rangeCount: Int { state.withLock { $0.ranges.count } }
+
+    /// Looks up `iova` for `access`: the host address and the bytes left in its range.
+    func lookup(_ iova: UInt64, access: MemoryAccess) -> (host: UInt, available: UInt64)? {
+        state.withLock { s -> (host: UInt, available: UInt64)? in
+            var lo = 0, hi = s.ranges.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if s.ranges[mid].start <= iova { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo > 0 else { return nil }
+            let r = s.ranges[lo - 1]
+            guard r.end == 0 || iova < r.end else { return nil }
+            guard r.permissions.allows(access) else { return nil }
+            return (r.host &+ UInt(iova &- r.start), r.end &- iova)
+        }
+    }
+
+    /// Whether `iova` is mapped at all (to tell a permission fault from a miss).
+    func isMapped(_ iova: UInt64) -> Bool {
+        state.withLock { s in s.ranges.contains { $0.start <= iova && ($0.end == 0 || iova < $0.end) } }
+    }
+
+    /// Records a miss (coalesced per page; beyond ``missCapacity`` distinct pages, dropped and counted).
+    func recordMiss(_ iova: UInt64, access: MemoryAccess) {
+        state.withLock { s in
+            let page = iova >> 12
+            guard !s.misses.contains(where: { $0.page == page && $0.access == access }) else { return }
+            if s.misses.count < missCapacity { s.misses.append((page, access)) } else { s.droppedMisses += 1 }
+        }
+    }
+
+    /// The pending misses (page-aligned IOVA and access), oldest first; the list is emptied.
+    public func takeMisses() -> [(iova: UInt64, access: MemoryAccess)] {
+        state.withLock { s in
+            defer { s.misses.removeAll() }
+            return s.misses.map { ($0.page << 12, $0.access) }
+        }
+    }
+
+    /// Misses dropped because the pending list was full.
+    public var droppedMisses: Int { state.withLock { $0.droppedMisses } }
+}
