@@ -16,6 +16,9 @@ let usage = """
         --seconds S        CPU-seconds per run (default 1)
         --runs R           runs per variant; the median is reported (default 5)
         --reference PATH   also run the C reference binary built from shared/bench/ring_ref.c
+      bench grants         grant+endAccess, map+unmap, IOTLB hit translation, 4 KiB copies
+        --seconds S        CPU-seconds per run (default 1)
+        --runs R           runs per measurement; the median is reported (default 5)
     """
 
 func fail(_ message: String) -> Never {
@@ -40,8 +43,10 @@ do throws(UsageError) {
         switch arguments.dropFirst().first {
         case "ring":
             try RingBenchCommand(arguments.dropFirst(2)).run()
+        case "grants":
+            try GrantsBenchCommand(arguments.dropFirst(2)).run()
         default:
-            throw UsageError(description: "bench needs a workload: ring")
+            throw UsageError(description: "bench needs a workload: ring or grants")
         }
     case "help", "--help", "-h":
         print(usage)
