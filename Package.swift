@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "VirtioCore", targets: ["VirtioCore"]),
         .library(name: "VirtioGrants", targets: ["VirtioGrants"]),
+        .library(name: "VirtioTransport", targets: ["VirtioTransport"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -19,9 +20,14 @@ let package = Package(
         // Grant tables (granting and mapping sides) and the IOMMU-style mapper: translators for
         // grant handles and IOVAs behind the ring's generic parameter, with an IOTLB.
         .target(name: "VirtioGrants", dependencies: ["VirtioCore"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants"]),
+        // Only what Glibc does not import: GNU-only calls, variadic syscall(), CMSG macros.
+        .target(name: "CVirtioShim"),
+        // Shared memory, eventfd doorbells, the vhost-user control plane, FrontEnd and BackEnd.
+        .target(name: "VirtioTransport", dependencies: ["VirtioCore", "VirtioGrants", "CVirtioShim"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
+        .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
     ],
     swiftLanguageModes: [.v6]
 )

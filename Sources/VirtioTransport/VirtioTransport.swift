@@ -1,0 +1,1 @@
+// The cross-process transport: shared memory, doorbells, the vhost-user control plane.
