@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "VirtioCore", targets: ["VirtioCore"]),
         .library(name: "VirtioGrants", targets: ["VirtioGrants"]),
         .library(name: "VirtioTransport", targets: ["VirtioTransport"]),
+        .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -24,10 +25,13 @@ let package = Package(
         .target(name: "CVirtioShim"),
         // Shared memory, eventfd doorbells, the vhost-user control plane, FrontEnd and BackEnd.
         .target(name: "VirtioTransport", dependencies: ["VirtioCore", "VirtioGrants", "CVirtioShim"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport"]),
+        // Sample devices built only on the public API, used by the demo and the benchmarks.
+        .target(name: "VirtioDevices", dependencies: ["VirtioCore", "VirtioTransport"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
-        .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
+        .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "virtio-grant"]),
+        .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,181 @@
+/// The host bytes of one chain, every segment already translated with the access its
+/// direction allows: what a device reads and writes, with no further translation.
+///
+/// Resolving before the device runs means a chain that names memory the device may not
+/// reach (an ungranted handle, a read-only grant behind a device-writable descriptor) is
+/// refused before the device acts on any of it.
+public struct ChainResolver: Sendable {
+    @usableFromInline var storage: [HostRange] = []
+
+    /// The fragments of the chains resolved so far: readable ones, then writable ones, per chain.
+    public var fragments: [HostRange] { storage }
+
+    public init() {}
+
+    /// Forgets every resolved chain (keeping the storage).
+    public mutating func removeAll() { storage.removeAll(keepingCapacity: true) }
+
+    /// Translates each segment of `chain` through `memory` and appends its host fragments.
+    ///
+    /// - Returns: where the chain's fragments are: readable ones in `readable`, writable ones
+    ///   in `writable` (index ranges into ``fragments``).
+    /// - Throws: ``VirtqueueError/memoryFault(_:)`` for the first segment that cannot be reached;
+    ///   the fragments of this chain are then removed again.
+    @inlinable
+    public mutating func resolve<Memory: MemoryTranslator>(_ chain: DescriptorChain, through memory: Memory)
+        throws(VirtqueueError) -> (readable: Range<Int>, writable: Range<Int>) {
+        let first = storage.count
+        var readableEnd = first
+        var index = 0
+        for segment in chain.segments {
+            var address = segment.address
+            var left = Int(segment.length)
+            repeat {
+                let range: HostRange
+                do {
+                    range = try memory.translate(address, length: left, access: segment.access)
+                } catch {
+                    storage.removeSubrange(first...)
+                    throw .memoryFault(error)
+                }
+                if range.count > 0 { storage.append(range) }
+                address &+= UInt64(range.count)
+                left &-= range.count
+                if range.count == 0 && left > 0 {
+                    storage.removeSubrange(first...)
+                    throw .memoryFault(TranslationFault(.outOfRange, address: address, length: left, access: segment.access))
+                }
+            } while left > 0
+            index &+= 1
+            if index == chain.readableSegmentCount { readableEnd = storage.count }
+        }
+        if chain.readableSegmentCount == 0 { readableEnd = first }
+        return (first..<readableEnd, readableEnd..<storage.count)
+    }
+}
+
+/// Reads the device-readable bytes of a resolved chain, across fragments at any split.
+public struct FragmentReader {
+    @usableFromInline let fragments: [HostRange]
+    @usableFromInline var index: Int
+    @usableFromInline let end: Int
+    @usableFromInline var offset = 0
+    /// The total readable bytes.
+    public let length: Int
+    /// The bytes consumed so far.
+    public private(set) var bytesRead = 0
+
+    public init(_ fragments: [HostRange], _ range: Range<Int>) {
+        self.fragments = fragments
+        index = range.lowerBound
+        end = range.upperBound
+        length = fragments[range].reduce(0) { $0 + $1.count }
+    }
+
+    /// The readable bytes not yet consumed.
+    public var remaining: Int { length - bytesRead }
+
+    /// Copies up to `buffer.count` bytes into `buffer`; returns how many.
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var done = 0
+        while done < buffer.count && index < end {
+            let n = fragments[index].copyBytes(from: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            done += n
+            offset += n
+            if offset == fragments[index].count {
+                index += 1
+                offset = 0
+            }
+        }
+        bytesRead += done
+        return done
+    }
+
+    /// Reads exactly `count` bytes, or throws without consuming when fewer remain.
+    public mutating func readBytes(_ count: Int) throws(ChainAccessError) -> [UInt8] {
+        guard count <= remaining else { throw .endOfChain(needed: count, available: remaining) }
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = read(into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Reads a little-endian integer, or throws without consuming when it does not fit.
+    public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(ChainAccessError) -> T {
+        guard MemoryLayout<T>.size <= remaining else { throw .endOfChain(needed: MemoryLayout<T>.size, available: remaining) }
+        var value = T.zero
+        _ = withUnsafeMutableBytes(of: &value) { read(into: $0) }
+        return T(littleEndian: value)
+    }
+
+    /// Skips up to `count` bytes; returns how many.
+    @discardableResult
+    public mutating func skip(_ count: Int) -> Int {
+        var done = 0
+        while done < count && index < end {
+            let n = min(count - done, fragments[index].count - offset)
+            done += n
+            offset += n
+            if offset == fragments[index].count {
+                index += 1
+                offset = 0
+            }
+        }
+        bytesRead += done
+        return done
+    }
+}
+
+/// Writes the device-writable bytes of a resolved chain, across fragments at any split, and
+/// counts them for the used length (USD-DEV-02).
+public struct FragmentWriter {
+    @usableFromInline let fragments: [HostRange]
+    @usableFromInline var index: Int
+    @usableFromInline let end: Int
+    @usableFromInline var offset = 0
+    /// The total writable bytes.
+    public let capacity: Int
+    /// The bytes written so far: the used length to report.
+    public private(set) var bytesWritten = 0
+
+    public init(_ fragments: [HostRange], _ range: Range<Int>) {
+        self.fragments = fragments
+        index = range.lowerBound
+        end = range.upperBound
+        capacity = fragments[range].reduce(0) { $0 + $1.count }
+    }
+
+    /// The writable bytes not yet written.
+    public var remaining: Int { capacity - bytesWritten }
+
+    /// The used length to report (the used ring's 32-bit field).
+    public var usedLength: UInt32 { UInt32(clamping: bytesWritten) }
+
+    /// Copies up to `bytes.count` bytes; returns how many.
+    @discardableResult
+    public mutating func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var done = 0
+        while done < bytes.count && index < end {
+            let n = fragments[index].copyBytes(to: offset, from: UnsafeRawBufferPointer(rebasing: bytes[done...]))
+            done += n
+            offset += n
+            if offset == fragments[index].count {
+                index += 1
+                offset = 0
+            }
+        }
+        bytesWritten += done
+        return done
+    }
+
+    /// Writes all of `bytes`, or throws without writing when they do not fit.
+    public mutating func write(contentsOf bytes: some Collection<UInt8>) throws(ChainAccessError) {
+        guard bytes.count <= remaining else { throw .endOfChain(needed: bytes.count, available: remaining) }
+        _ = Array(bytes).withUnsafeBytes { write($0) }
+    }
+
+    /// Writes a little-endian integer, or throws without writing when it does not fit.
+    public mutating func write<T: FixedWidthInteger>(_ value: T) throws(ChainAccessError) {
+        guard MemoryLayout<T>.size <= remaining else { throw .endOfChain(needed: MemoryLayout<T>.size, available: remaining) }
+        _ = withUnsafeBytes(of: value.littleEndian) { write($0) }
+    }
+}

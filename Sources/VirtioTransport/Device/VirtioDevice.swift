@@ -1,0 +1,85 @@
+import VirtioCore
+
+/// The device side an embedder implements: a back-end serves one instance to each front-end
+/// that connects (DESIGN §4).
+///
+/// The back-end resolves every segment of a chain through the mapper before the device sees
+/// it (a chain naming memory the device may not reach breaks the queue and never reaches the
+/// device), and calls ``process(queue:batch:)`` once per batch of chains, not per chain or per
+/// descriptor (DESIGN §5). Queues run on their own threads, so a device must be thread-safe
+/// across queues; one queue's batches arrive in order on one thread.
+public protocol VirtioDevice: AnyObject, Sendable {
+    /// The virtio device ID (VIRTIO 1.2 §5; 1 network, 2 block, ...).
+    var deviceID: UInt32 { get }
+    /// The device-type feature bits offered (bits 0–23 and 50–63); the transport adds its own.
+    var deviceFeatures: VirtioFeatures { get }
+    /// Prerequisites among the device-type bits (a feature, and what it requires).
+    var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { get }
+    /// The number of queues.
+    var queueCount: Int { get }
+    /// The largest size of each queue (a power of 2 up to 32768).
+    var maxQueueSize: Int { get }
+
+    /// The device configuration space, as the driver reads it (little-endian fields, §2.5).
+    func readConfig() -> [UInt8]
+    /// A driver write to the configuration space; `false` refuses it.
+    func writeConfig(offset: Int, bytes: [UInt8]) -> Bool
+    /// The driver accepted `features` (FEATURES_OK); `false` refuses the set (FEAT-DEV-02).
+    func acceptFeatures(_ features: VirtioFeatures) -> Bool
+    /// Processes the requests of one batch from `queue`, completing each with its used length.
+    func process(queue: Int, batch: inout RequestBatch)
+    /// Returns to the initial state (device reset, or the front-end went away).
+    func reset()
+}
+
+extension VirtioDevice {
+    public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
+    public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { false }
+    public func acceptFeatures(_ features: VirtioFeatures) -> Bool { true }
+}
+
+/// The requests of one batch: each chain's device-readable and device-writable bytes, already
+/// resolved to host memory, and the used length the device reports for it.
+public struct RequestBatch {
+    @usableFromInline var fragments: [HostRange]
+    @usableFromInline var spans: [(readable: Range<Int>, writable: Range<Int>)]
+    @usableFromInline var used: [UInt32]
+
+    init(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) {
+        self.fragments = fragments
+        self.spans = spans
+        used = [UInt32](repeating: 0, count: spans.count)
+    }
+
+    /// The number of requests.
+    public var count: Int { spans.count }
+
+    /// A reader over request `i`'s device-readable bytes.
+    public func reader(_ i: Int) -> FragmentReader { FragmentReader(fragments, spans[i].readable) }
+
+    /// A writer over request `i`'s device-writable bytes.
+    public func writer(_ i: Int) -> FragmentWriter { FragmentWriter(fragments, spans[i].writable) }
+
+    /// Completes request `i` with `usedLength` bytes written (at most its writable capacity;
+    /// a request not completed reports 0).
+    public mutating func complete(_ i: Int, usedLength: UInt32) {
+        let capacity = fragments[spans[i].writable].reduce(0) { $0 + $1.count }
+        precondition(Int(usedLength) <= capacity, "used length exceeds the request's writable capacity")
+        used[i] = usedLength
+    }
+
+    /// Completes request `i` with what `writer` wrote.
+    public mutating func complete(_ i: Int, with writer: FragmentWriter) {
+        complete(i, usedLength: writer.usedLength)
+    }
+}
+
+extension RequestBatch {
+    /// A batch over given fragments, for testing devices without a queue.
+    public static func testing(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) -> RequestBatch {
+        RequestBatch(fragments: fragments, spans: spans)
+    }
+
+    /// The used length request `i` was completed with.
+    public func usedLength(_ i: Int) -> UInt32 { used[i] }
+}
