@@ -37,7 +37,8 @@ public final class UnixSocket: Sendable {
     /// The corresponding C calls are `socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`, `bind` and
     /// `listen`. A socket file left at `path` by a listener that is gone (connecting to it is
     /// refused) is removed first; any other file, or a socket that still accepts connections,
-    /// is left alone and the call fails.
+    /// is left alone and the call fails. The liveness probe is a real connection: a live
+    /// listener at the path accepts it and sees it close at once.
     ///
     /// - Throws: ``UnixSocketError/invalidPath(_:)``, ``UnixSocketError/notASocket(_:)``,
     ///   ``UnixSocketError/addressInUse(_:)``, or ``UnixSocketError/system(_:)``.
@@ -120,6 +121,10 @@ public final class UnixSocket: Sendable {
     }
 
     /// Closes the socket; a listener also removes its socket file. Later calls do nothing.
+    ///
+    /// The file is removed only while this socket is still open (closing ``fd`` directly
+    /// leaves a stale file, which the next ``listen(path:backlog:)`` replaces) and still has
+    /// the inode it was bound with.
     public func close() {
         removeSocketFile()
         fd.close()
@@ -127,6 +132,10 @@ public final class UnixSocket: Sendable {
 
     private func removeSocketFile() {
         guard let binding, !unbound.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // While our socket listens, no listen() treats its file as stale, so a file with our
+        // inode at the path is ours. Once the socket is closed, the file may have been
+        // replaced by one that reuses the inode number.
+        guard fd.isOpen else { return }
         var info = stat()
         guard (try? nothingOrErrno("lstat", { lstat(binding.path, &info) })) != nil,
               UInt64(info.st_dev) == binding.device, UInt64(info.st_ino) == binding.inode else { return }
