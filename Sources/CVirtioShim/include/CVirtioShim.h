@@ -5,6 +5,7 @@
 #define CVIRTIO_SHIM_H
 
 #include <stddef.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -35,6 +36,10 @@ int CVirtioShim_accept_cloexec(int fd);
 
 // pidfd_open(pid, 0) through the variadic syscall(); -1 with errno ENOSYS on old kernels.
 int CVirtioShim_pidfd_open(pid_t pid);
+
+// posix_spawn_file_actions_addclosefrom_np(actions, from): GNU-only (glibc 2.34). Returns an
+// error number like the other posix_spawn calls (ENOSYS on an older glibc).
+int CVirtioShim_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
 // The CMSG_* macros, which Swift cannot import.
 static inline struct cmsghdr *CVirtioShim_CMSG_FIRSTHDR(const struct msghdr *msg) {

@@ -54,8 +54,11 @@ public final class ChildProcess: Sendable {
     ///   - environment: The child's environment; `nil` passes this process's own.
     ///   - fileDescriptors: Each `parent` descriptor appears in the child as number `child`
     ///     (for example `(child: 3, parent: socket.fd)`); the child numbers must differ.
-    ///     The mapping goes through `dup2`, which clears `FD_CLOEXEC` on the target, so these
-    ///     and the inherited standard streams are the only descriptors the child gets.
+    ///     The mapping goes through `dup2`, which clears `FD_CLOEXEC` on the target. Every
+    ///     other descriptor from 3 up is closed in the child
+    ///     (`posix_spawn_file_actions_addclose`, `..._addclosefrom_np`), even one that some
+    ///     other code opened without `FD_CLOEXEC`: the child gets these and the standard
+    ///     streams (0–2, inherited unless mapped), nothing else.
     public static func spawn(
         path: String,
         arguments: [String] = [],
@@ -79,6 +82,15 @@ public final class ChildProcess: Sendable {
         for (mapping, source) in zip(fileDescriptors, parked) {
             let from = source.rawValue
             try nothingOrErrorNumber("posix_spawn_file_actions_adddup2") { posix_spawn_file_actions_adddup2(&actions, from, mapping.child) }
+        }
+        // Code we do not control (test runners, libraries) may open descriptors without
+        // FD_CLOEXEC; close everything above the standard streams that is not a target.
+        // Closing a number that is not open is ignored by posix_spawn.
+        for number in 3..<max(lowestParking, 3) where !targets.contains(number) {
+            try nothingOrErrorNumber("posix_spawn_file_actions_addclose") { posix_spawn_file_actions_addclose(&actions, number) }
+        }
+        try nothingOrErrorNumber("posix_spawn_file_actions_addclosefrom_np") {
+            CVirtioShim_spawn_addclosefrom(&actions, max(lowestParking, 3))
         }
 
         var attributes = posix_spawnattr_t()
