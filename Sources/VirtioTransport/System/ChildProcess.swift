@@ -8,11 +8,12 @@ import Synchronization
 ///
 /// `posix_spawn` is used rather than `fork`: the test runner and the transport are
 /// multi-threaded, and a forked child of a multi-threaded process may only call
-/// async-signal-safe functions. Only the descriptors listed in `fileDescriptors` reach the
-/// child; everything this module opens is close-on-exec.
+/// async-signal-safe functions. Only the standard streams and the descriptors listed in
+/// `fileDescriptors` reach the child.
 ///
-/// Call ``wait(timeoutMilliseconds:)`` until it returns a status: a child that is never
-/// waited for stays a zombie until this process exits.
+/// Call ``wait(timeoutMilliseconds:)`` until it returns a status: a child still running when
+/// this object is deallocated is not waited for, and stays a zombie once it exits until this
+/// process ends.
 public final class ChildProcess: Sendable {
     /// How a child ended.
     public enum ExitStatus: Hashable, Sendable, CustomStringConvertible {
@@ -41,6 +42,9 @@ public final class ChildProcess: Sendable {
         self.pid = pid
         self.pidfd = pidfd
     }
+
+    // Reap a child that already exited; never block in deinit.
+    deinit { _ = try? reapIfExited() }
 
     /// Starts the executable at `path`.
     ///
@@ -89,8 +93,12 @@ public final class ChildProcess: Sendable {
         for number in 3..<max(lowestParking, 3) where !targets.contains(number) {
             try nothingOrErrorNumber("posix_spawn_file_actions_addclose") { posix_spawn_file_actions_addclose(&actions, number) }
         }
-        try nothingOrErrorNumber("posix_spawn_file_actions_addclosefrom_np") {
-            CVirtioShim_spawn_addclosefrom(&actions, max(lowestParking, 3))
+        do {
+            try nothingOrErrorNumber("posix_spawn_file_actions_addclosefrom_np") {
+                CVirtioShim_spawn_addclosefrom(&actions, max(lowestParking, 3))
+            }
+        } catch where error.errno == ENOSYS {
+            // glibc before 2.34: only FD_CLOEXEC keeps higher descriptors out of the child.
         }
 
         var attributes = posix_spawnattr_t()

@@ -53,7 +53,7 @@ public final class UnixSocket: Sendable {
             }
             try nothingOrErrno("listen") { Glibc.listen(raw, backlog) }
             var info = stat()
-            try nothingOrErrno("fstat") { lstat(path, &info) }
+            try nothingOrErrno("lstat") { lstat(path, &info) }
             return UnixSocket(fd: fd, binding: Binding(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino)))
         } catch {
             throw .system(error)
