@@ -123,6 +123,15 @@ extension SystemTests {
             #expect(try descriptorCountReturns(to: baseline))
         }
 
+        @Test("GHT-OS-08: using a region's range after unmap() traps")
+        func rangeAfterUnmapTraps() async {
+            await #expect(processExitsWith: .failure) {
+                let memory = try SharedMemory.create(name: "trap", size: SharedMemory.pageSize)
+                memory.unmap()
+                _ = memory.range
+            }
+        }
+
         @Test("GHT-OS-05: a region of size 0 or less is refused")
         func createRefusesEmpty() {
             #expect(throws: SharedMemoryError.invalidSize(0)) { _ = try SharedMemory.create(name: "empty", size: 0) }
