@@ -1,2 +1,54 @@
 #define _GNU_SOURCE
 #include "CVirtioShim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(int) == 4, "file descriptors travel as 4-byte ints in SCM_RIGHTS");
+
+int CVirtioShim_memfd_create_sealable(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+}
+
+int CVirtioShim_seal_size(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
+int CVirtioShim_get_seals(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) {
+        return -1;
+    }
+    int result = 0;
+    if (seals & F_SEAL_SEAL) result |= CVIRTIOSHIM_SEAL_SEAL;
+    if (seals & F_SEAL_SHRINK) result |= CVIRTIOSHIM_SEAL_SHRINK;
+    if (seals & F_SEAL_GROW) result |= CVIRTIOSHIM_SEAL_GROW;
+    if (seals & F_SEAL_WRITE) result |= CVIRTIOSHIM_SEAL_WRITE;
+    return result;
+}
+
+int CVirtioShim_accept_cloexec(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int CVirtioShim_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+#if __GLIBC_PREREQ(2, 34)
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions;
+    (void)from;
+    return ENOSYS;
+#endif
+}
+
+int CVirtioShim_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}

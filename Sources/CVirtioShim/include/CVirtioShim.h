@@ -4,6 +4,62 @@
 #ifndef CVIRTIO_SHIM_H
 #define CVIRTIO_SHIM_H
 
+#include <stddef.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING). Both flags are GNU-only, so callers
+// cannot spell them; every memfd this project creates wants exactly these two.
+int CVirtioShim_memfd_create_sealable(const char *name);
+
+// fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): the size is fixed and no
+// further seal can be added or removed. Writes stay allowed (the memory is a shared ring).
+int CVirtioShim_seal_size(int fd);
+
+// fcntl(fd, F_GET_SEALS), decoded into the CVIRTIOSHIM_SEAL_* bits below; -1 with errno set
+// (EINVAL for a file that does not support sealing).
+int CVirtioShim_get_seals(int fd);
+
+// Our own numbering, so that Swift never needs the GNU-only F_SEAL_* constants.
+#define CVIRTIOSHIM_SEAL_SEAL   0x1
+#define CVIRTIOSHIM_SEAL_SHRINK 0x2
+#define CVIRTIOSHIM_SEAL_GROW   0x4
+#define CVIRTIOSHIM_SEAL_WRITE  0x8
+
+// accept4(fd, NULL, NULL, SOCK_CLOEXEC): GNU-only; plain accept + fcntl would leave a window in
+// which a concurrent posix_spawn inherits the descriptor.
+int CVirtioShim_accept_cloexec(int fd);
+
+// pidfd_open(pid, 0) through the variadic syscall(); -1 with errno ENOSYS on old kernels.
+int CVirtioShim_pidfd_open(pid_t pid);
+
+// posix_spawn_file_actions_addclosefrom_np(actions, from): GNU-only (glibc 2.34). Returns an
+// error number like the other posix_spawn calls (ENOSYS on an older glibc).
+int CVirtioShim_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
+// The CMSG_* macros, which Swift cannot import.
+static inline struct cmsghdr *CVirtioShim_CMSG_FIRSTHDR(const struct msghdr *msg) {
+    return CMSG_FIRSTHDR(msg);
+}
+
+static inline struct cmsghdr *CVirtioShim_CMSG_NXTHDR(struct msghdr *msg, struct cmsghdr *cmsg) {
+    return CMSG_NXTHDR(msg, cmsg);
+}
+
+static inline unsigned char *CVirtioShim_CMSG_DATA(struct cmsghdr *cmsg) {
+    return CMSG_DATA(cmsg);
+}
+
+static inline size_t CVirtioShim_CMSG_SPACE(size_t payload) {
+    return CMSG_SPACE(payload);
+}
+
+static inline size_t CVirtioShim_CMSG_LEN(size_t payload) {
+    return CMSG_LEN(payload);
+}
 
 #endif

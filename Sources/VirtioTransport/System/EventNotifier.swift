@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVirtioShim
+
+/// A doorbell: an eventfd used for virtqueue kicks and calls.
+///
+/// An eventfd holds a 64-bit counter. ``signal()`` adds 1, ``drain()`` reads the counter and
+/// resets it to 0. Signals therefore coalesce: however many arrive between two drains, the
+/// waiter wakes once and learns only how many there were. That is exactly what a virtqueue
+/// notification needs (the receiver re-reads the ring, which is the real state), and it is why
+/// a doorbell can never overflow a queue of events.
+///
+/// The descriptor is always non-blocking, so ``drain()`` never blocks; ``wait(timeoutMilliseconds:)``
+/// (or a ``Poller``) is how a thread sleeps until a signal arrives.
+public final class EventNotifier: Sendable {
+    /// The eventfd. Send it to the peer over ``UnixSocket/send(_:fds:)``.
+    public let fd: FileDescriptor
+
+    /// A new doorbell with its counter at 0.
+    ///
+    /// The corresponding C call is `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`.
+    public init() throws(SystemError) {
+        fd = FileDescriptor(adopting: try valueOrErrno("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) })
+    }
+
+    /// Wraps an eventfd received from a peer and makes it non-blocking.
+    ///
+    /// `O_NONBLOCK` is set with `fcntl(F_SETFL)` on the open file description, which the
+    /// sender shares; a peer that relies on its copy blocking must not pass it here.
+    public init(adopting fd: FileDescriptor) throws(SystemError) {
+        try fd.setNonBlocking()
+        self.fd = fd
+    }
+
+    /// Rings the doorbell: adds 1 to the counter.
+    ///
+    /// The corresponding C call is `write(fd, &one, 8)`. A counter already at its maximum
+    /// (`EAGAIN`) is not an error: the waiter has not drained yet and will wake anyway.
+    public func signal() throws(SystemError) {
+        let raw = fd.rawValue
+        var one: UInt64 = 1
+        do {
+            _ = try valueOrErrno("write(eventfd)") { write(raw, &one, MemoryLayout<UInt64>.size) }
+        } catch where error.isWouldBlock {
+            return
+        }
+    }
+
+    /// Takes every pending signal: returns the counter and resets it to 0.
+    ///
+    /// The corresponding C call is `read(fd, &value, 8)`.
+    /// - Returns: How many signals arrived since the last drain, or 0 if none did.
+    public func drain() throws(SystemError) -> UInt64 {
+        let raw = fd.rawValue
+        var value: UInt64 = 0
+        do {
+            _ = try valueOrErrno("read(eventfd)") { read(raw, &value, MemoryLayout<UInt64>.size) }
+        } catch where error.isWouldBlock {
+            return 0
+        }
+        return value
+    }
+
+    /// Waits until a signal is pending, without taking it.
+    ///
+    /// The corresponding C call is `poll` with `POLLIN`.
+    /// - Parameter timeoutMilliseconds: How long to wait; 0 only checks, a negative value
+    ///   waits forever.
+    /// - Returns: Whether a signal is pending (call ``drain()`` to take it).
+    public func wait(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+        var entry = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+        let timeout = Timeout(milliseconds: timeoutMilliseconds)
+        let ready = try valueOrErrno("poll") { poll(&entry, 1, timeout.remainingMilliseconds()) }
+        return ready > 0
+    }
+
+    /// Closes the eventfd (see ``FileDescriptor/close()``).
+    public func close() { fd.close() }
+}
