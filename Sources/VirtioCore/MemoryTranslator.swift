@@ -108,7 +108,7 @@ public struct TranslationResult {
 /// (guest-physical), grant handles and IOVAs all plug into the same parameter. A translator
 /// is a small value holding resolved pointers (DESIGN §5): copying it is free and its calls
 /// specialize and inline into the ring code.
-public protocol MemoryTranslator {
+public protocol MemoryTranslator: Sendable {
     /// Resolves the start of `[address, address + length)` for `access`.
     ///
     /// Succeeds with a non-empty range of at most `length` bytes (exactly `length` when the

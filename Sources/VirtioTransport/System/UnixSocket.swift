@@ -30,6 +30,10 @@ public final class UnixSocket: Sendable {
         self.binding = binding
     }
 
+    /// A socket over a connected stream socket descriptor received from a peer (vhost-user
+    /// SET_BACKEND_REQ_FD). The socket owns the descriptor.
+    public convenience init(adopting fd: FileDescriptor) { self.init(fd: fd, binding: nil) }
+
     deinit { removeSocketFile() }
 
     /// Creates a socket bound to `path` and listening on it.

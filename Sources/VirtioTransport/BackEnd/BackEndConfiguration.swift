@@ -1,0 +1,69 @@
+import VirtioCore
+import VirtioGrants
+
+/// How a back-end serves its front-ends.
+public struct BackEndConfiguration: Sendable {
+    /// The back-end's domain: the grantee named in grant entries it may map.
+    public var domain = DomainID(0)
+    /// Memory regions a front-end may register (GET_MAX_MEM_SLOTS).
+    public var maxMemorySlots = 32
+    /// Entries of each queue's grant IOTLB.
+    public var iotlbEntries = 1024
+    /// Chains per batch handed to the device.
+    public var batchLimit = 64
+    /// How long REVOKE_GRANTS waits for the queues to drop their mappings before answering failure.
+    public var revokeTimeoutMilliseconds = 2000
+    /// Where the back-end reports what it does (session start and end, violations, faults).
+    public var log: (@Sendable (String) -> Void)?
+
+    public init() {}
+
+    /// The transport features every session offers besides the device's own.
+    public static let transportFeatures: VirtioFeatures = [.version1, .accessPlatform, .indirectDescriptors, .eventIndex]
+
+    /// The vhost-user protocol features every session offers.
+    public static let protocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
+                                                                     .configureMemorySlots, .grantTable, .resetDevice]
+}
+
+/// Why a session ended.
+public enum SessionEnd: Sendable, Equatable, CustomStringConvertible {
+    /// The front-end closed the connection.
+    case disconnected
+    /// The front-end broke the protocol; the back-end closed the connection (GHT-VU-21).
+    case violation(String)
+
+    public var description: String {
+        switch self {
+        case .disconnected: return "disconnected"
+        case .violation(let reason): return "closed: \(reason)"
+        }
+    }
+}
+
+/// What a session did, for reports.
+public struct SessionReport: Sendable, CustomStringConvertible {
+    public var id: Int
+    /// The front-end's domain, once it set a grant table.
+    public var granter: DomainID?
+    public var end: SessionEnd?
+    public var chains: UInt64 = 0
+    public var notifications: UInt64 = 0
+    public var kicks: UInt64 = 0
+    /// CPU time of the queue worker threads.
+    public var workerCPUSeconds = 0.0
+    public var iotlbHits: UInt64 = 0
+    public var iotlbMisses: UInt64 = 0
+    /// Translation faults, by kind.
+    public var faults: [TranslationFault.Kind: UInt64] = [:]
+    /// Queues that broke, with the error.
+    public var brokenQueues: [Int: VirtqueueError] = [:]
+
+    public var iotlbHitRate: Double { iotlbHits + iotlbMisses == 0 ? 0 : Double(iotlbHits) / Double(iotlbHits + iotlbMisses) }
+
+    public var description: String {
+        "session \(id)\(granter.map { " (\($0))" } ?? ""): \(chains) chains, \(kicks) kicks, \(notifications) notifications, "
+            + "IOTLB \(iotlbHits) hits \(iotlbMisses) misses, faults \(faults), broken \(brokenQueues.keys.sorted())"
+            + (end.map { ", \($0)" } ?? "")
+    }
+}

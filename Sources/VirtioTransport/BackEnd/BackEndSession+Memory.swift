@@ -1,0 +1,195 @@
+import VirtioCore
+import VirtioGrants
+
+extension BackEndSession {
+    /// Maps a region the front-end shares: `size` bytes at `mmapOffset` in `fd`. QEMU sends
+    /// offsets that are not page-aligned, so the mapping starts at the page below.
+    func map(_ region: VhostUserMemoryRegion, fd: FileDescriptor) throws -> (VhostUserMemoryRegion, SharedMemory, HostRange) {
+        let page = UInt64(SharedMemory.pageSize)
+        let aligned = region.mmapOffset & ~(page - 1)
+        let delta = Int(region.mmapOffset - aligned)
+        guard region.size <= UInt64(Int.max) - UInt64(delta), aligned <= UInt64(Int.max) else {
+            throw Violation("memory region too large: \(region)")
+        }
+        let memory: SharedMemory
+        do {
+            memory = try SharedMemory.map(fd: fd, size: Int(region.size) + delta, offset: Int(aligned))
+        } catch {
+            throw Violation("memory region \(region) cannot be mapped: \(error)")
+        }
+        return (region, memory, memory.range.slice(offset: delta, length: Int(region.size)))
+    }
+
+    /// SET_MEM_TABLE: replaces every region. Refused while a queue runs (its translator points
+    /// into the old regions).
+    func setMemoryTable(_ table: VhostUserMemoryTable, fds: [FileDescriptor]) throws {
+        guard !anyQueueStarted else { throw Violation("SET_MEM_TABLE while queues run") }
+        var mapped: [MappedMemoryRegion] = []
+        for (region, fd) in zip(table.regions, fds) {
+            let (r, memory, range) = try map(region, fd: fd)
+            mapped.append(MappedMemoryRegion(descriptor: r, memory: memory, range: range))
+        }
+        try checkNoOverlap(mapped)
+        regions = mapped
+    }
+
+    /// ADD_MEM_REG (CONFIGURE_MEM_SLOTS).
+    func addMemoryRegion(_ region: VhostUserMemoryRegion, fd: FileDescriptor) throws {
+        guard protocolFeatures.contains(.configureMemorySlots) else { throw Violation("ADD_MEM_REG without CONFIGURE_MEM_SLOTS") }
+        guard regions.count < configuration.maxMemorySlots else { throw Violation("more than \(configuration.maxMemorySlots) memory regions") }
+        let (r, memory, range) = try map(region, fd: fd)
+        let candidate = regions + [MappedMemoryRegion(descriptor: r, memory: memory, range: range)]
+        try checkNoOverlap(candidate)
+        regions = candidate
+    }
+
+    /// REM_MEM_REG: removes the region with the same guest address, size and user address.
+    func removeMemoryRegion(_ region: VhostUserMemoryRegion) throws {
+        guard protocolFeatures.contains(.configureMemorySlots) else { throw Violation("REM_MEM_REG without CONFIGURE_MEM_SLOTS") }
+        guard !anyQueueStarted else { throw Violation("REM_MEM_REG while queues run") }
+        guard let i = regions.firstIndex(where: { $0.descriptor.guestAddress == region.guestAddress && $0.descriptor.size == region.size
+                                                && $0.descriptor.userAddress == region.userAddress }) else {
+            throw Violation("REM_MEM_REG of a region that is not registered")
+        }
+        regions.remove(at: i)
+    }
+
+    /// Regions may overlap neither in guest-physical nor in user addresses.
+    func checkNoOverlap(_ candidate: [MappedMemoryRegion]) throws {
+        do {
+            _ = try RegionMapTranslator(regions: candidate.map { MappedRegion(start: $0.descriptor.guestAddress, range: $0.range) })
+            _ = try RegionMapTranslator(regions: candidate.map { MappedRegion(start: $0.descriptor.userAddress, range: $0.range) })
+        } catch {
+            throw Violation("memory regions: \(error)")
+        }
+    }
+
+    /// Guest-physical addresses (descriptors, without ACCESS_PLATFORM).
+    func guestPhysicalTranslator() throws -> RegionMapTranslator {
+        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.guestAddress, range: $0.range) })
+    }
+
+    /// The front-end's user addresses (ring addresses in SET_VRING_ADDR, IOTLB targets).
+    func userAddressTranslator() throws -> RegionMapTranslator {
+        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.userAddress, range: $0.range) })
+    }
+
+    // MARK: Grant table (Spec/vhost-user.md §4)
+
+    /// SET_GRANT_TABLE: maps the front-end's grant table and prepares the mapper (GHT-VUG-03).
+    func setGrantTable(_ info: VhostUserGrantTable, fd: FileDescriptor) throws -> VhostUserAck {
+        guard protocolFeatures.contains(.grantTable) else { throw Violation("SET_GRANT_TABLE without GRANT_TABLE (GHT-VUG-02)") }
+        guard !anyQueueStarted else { return .failure() }
+        guard info.grantee == configuration.domain else {
+            log("grant table for \(info.grantee), but this back-end is \(configuration.domain)")
+            return .failure()
+        }
+        let frameBytes = info.frameCount * UInt64(GrantHandle.pageSize)
+        guard let region = regions.first(where: { $0.descriptor.guestAddress == info.framesGuestAddress }),
+              UInt64(region.range.count) >= frameBytes else {
+            log("grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in a registered region")
+            return .failure()
+        }
+        let table: SharedMemory
+        do {
+            table = try SharedMemory.map(fd: fd, size: Int(info.tableSize), offset: Int(info.tableOffset))
+        } catch {
+            log("grant table cannot be mapped: \(error)")
+            return .failure()
+        }
+        let mapper = GrantMapper(table: table.range, granter: info.granter, frames: region.range.slice(offset: 0, length: Int(frameBytes)),
+                                 domain: info.grantee)
+        grants = GrantState(info: info, table: table, mapper: mapper, frames: region.memory)
+        report.withLock { $0.granter = info.granter }
+        log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
+        return .success
+    }
+
+    /// REVOKE_GRANTS: no new mapping of the range; the queues drop their cached ones at their
+    /// next quiescent point; answered 0 once none is left (GHT-VUG-04, GHT-TLB-01).
+    func revokeGrants(_ range: VhostUserGrantRange) -> VhostUserAck {
+        guard let grants, UInt64(range.first.rawValue) + UInt64(range.count) <= grants.info.entryCount else { return .failure() }
+        let refs = (0..<Int(range.count)).map { range.first.advanced(by: $0) }
+        for ref in refs { grants.mapper.requestRevoke(ref) }
+        let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
+        while refs.contains(where: grants.mapper.isRevoking) {
+            for v in vrings { v.worker?.nudge() }
+            guard monotonicMilliseconds() < deadline else { return .failure() }
+            sleepMilliseconds(1)
+        }
+        _ = grants.mapper.takeCompletedRevocations()
+        return .success
+    }
+
+    // MARK: IOTLB (vhost-user IOMMU mode)
+
+    /// IOTLB_MSG from the front-end: updates and invalidations of the IOVA space. Refused in
+    /// grant mode (GHT-VUG-05).
+    func handleIOTLB(_ message: VhostUserIOTLBMessage) throws -> VhostUserAck {
+        guard grants == nil else { return .failure() }
+        switch message.type {
+        case .update:
+            let users = try userAddressTranslator()
+            guard message.size <= UInt64(Int.max),
+                  let host = try? users.translateContiguous(message.userAddress, length: Int(message.size), access: .read) else {
+                log("IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
+                return .failure()
+            }
+            let permissions: IOVAPermissions
+            switch message.permission {
+            case .readOnly: permissions = .read
+            case .writeOnly: permissions = .write
+            case .readWrite: permissions = .readWrite
+            case .none: return .failure()
+            }
+            do {
+                try iovaSpace.update(iova: message.iova, size: message.size, host: host, permissions: permissions)
+            } catch {
+                return .failure()
+            }
+        case .invalidate:
+            iovaSpace.invalidate(iova: message.iova, size: message.size)
+        default:
+            return .failure()
+        }
+        for v in vrings { v.worker?.nudge() }
+        try startReadyQueues()
+        return .success
+    }
+
+    /// Sends the IOVA misses recorded so far to the front-end on the back-end channel.
+    func reportIOTLBMisses() {
+        let misses = iovaSpace.takeMisses()
+        guard !misses.isEmpty else { return }
+        backendChannel.withLock { channel in
+            guard let channel else { return }
+            for miss in misses {
+                let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
+                if let bytes = try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm) { try? channel.send(bytes) }
+            }
+        }
+    }
+}
+
+/// A registered memory region: what the front-end sent, its mapping, and the region's bytes.
+struct MappedMemoryRegion {
+    let descriptor: VhostUserMemoryRegion
+    let memory: SharedMemory
+    let range: HostRange
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func monotonicMilliseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+func sleepMilliseconds(_ ms: Int) {
+    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+}

@@ -1,0 +1,163 @@
+import VirtioCore
+import VirtioGrants
+
+extension BackEndSession {
+    /// Requests a front-end may send before SET_OWNER (QEMU sends these while it probes the
+    /// back-end, vhost_user_backend_init); everything else needs an owner.
+    static let beforeOwner: Set<VhostUserRequest> = [.getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum,
+                                                     .getMaxMemorySlots, .setBackendRequestFD, .setOwner, .getConfig, .getStatus]
+
+    /// Applies one decoded request. Throws for anything illegal in the current state; the
+    /// session then closes the connection.
+    func handle(_ message: VhostUserMessage, header: VhostUserHeader, fds: [FileDescriptor]) throws {
+        let request = message.request
+        guard owned || Self.beforeOwner.contains(request) else { throw Violation("\(request) before SET_OWNER") }
+        switch message {
+        case .getFeatures:
+            try send(.features(offeredFeatures))
+        case .setFeatures(let features):
+            guard offeredFeatures.isSuperset(of: features) else {
+                throw Violation("SET_FEATURES accepts features not offered: \(features.subtracting(offeredFeatures))")
+            }
+            guard !anyQueueStarted else { throw Violation("SET_FEATURES while queues run") }
+            ackedFeatures = features
+            try acknowledge(header)
+        case .setOwner:
+            guard !owned else { throw Violation("SET_OWNER twice") }
+            owned = true
+            try acknowledge(header)
+        case .resetOwner, .resetDevice:
+            resetDevice(keepOwner: request == .resetDevice)
+            try acknowledge(header)
+        case .getProtocolFeatures:
+            try send(.protocolFeatures(BackEndConfiguration.protocolFeatures))
+        case .setProtocolFeatures(let features):
+            guard BackEndConfiguration.protocolFeatures.isSuperset(of: features) else {
+                throw Violation("SET_PROTOCOL_FEATURES accepts features not offered")
+            }
+            protocolFeatures = features
+            try acknowledge(header)
+        case .getQueueNum:
+            try send(.queueCount(UInt64(device.queueCount)))
+        case .getMaxMemorySlots:
+            try send(.memorySlotCount(UInt64(configuration.maxMemorySlots)))
+        case .setMemoryTable(let table):
+            try setMemoryTable(table, fds: fds)
+            try acknowledge(header)
+        case .addMemoryRegion(let region):
+            try addMemoryRegion(region, fd: fds[0])
+            try acknowledge(header)
+        case .removeMemoryRegion(let region):
+            try removeMemoryRegion(region)
+            try acknowledge(header)
+        case .setVringNum(let state):
+            try setVringSize(state)
+            try acknowledge(header)
+        case .setVringAddress(let address):
+            try setVringAddress(address)
+            try acknowledge(header)
+        case .setVringBase(let state):
+            try setVringBase(state)
+            try acknowledge(header)
+        case .getVringBase(let state):
+            let base = try getVringBase(state)
+            try send(.vringBase(VhostUserVringState(index: state.index, num: UInt32(base))))
+        case .setVringKick(let file), .setVringCall(let file), .setVringErr(let file):
+            try setVringFile(request, file, fd: fds.first)
+            try acknowledge(header)
+        case .setVringEnable(let state):
+            try setVringEnable(state)
+            try acknowledge(header)
+        case .setBackendRequestFD:
+            guard protocolFeatures.contains(.backendRequest) else { throw Violation("SET_BACKEND_REQ_FD without BACKEND_REQ") }
+            let socket = UnixSocket(adopting: fds[0])
+            backendChannel.withLock { $0?.close(); $0 = socket }
+            try acknowledge(header)
+        case .iotlb(let message):
+            try send(.ack(.iotlbMessage, handleIOTLB(message)))
+        case .setVringEndian:
+            throw Violation("SET_VRING_ENDIAN: legacy (big-endian) rings are not supported")
+        case .getConfig(let config):
+            try send(getConfig(config))
+        case .setConfig(let config):
+            guard protocolFeatures.contains(.config) else { throw Violation("SET_CONFIG without CONFIG") }
+            try acknowledge(header, device.writeConfig(offset: Int(config.offset), bytes: config.data) ? .success : .failure())
+        case .vringKick:
+            throw Violation("VRING_KICK: in-band notifications are not supported")
+        case .setStatus(let new):
+            try setStatus(new)
+            try acknowledge(header)
+        case .getStatus:
+            try send(.status(status.status))
+        case .setGrantTable(let info):
+            try acknowledge(header, setGrantTable(info, fd: fds[0]))
+        case .revokeGrants(let range):
+            try send(.ack(.revokeGrants, revokeGrants(range)))
+        case .unsupported(let request, _):
+            // GHT-VU-22: a failure where the protocol can say so; a request that needs a reply
+            // body we cannot give ends the session; the rest are ignored. Descriptors close.
+            switch request {
+            case .setLogBase, .postcopyEnd: try send(.ack(request, .failure()))
+            case .createCryptoSession, .postcopyAdvise, .getInflightFD: throw Violation("\(request) is not supported")
+            default: try acknowledge(header, .failure())
+            }
+        }
+    }
+
+    /// The virtio status written by the driver, checked against §2.1/§3.1 (GHT-VU, STAT-DRV-*).
+    func setStatus(_ new: DeviceStatus) throws {
+        let old = status.status
+        if new.isEmpty {
+            resetDevice(keepOwner: true)
+            return
+        }
+        do {
+            try DeviceStatus.validateDriverWrite(from: old, to: new)
+        } catch {
+            throw Violation("status \(old) -> \(new): \(error)")
+        }
+        var accepted = new.union(old.intersection(.deviceNeedsReset))
+        if new.contains(.featuresOK) && !old.contains(.featuresOK) && !featuresAcceptable() {
+            // FEAT-DEV-02: the device leaves FEATURES_OK clear; the driver sees it on re-read.
+            accepted.remove(.featuresOK)
+        }
+        status.store(accepted)
+        if accepted.contains(.driverOK) { try startReadyQueues() }
+    }
+
+    /// Whether the accepted features can be served: VERSION_1 (VER-DEV-01: the device may refuse
+    /// to work without it), no legacy or foreign-transport bits, and the device's own consent.
+    func featuresAcceptable() -> Bool {
+        guard let features = ackedFeatures, features.contains(.version1) else { return false }
+        let device = features.intersection(.deviceTypeBits)
+        guard device.closure(requirements: self.device.featureRequirements) == device else { return false }
+        return self.device.acceptFeatures(features)
+    }
+
+    /// GET_CONFIG: the requested window of the configuration space (bytes past its end read 0).
+    func getConfig(_ request: VhostUserConfig) throws -> VhostUserReply {
+        let space = device.readConfig()
+        let start = Int(request.offset), count = request.data.count
+        var bytes = [UInt8](repeating: 0, count: count)
+        for i in 0..<count where start + i < space.count { bytes[i] = space[start + i] }
+        return .config(VhostUserConfig(offset: request.offset, flags: request.flags, data: bytes))
+    }
+
+    /// A device reset (status 0, RESET_DEVICE, RESET_OWNER): queues stopped and forgotten,
+    /// features, status and IOVA mappings cleared, the device reset. Memory and the grant
+    /// table are transport state and stay, except on RESET_OWNER.
+    func resetDevice(keepOwner: Bool) {
+        stopAllQueues(resetConfiguration: true)
+        ackedFeatures = nil
+        iovaSpace.invalidateAll()
+        device.reset()
+        status.store([])
+        if !keepOwner {
+            owned = false
+            protocolFeatures = []
+            grants = nil
+            regions.removeAll()
+        }
+    }
+}
+

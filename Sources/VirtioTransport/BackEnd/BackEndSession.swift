@@ -1,0 +1,164 @@
+import Synchronization
+import VirtioCore
+import VirtioGrants
+
+/// One front-end connection: the vhost-user back-end state machine (QEMU
+/// docs/interop/vhost-user.rst, Spec/vhost-user.md) serving one device.
+///
+/// The session thread reads messages one at a time and changes state; each started queue has
+/// its own worker thread. Any malformed message, or a request that is illegal in the current
+/// state, ends the session: the connection is closed, the queues are stopped, every region is
+/// unmapped and every descriptor closed, and the device is reset (GHT-VU-21). The process
+/// keeps serving other connections.
+final class BackEndSession: @unchecked Sendable {
+    let id: Int
+    let channel: VhostUserChannel
+    let device: any VirtioDevice
+    let configuration: BackEndConfiguration
+    let status = DeviceStatusCell()
+    let iovaSpace = IOVASpace()
+
+    var owned = false
+    var offeredFeatures: VirtioFeatures
+    var ackedFeatures: VirtioFeatures?
+    var protocolFeatures: VhostUserProtocolFeatures = []
+    var regions: [MappedMemoryRegion] = []
+    var vrings: [Vring]
+    var grants: GrantState?
+    let backendChannel = Mutex<UnixSocket?>(nil)
+    let report: Mutex<SessionReport>
+
+    /// A queue's configuration and, once started, its worker and the objects its translator needs.
+    struct Vring {
+        var size: Int?
+        var address: VhostUserVringAddress?
+        var base: UInt16 = 0
+        var kick: EventNotifier?
+        var call: EventNotifier?
+        var err: EventNotifier?
+        var enabled = false
+        var worker: QueueWorker?
+        var keepAlive: [AnyObject] = []
+        var iotlb: GrantIOTLB?
+        var iovaCache: IOVACache?
+    }
+
+    /// The front-end's grant table, mapped.
+    struct GrantState {
+        let info: VhostUserGrantTable
+        let table: SharedMemory
+        let mapper: GrantMapper
+        /// The region the frames live in, kept mapped as long as the mapper may use it.
+        let frames: SharedMemory
+    }
+
+    /// An illegal request in the current state, or a resource the session cannot use.
+    struct Violation: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    init(id: Int, socket: UnixSocket, device: any VirtioDevice, configuration: BackEndConfiguration) {
+        self.id = id
+        channel = VhostUserChannel(socket: socket)
+        self.device = device
+        self.configuration = configuration
+        offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).union(BackEndConfiguration.transportFeatures)
+            .union(.vhostUserProtocolFeatures)
+        vrings = Array(repeating: Vring(), count: device.queueCount)
+        report = Mutex(SessionReport(id: id))
+    }
+
+    func log(_ message: String) { configuration.log?("session \(id): \(message)") }
+
+    /// Serves the connection until the front-end closes it or breaks the protocol.
+    func run() -> SessionEnd {
+        let end: SessionEnd
+        loop: while true {
+            let received: VhostUserChannel.Received
+            do {
+                received = try channel.receive()
+            } catch {
+                switch error {
+                case .closed: end = .disconnected
+                case .protocolViolation(let e): end = .violation("\(e)")
+                case .socket(let e): end = .violation("socket: \(e)")
+                }
+                break loop
+            }
+            do {
+                let message = try VhostUserCodec.decode(received.frame)
+                try handle(message, header: received.frame.header, fds: received.fds)
+            } catch let error as VhostUserProtocolError {
+                end = .violation("\(error)")
+                break loop
+            } catch {
+                end = .violation("\(error)")
+                break loop
+            }
+        }
+        teardown()
+        report.withLock { $0.end = end }
+        log("\(end)")
+        return end
+    }
+
+    /// Stops every queue, unmaps every region and the grant table, closes every descriptor
+    /// and resets the device.
+    func teardown() {
+        stopAllQueues(resetConfiguration: true)
+        grants = nil
+        regions.removeAll()
+        backendChannel.withLock { $0?.close(); $0 = nil }
+        channel.socket.close()
+        device.reset()
+        status.store([])
+    }
+
+    /// A snapshot of the session's counters.
+    var currentReport: SessionReport {
+        var r = report.withLock { $0 }
+        r.chains = 0
+        r.notifications = 0
+        r.kicks = 0
+        r.workerCPUSeconds = 0
+        r.iotlbHits = 0
+        r.iotlbMisses = 0
+        r.faults = [:]
+        for v in vrings {
+            if let s = v.worker?.statistics {
+                r.chains += s.chainCount
+                r.notifications += s.notificationCount
+                r.kicks += s.kickCount
+                r.workerCPUSeconds += s.cpuSeconds
+            }
+            if let t = v.iotlb?.statistics {
+                r.iotlbHits += t.hits
+                r.iotlbMisses += t.misses
+                for (k, n) in t.faults { r.faults[k, default: 0] += n }
+            }
+        }
+        let finished = report.withLock { $0 }
+        r.chains += finished.chains
+        r.notifications += finished.notifications
+        r.kicks += finished.kicks
+        r.workerCPUSeconds += finished.workerCPUSeconds
+        r.iotlbHits += finished.iotlbHits
+        r.iotlbMisses += finished.iotlbMisses
+        for (k, n) in finished.faults { r.faults[k, default: 0] += n }
+        return r
+    }
+
+    /// Sends `reply`.
+    func send(_ reply: VhostUserReply) throws {
+        try channel.send(try VhostUserCodec.encodeReply(reply))
+    }
+
+    /// Answers a request that does not always reply: an ack when REPLY_ACK is negotiated and the
+    /// front-end asked for one.
+    func acknowledge(_ header: VhostUserHeader, _ ack: VhostUserAck = .success) throws {
+        guard header.needsReply, protocolFeatures.contains(.replyAck),
+              let request = VhostUserRequest(rawValue: header.request) else { return }
+        try send(.ack(request, ack))
+    }
+}

@@ -1,0 +1,128 @@
+import Synchronization
+import VirtioCore
+
+/// Live counters of one queue worker, readable from any thread.
+public final class QueueStatistics: Sendable {
+    let chains = Atomic<UInt64>(0)
+    let batches = Atomic<UInt64>(0)
+    let notifications = Atomic<UInt64>(0)
+    let kicks = Atomic<UInt64>(0)
+    /// CPU time of the worker thread, in nanoseconds, updated after each wake-up.
+    let cpuNanoseconds = Atomic<UInt64>(0)
+
+    public init() {}
+
+    public var chainCount: UInt64 { chains.load(ordering: .relaxed) }
+    public var batchCount: UInt64 { batches.load(ordering: .relaxed) }
+    public var notificationCount: UInt64 { notifications.load(ordering: .relaxed) }
+    public var kickCount: UInt64 { kicks.load(ordering: .relaxed) }
+    public var cpuSeconds: Double { Double(cpuNanoseconds.load(ordering: .relaxed)) / 1e9 }
+}
+
+/// The thread serving one started queue: it waits on the kick doorbell (and a wake doorbell the
+/// session uses to stop it or make it pass a quiescent point), drains the queue in batches,
+/// and signals the call doorbell when the driver wants a notification.
+///
+/// Once the queue breaks, the worker never touches it again (GHT-BRK-02): it reports the error
+/// once and only waits to be stopped.
+final class QueueWorker: @unchecked Sendable {
+    let index: Int
+    let statistics = QueueStatistics()
+    private let wake: EventNotifier
+    private let control = Control()
+    private var thread: WorkerThread?
+
+    /// State shared with the thread.
+    private final class Control: Sendable {
+        let stopping = Atomic<Bool>(false)
+        let finalIndices = Mutex<(avail: UInt16, used: UInt16)?>(nil)
+    }
+
+    /// Starts serving `processor` on a new thread.
+    ///
+    /// - Parameters:
+    ///   - kick: the available-buffer doorbell (front-end to back-end).
+    ///   - call: the used-buffer doorbell (back-end to front-end), if the front-end gave one.
+    ///   - onBroken: called once, on the worker thread, with the violation that broke the queue.
+    init<Memory: MemoryTranslator>(processor: QueueProcessor<Memory>, kick: EventNotifier, call: EventNotifier?,
+                                   batchLimit: Int = 64, onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws(SystemError) {
+        index = processor.index
+        wake = try EventNotifier()
+        let poller = try Poller()
+        try poller.add(kick.fd, token: 0)
+        try poller.add(wake.fd, token: 1)
+        let statistics = self.statistics, control = self.control, wake = self.wake
+        let box = ProcessorBox(processor)
+        thread = WorkerThread(name: "vq\(processor.index)") {
+            var processor = box.take()
+            var events: [PollEvent] = []
+            events.reserveCapacity(4)
+            var broken = false
+            while !control.stopping.load(ordering: .acquiring) {
+                if !broken {
+                    do throws(VirtqueueError) {
+                        let r = try processor.drain(batchLimit: batchLimit)
+                        if r.processed > 0 {
+                            statistics.chains.add(UInt64(r.processed), ordering: .relaxed)
+                            statistics.batches.store(UInt64(processor.batches), ordering: .relaxed)
+                        }
+                        if r.notify {
+                            try? call?.signal()
+                            statistics.notifications.add(1, ordering: .relaxed)
+                        }
+                    } catch {
+                        broken = true
+                        onBroken(error)
+                    }
+                }
+                statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+                _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
+                for event in events {
+                    if event.token == 0 {
+                        if (try? kick.drain()) ?? 0 > 0 { statistics.kicks.add(1, ordering: .relaxed) }
+                    } else {
+                        _ = try? wake.drain()
+                    }
+                }
+            }
+            control.finalIndices.withLock { $0 = (processor.queue.nextAvailIndex, processor.queue.nextUsedIndex) }
+            statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+        }
+    }
+
+    /// Wakes the worker so that it passes a quiescent point (pending grant revocations).
+    func nudge() { try? wake.signal() }
+
+    /// Stops the worker and waits for it; returns where the queue stopped (GET_VRING_BASE).
+    @discardableResult
+    func stop() -> (avail: UInt16, used: UInt16) {
+        control.stopping.store(true, ordering: .releasing)
+        try? wake.signal()
+        thread?.join()
+        thread = nil
+        return control.finalIndices.withLock { $0 } ?? (0, 0)
+    }
+
+    deinit { stop() }
+}
+
+/// Hands a (non-Sendable) processor to the worker thread exactly once.
+private final class ProcessorBox<Memory: MemoryTranslator>: @unchecked Sendable {
+    private var processor: QueueProcessor<Memory>?
+    init(_ processor: QueueProcessor<Memory>) { self.processor = processor }
+    func take() -> QueueProcessor<Memory> {
+        defer { processor = nil }
+        return processor!
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
+public func threadCPUNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
