@@ -47,6 +47,8 @@ public final class GrantIOTLB: @unchecked Sendable {
     public let mapper: GrantMapper
     /// The number of entries (a power of 2).
     public let capacity: Int
+    /// 32 - log2(capacity): the slot of a reference is the top bits of its multiplicative hash.
+    @usableFromInline let shift: UInt32
     @usableFromInline let entries: UnsafeMutablePointer<IOTLBEntry>
     /// 0: hits, 1: misses, 2: evictions, 3: invalidations, 4...: faults by kind.
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
@@ -59,6 +61,7 @@ public final class GrantIOTLB: @unchecked Sendable {
         while size < max(capacity, 1) { size <<= 1 }
         self.mapper = mapper
         self.capacity = size
+        shift = UInt32(32 - size.trailingZeroBitCount)
         entries = .allocate(capacity: size)
         entries.initialize(repeating: .empty, count: size)
         counters = .allocate(capacity: Self.faultBase + 16)
@@ -72,13 +75,24 @@ public final class GrantIOTLB: @unchecked Sendable {
         counters.deallocate()
     }
 
+    /// The entry a reference lives in. Fibonacci hashing spreads the regular strides a front-end
+    /// produces (areas granted as runs of consecutive references, a fixed distance apart) over
+    /// the whole cache, where a plain mask would make them collide.
+    @inlinable
+    static func slot(_ reference: UInt64, shift: UInt32) -> Int {
+        Int(truncatingIfNeeded: (UInt32(truncatingIfNeeded: reference) &* 0x9E37_79B1) &>> shift)
+    }
+
+    /// The entry `ref` is cached in: references with the same slot evict each other.
+    public func slot(of ref: GrantReference) -> Int { Self.slot(UInt64(ref.rawValue), shift: shift) }
+
     /// The translator for the ring code: a small value holding this cache's pointers. The
     /// IOTLB must outlive every copy.
     public var translator: GrantTranslator { GrantTranslator(iotlb: self) }
 
     /// Drops the cached mappings of `ref`, if any.
     public func invalidate(_ ref: GrantReference) {
-        let i = Int(ref.rawValue) & (capacity - 1)
+        let i = Self.slot(UInt64(ref.rawValue), shift: shift)
         if entries[i].tag == ref.rawValue &+ 1 { drop(i) }
     }
 
@@ -109,7 +123,7 @@ public final class GrantIOTLB: @unchecked Sendable {
 
     /// Whether `ref` is cached (for tests and diagnostics).
     public func contains(_ ref: GrantReference) -> Bool {
-        entries[Int(ref.rawValue) & (capacity - 1)].tag == ref.rawValue &+ 1
+        entries[Self.slot(UInt64(ref.rawValue), shift: shift)].tag == ref.rawValue &+ 1
     }
 
     private func drop(_ i: Int) {
@@ -133,7 +147,7 @@ public final class GrantIOTLB: @unchecked Sendable {
     /// or replacing another reference's entry) and returns the page's host address.
     @usableFromInline
     func fill(_ ref: GrantReference, access: MemoryAccess) throws(GrantFault) -> UInt {
-        let i = Int(ref.rawValue) & (capacity - 1)
+        let i = Self.slot(UInt64(ref.rawValue), shift: shift)
         var e = entries[i]
         if e.tag != ref.rawValue &+ 1 {
             if e.tag != 0 {

@@ -11,13 +11,13 @@ import VirtioCore
 @frozen
 public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
     @usableFromInline let entries: UnsafeMutablePointer<IOTLBEntry>
-    @usableFromInline let mask: UInt64
+    @usableFromInline let shift: UInt32
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     @usableFromInline let iotlb: Unmanaged<GrantIOTLB>
 
     init(iotlb: GrantIOTLB) {
         entries = iotlb.entries
-        mask = UInt64(iotlb.capacity - 1)
+        shift = iotlb.shift
         counters = iotlb.counters
         self.iotlb = Unmanaged.passUnretained(iotlb)
     }
@@ -26,7 +26,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
     public func resolve(_ address: UInt64, length: Int, access: MemoryAccess) -> TranslationResult {
         let ref = (address & ~GrantHandle.marker) &>> 12
         let offset = Int(truncatingIfNeeded: address & 0xFFF)
-        let e = entries[Int(truncatingIfNeeded: ref & mask)]
+        let e = entries[GrantIOTLB.slot(ref, shift: shift)]
         // One comparison checks the marker bit and the tag (a reference above 2^32 - 2 never matches).
         let permission: UInt32 = access == .write ? 2 : 1
         if _fastPath(address & GrantHandle.marker != 0 && UInt64(e.tag) == ref &+ 1 && e.permissions & permission != 0
@@ -78,7 +78,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
 
     /// The host page of `ref` for `access`, from the cache or by mapping it.
     func page(_ ref: GrantReference, _ access: MemoryAccess, _ iotlb: GrantIOTLB) -> Result<UInt, GrantFault> {
-        let e = entries[Int(ref.rawValue) & Int(mask)]
+        let e = entries[GrantIOTLB.slot(UInt64(ref.rawValue), shift: shift)]
         let permission: UInt32 = access == .write ? 2 : 1
         if e.tag == ref.rawValue &+ 1 && e.permissions & permission != 0 {
             counters[0] &+= 1

@@ -1,0 +1,110 @@
+import VirtioCore
+import VirtioGrants
+
+extension FrontEnd {
+    /// Sends `message` and waits for its reply, if it has one; with REPLY_ACK negotiated every
+    /// request asks for an acknowledgement, so a refusal is seen at once.
+    @discardableResult
+    func request(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> VhostUserReply? {
+        guard !closed else { throw .disconnected }
+        let request = message.request
+        let wantsAck = !request.alwaysReplies && protocolFeatures.contains(.replyAck)
+        let bytes: [UInt8]
+        do {
+            bytes = try VhostUserCodec.encode(message, needReply: wantsAck)
+        } catch {
+            throw .protocolViolation("cannot encode \(request): \(error)")
+        }
+        do {
+            try channel.send(bytes, fds: fds)
+        } catch {
+            throw .disconnected
+        }
+        guard request.alwaysReplies || wantsAck else { return nil }
+        let received: VhostUserChannel.Received
+        do {
+            received = try channel.receive()
+        } catch {
+            switch error {
+            case .closed: throw .disconnected
+            case .socket(.timedOut): throw .timedOut("reply to \(request)")
+            case .socket(let e): throw .socket(e)
+            case .protocolViolation(let e): throw .protocolViolation("\(e)")
+            }
+        }
+        let reply: VhostUserReply
+        do {
+            reply = try VhostUserCodec.decodeReply(header: received.frame.header, payload: received.frame.payload,
+                                                   fileDescriptorCount: received.fds.count, answering: message)
+        } catch {
+            throw .protocolViolation("reply to \(request): \(error)")
+        }
+        if case .ack(_, let ack) = reply, !ack.isSuccess { throw .refused(request) }
+        return reply
+    }
+
+    /// Allocates `count` pages of the pool; in grant mode grants them to the back-end (consecutive
+    /// references, H5) with `readOnly` access.
+    func allocate(pages count: Int, readOnly: Bool) throws(FrontEndError) -> PoolRun {
+        guard let first = pages.allocate(count) else { throw .exhausted("no \(count) free pages in the pool") }
+        var reference: GrantReference?
+        if let grants {
+            do {
+                reference = try grants.grant(frames: (first..<(first + count)).map { UInt32($0) }, to: configuration.backEndDomain,
+                                             readOnly: readOnly)
+            } catch {
+                pages.free(first, count)
+                throw .grant(error)
+            }
+            grantedRuns.append((reference!, count))
+            grantsMade += count
+        }
+        return PoolRun(firstPage: first, pageCount: count, firstReference: reference,
+                       host: pool.range.slice(offset: first * GrantHandle.pageSize, length: count * GrantHandle.pageSize))
+    }
+
+    /// Ends the connection cleanly: resets the device (so the back-end drops every mapping),
+    /// ends every grant — asking the back-end to revoke what it still holds — and closes.
+    public func close() {
+        guard !closed else { return }
+        _ = try? setStatus([])
+        if let grants {
+            for (first, count) in grantedRuns {
+                var busy: [GrantReference] = []
+                for k in 0..<count {
+                    let ref = first.advanced(by: k)
+                    if (try? grants.endAccess(ref)) == .ended { grantsEnded += 1 } else { busy.append(ref) }
+                }
+                if !busy.isEmpty, (try? request(.revokeGrants(VhostUserGrantRange(first: first, count: UInt32(count))))) != nil {
+                    for ref in busy where (try? grants.endAccess(ref)) == .ended { grantsEnded += 1 }
+                }
+            }
+            grantedRuns.removeAll()
+        }
+        closed = true
+        channel.socket.close()
+    }
+
+}
+
+/// A run of pages of the pool: where they are for the front-end and how the device names them.
+struct PoolRun {
+    let firstPage: Int
+    let pageCount: Int
+    /// The grant reference of the first page (grant mode).
+    let firstReference: GrantReference?
+    let host: HostRange
+
+    /// The device-visible address of byte `offset` of the run.
+    func deviceAddress(_ offset: Int) -> UInt64 {
+        precondition(offset >= 0 && offset <= pageCount * GrantHandle.pageSize)
+        if let firstReference {
+            return GrantHandle(reference: firstReference.advanced(by: offset / GrantHandle.pageSize), offset: offset % GrantHandle.pageSize).rawValue
+        }
+        return UInt64(firstPage * GrantHandle.pageSize + offset)
+    }
+
+    /// The front-end's (user) address of byte `offset`, for vhost-user ring addresses in
+    /// guest-physical mode.
+    func userAddress(_ offset: Int) -> UInt64 { UInt64(host.startAddress) + UInt64(offset) }
+}

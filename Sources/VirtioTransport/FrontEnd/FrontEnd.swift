@@ -1,0 +1,169 @@
+import VirtioCore
+import VirtioGrants
+
+/// A vhost-user front-end in Swift: the driver side of a device served by a back-end in
+/// another process (QEMU's role, for our own back-end).
+///
+/// It walks the status sequence (ACKNOWLEDGE, DRIVER, FEATURES_OK and its re-read, DRIVER_OK;
+/// §3.1.1), negotiates features, shares one memfd pool holding its rings, indirect tables and
+/// buffers, and in grant mode its grant table, grants every area with the access the device
+/// needs (read-only for what the device only reads, H3), and sets up its queues. A back-end
+/// that dies is reported as ``FrontEndError/disconnected`` within the timeout, never a hang.
+public final class FrontEnd: @unchecked Sendable {
+    public let configuration: FrontEndConfiguration
+    let channel: VhostUserChannel
+    let pool: SharedMemory
+    let grants: GrantTable?
+    let grantTableMemory: SharedMemory?
+    var pages: PageAllocator
+    var protocolFeatures: VhostUserProtocolFeatures = []
+    /// The features negotiated.
+    public private(set) var features: VirtioFeatures = []
+    /// The queues, once set up.
+    public private(set) var queues: [FrontEndQueue] = []
+    var grantedRuns: [(first: GrantReference, count: Int)] = []
+    var closed = false
+
+    /// Grants made and ended since the connection started.
+    public internal(set) var grantsMade = 0
+    public internal(set) var grantsEnded = 0
+
+    /// Connects to the back-end at `socketPath` and brings the device to DRIVER_OK.
+    public static func connect(socketPath: String, configuration: FrontEndConfiguration = FrontEndConfiguration()) throws(FrontEndError) -> FrontEnd {
+        let socket: UnixSocket
+        do {
+            socket = try UnixSocket.connect(path: socketPath)
+            try socket.setReceiveTimeout(milliseconds: configuration.timeoutMilliseconds)
+        } catch let error as UnixSocketError {
+            throw .socket(error)
+        } catch {
+            throw .disconnected
+        }
+        let frontEnd = try FrontEnd(socket: socket, configuration: configuration)
+        try frontEnd.initialize()
+        return frontEnd
+    }
+
+    init(socket: UnixSocket, configuration: FrontEndConfiguration) throws(FrontEndError) {
+        self.configuration = configuration
+        channel = VhostUserChannel(socket: socket)
+        let pagesPerQueue = FrontEndQueue.pagesNeeded(configuration)
+        let pageCount = pagesPerQueue * configuration.queueCount
+        do throws(SharedMemoryError) {
+            pool = try SharedMemory.create(name: "virtio-grant-pool", size: pageCount * GrantHandle.pageSize)
+        } catch {
+            throw .sharedMemory(error)
+        }
+        pages = PageAllocator(pages: pageCount)
+        if configuration.mode == .grants {
+            let entries = (pageCount + GrantReference.reservedCount + 511) / 512 * 512
+            do throws(SharedMemoryError) {
+                let memory = try SharedMemory.create(name: "virtio-grant-table", size: entries * GrantEntry.size)
+                grantTableMemory = memory
+                grants = GrantTable(table: memory.range, domain: configuration.domain, frameCount: pageCount)
+            } catch {
+                throw .sharedMemory(error)
+            }
+        } else {
+            grantTableMemory = nil
+            grants = nil
+        }
+    }
+
+    /// The negotiation and setup sequence (INIT-DRV-01).
+    func initialize() throws(FrontEndError) {
+        let offered = try features(of: .getFeatures)
+        guard offered.contains(.vhostUserProtocolFeatures) else { throw .negotiation("the back-end offers no protocol features") }
+        guard case .protocolFeatures(let protocolOffered) = try request(.getProtocolFeatures) else { throw .protocolViolation("GET_PROTOCOL_FEATURES") }
+        var wanted: VhostUserProtocolFeatures = [.replyAck, .status, .config]
+        if configuration.mode == .grants { wanted.insert(.grantTable) }
+        guard protocolOffered.isSuperset(of: wanted) else { throw .negotiation("missing protocol features \(wanted.subtracting(protocolOffered))") }
+        protocolFeatures = wanted
+        try request(.setProtocolFeatures(wanted))
+        try request(.setOwner)
+        guard case .queueCount(let count) = try request(.getQueueNum), count >= configuration.queueCount else {
+            throw .negotiation("the device has fewer than \(configuration.queueCount) queues")
+        }
+        try shareMemory()
+        try bringUp(offered: offered)
+    }
+
+    /// The device part of initialization: status sequence, features, queues (repeated after a reset).
+    func bringUp(offered: VirtioFeatures) throws(FrontEndError) {
+        try setStatus([.acknowledge])
+        try setStatus([.acknowledge, .driver])
+        var wanted: VirtioFeatures = [.version1]
+        if configuration.mode == .grants {
+            // AP-DRV-03: a driver that can only produce handles refuses a device without ACCESS_PLATFORM.
+            guard offered.contains(.accessPlatform) else {
+                try? setStatus([.acknowledge, .driver, .failed])
+                throw .negotiation("ACCESS_PLATFORM is not offered")
+            }
+            wanted.insert(.accessPlatform)
+        }
+        guard offered.contains(.version1) else {
+            try? setStatus([.acknowledge, .driver, .failed])
+            throw .negotiation("VERSION_1 is not offered")
+        }
+        if configuration.useEventIndex { wanted.insert(.eventIndex) }
+        if configuration.useIndirectDescriptors { wanted.insert(.indirectDescriptors) }
+        features = wanted.intersection(offered)
+        try request(.setFeatures(features.union(.vhostUserProtocolFeatures)))
+        try setStatus([.acknowledge, .driver, .featuresOK])
+        guard try status().contains(.featuresOK) else {   // INIT-DRV-03
+            try? setStatus([.acknowledge, .driver, .featuresOK, .failed])
+            throw .negotiation("FEATURES_OK did not stick")
+        }
+        if queues.isEmpty {
+            for i in 0..<configuration.queueCount { queues.append(try FrontEndQueue(frontEnd: self, index: i)) }
+        }
+        for q in queues { try q.configure() }
+        try setStatus([.acknowledge, .driver, .featuresOK, .driverOK])
+    }
+
+    /// Registers the pool with the back-end, and in grant mode the grant table.
+    func shareMemory() throws(FrontEndError) {
+        let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(pool.size), userAddress: UInt64(pool.range.startAddress), mmapOffset: 0)
+        try request(.setMemoryTable(VhostUserMemoryTable(regions: [region])), fds: [pool.fd.rawValue])
+        if let grants, let memory = grantTableMemory {
+            let info = VhostUserGrantTable(granter: configuration.domain, grantee: configuration.backEndDomain,
+                                           tableSize: UInt64(memory.size), tableOffset: 0, framesGuestAddress: 0,
+                                           frameCount: UInt64(grants.frameCount))
+            try request(.setGrantTable(info), fds: [memory.fd.rawValue])
+        }
+    }
+
+    // MARK: Status and configuration
+
+    /// The device status (GET_STATUS).
+    public func status() throws(FrontEndError) -> DeviceStatus {
+        guard case .status(let s) = try request(.getStatus) else { throw .protocolViolation("GET_STATUS") }
+        return s
+    }
+
+    func setStatus(_ status: DeviceStatus) throws(FrontEndError) {
+        try request(.setStatus(status))
+    }
+
+    /// The device configuration space (GET_CONFIG).
+    public func readConfig(size: Int) throws(FrontEndError) -> [UInt8] {
+        guard case .config(let c) = try request(.getConfig(.request(offset: 0, size: size))) else { throw .protocolViolation("GET_CONFIG") }
+        return c.data
+    }
+
+    /// Resets the device (writing status 0, RST-DRV-01: done once status reads 0) and brings it
+    /// up again with fresh rings: the way back from DEVICE_NEEDS_RESET (STAT-DRV-04).
+    public func reset() throws(FrontEndError) {
+        try setStatus([])
+        guard try status().isEmpty else { throw .protocolViolation("the status did not read 0 after a reset") }
+        for q in queues { q.abandonOutstanding() }
+        try bringUp(offered: try features(of: .getFeatures))
+    }
+
+    deinit { close() }
+
+    func features(of message: VhostUserMessage) throws(FrontEndError) -> VirtioFeatures {
+        guard case .features(let f) = try request(message) else { throw .protocolViolation("GET_FEATURES") }
+        return f
+    }
+}

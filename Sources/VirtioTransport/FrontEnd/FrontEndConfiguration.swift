@@ -1,0 +1,35 @@
+import VirtioCore
+import VirtioGrants
+
+/// How a front-end drives a back-end.
+public struct FrontEndConfiguration: Sendable {
+    /// How buffers are named in descriptors.
+    public enum AddressMode: Sendable, Equatable {
+        /// Grant handles (ACCESS_PLATFORM with a grant table): the back-end reaches only what
+        /// is granted, with the access granted.
+        case grants
+        /// Guest-physical addresses into the shared pool (ACCESS_PLATFORM not negotiated).
+        case guestPhysical
+    }
+
+    public var mode: AddressMode = .grants
+    /// This front-end's domain (the granter).
+    public var domain = DomainID(1)
+    /// The back-end's domain (the grantee).
+    public var backEndDomain = DomainID(0)
+    /// Queues to set up (at most the device's).
+    public var queueCount = 1
+    public var queueSize = 256
+    /// Bytes of the largest request and of the largest reply.
+    public var maxRequestSize = 64 * 1024
+    public var maxReplySize = 64 * 1024
+    /// Requests in flight per queue (each has its own request and reply buffers).
+    public var maxOutstanding = 64
+    /// Use EVENT_IDX and INDIRECT_DESC when offered.
+    public var useEventIndex = true
+    public var useIndirectDescriptors = true
+    /// How long to wait for a reply or a completion.
+    public var timeoutMilliseconds: Int32 = 5000
+
+    public init() {}
+}

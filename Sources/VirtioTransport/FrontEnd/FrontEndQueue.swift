@@ -1,0 +1,218 @@
+import VirtioCore
+import VirtioGrants
+
+/// A completed request: its token and the bytes the device wrote.
+public struct Completion: Sendable {
+    public let token: UInt64
+    public let reply: [UInt8]
+}
+
+/// One queue of a ``FrontEnd``: its ring, indirect tables and request and reply buffers live in
+/// the shared pool (granted once, persistently: the descriptor table, available ring, indirect
+/// tables and request buffers read-only, the used ring and reply buffers writable), and its
+/// kick, call and error doorbells are eventfds.
+public final class FrontEndQueue: @unchecked Sendable {
+    unowned let frontEnd: FrontEnd
+    public let index: Int
+    let size: Int
+    let slots: Int
+    let requestPages: Int
+    let replyPages: Int
+    let descriptors: PoolRun, avail: PoolRun, used: PoolRun, tables: PoolRun
+    let requests: PoolRun, replies: PoolRun
+    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    var driver: SplitDriverQueue?
+    var freeSlots: [Int] = []
+    var slotOfToken: [UInt64: Int] = [:]
+    var nextToken: UInt64 = 1
+
+    /// Requests completed, and bytes sent and received, since the queue was set up.
+    public private(set) var completed = 0
+    public private(set) var bytesSent = 0
+    public private(set) var bytesReceived = 0
+
+    static let tableEntries = 8
+
+    /// Pages one queue takes in the pool.
+    static func pagesNeeded(_ c: FrontEndConfiguration) -> Int {
+        let n = c.queueSize, slots = min(c.maxOutstanding, c.queueSize)
+        func pages(_ bytes: Int) -> Int { (bytes + GrantHandle.pageSize - 1) / GrantHandle.pageSize }
+        return pages(16 * n) + pages(6 + 2 * n) + pages(6 + 8 * n) + pages(n * tableEntries * 16)
+            + slots * (pages(c.maxRequestSize) + pages(c.maxReplySize))
+    }
+
+    init(frontEnd: FrontEnd, index: Int) throws(FrontEndError) {
+        self.frontEnd = frontEnd
+        self.index = index
+        let c = frontEnd.configuration
+        size = c.queueSize
+        slots = min(c.maxOutstanding, c.queueSize)
+        func pages(_ bytes: Int) -> Int { (bytes + GrantHandle.pageSize - 1) / GrantHandle.pageSize }
+        requestPages = pages(c.maxRequestSize)
+        replyPages = pages(c.maxReplySize)
+        descriptors = try frontEnd.allocate(pages: pages(16 * size), readOnly: true)
+        avail = try frontEnd.allocate(pages: pages(6 + 2 * size), readOnly: true)
+        used = try frontEnd.allocate(pages: pages(6 + 8 * size), readOnly: false)
+        tables = try frontEnd.allocate(pages: pages(size * Self.tableEntries * 16), readOnly: true)
+        requests = try frontEnd.allocate(pages: slots * requestPages, readOnly: true)
+        replies = try frontEnd.allocate(pages: slots * replyPages, readOnly: false)
+        do {
+            kick = try EventNotifier()
+            call = try EventNotifier()
+            err = try EventNotifier()
+        } catch {
+            throw .system(error)
+        }
+    }
+
+    /// Sets the queue up (again): zeroed rings, the vring messages, enabled (QRST-DRV-02).
+    func configure() throws(FrontEndError) {
+        let layout = SplitRingLayout(queueSize: size)!
+        let ring: SplitRing
+        do {
+            ring = try SplitRing(layout: layout, descriptorTable: descriptors.host, availRing: avail.host, usedRing: used.host)
+        } catch {
+            throw .protocolViolation("ring layout: \(error)")
+        }
+        let pool = IndirectTablePool(block: tables.host, deviceAddress: tables.deviceAddress(0), tableCount: size, entriesPerTable: Self.tableEntries)
+        driver = SplitDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool)
+        freeSlots = Array((0..<slots).reversed())
+        slotOfToken = [:]
+        let grants = frontEnd.configuration.mode == .grants
+        let address = { (run: PoolRun) in grants ? run.deviceAddress(0) : run.userAddress(0) }
+        let i = UInt32(index)
+        try frontEnd.request(.setVringNum(VhostUserVringState(index: i, num: UInt32(size))))
+        try frontEnd.request(.setVringAddress(VhostUserVringAddress(index: i, flags: [], descriptor: address(descriptors),
+                                                                     used: address(used), available: address(avail), log: 0)))
+        try frontEnd.request(.setVringBase(VhostUserVringState(index: i, num: 0)))
+        try frontEnd.request(.setVringKick(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [kick.fd.rawValue])
+        try frontEnd.request(.setVringCall(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [call.fd.rawValue])
+        try frontEnd.request(.setVringErr(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [err.fd.rawValue])
+        try frontEnd.request(.setVringEnable(VhostUserVringState(index: i, num: 1)))
+    }
+
+    /// Requests that may still be submitted before completions free their buffers.
+    public var freeCount: Int { freeSlots.count }
+
+    /// Submits a request: copies `request` into a request buffer (split into `parts` readable
+    /// segments, to exercise multi-descriptor and indirect chains) and offers a reply buffer of
+    /// `replyCapacity` bytes. Call ``publish()`` to expose what was submitted.
+    ///
+    /// - Returns: the token its ``Completion`` will carry.
+    @discardableResult
+    public func submit(_ request: [UInt8], replyCapacity: Int, parts: Int = 1) throws(FrontEndError) -> UInt64 {
+        guard request.count <= requestPages * GrantHandle.pageSize, replyCapacity <= replyPages * GrantHandle.pageSize else {
+            throw .exhausted("request or reply larger than the configured buffers")
+        }
+        guard let slot = freeSlots.popLast() else { throw .exhausted("\(slots) requests already in flight") }
+        let base = slot * requestPages * GrantHandle.pageSize
+        _ = request.withUnsafeBytes { requests.host.copyBytes(to: base, from: $0) }
+        var readable: [BufferSegment] = []
+        let n = max(1, min(parts, request.count))
+        var at = 0
+        for p in 0..<n {
+            let end = p == n - 1 ? request.count : at + request.count / n
+            readable.append(BufferSegment(address: requests.deviceAddress(base + at), length: UInt32(end - at)))
+            at = end
+        }
+        let writable = [BufferSegment(address: replies.deviceAddress(slot * replyPages * GrantHandle.pageSize), length: UInt32(replyCapacity))]
+        do {
+            let token = try add(readable: readable, writable: writable)
+            slotOfToken[token] = slot
+            bytesSent += request.count
+            return token
+        } catch {
+            freeSlots.append(slot)
+            throw error
+        }
+    }
+
+    /// Submits a chain of the caller's own segments (device-visible addresses, any of them):
+    /// what a hostile or buggy driver would do. The reply, if any, is not copied back.
+    @discardableResult
+    public func submit(readable: [BufferSegment], writable: [BufferSegment]) throws(FrontEndError) -> UInt64 {
+        try add(readable: readable, writable: writable)
+    }
+
+    private func add(readable: [BufferSegment], writable: [BufferSegment]) throws(FrontEndError) -> UInt64 {
+        let token = nextToken
+        do {
+            try driver!.add(readable: readable, writable: writable, token: token)
+        } catch {
+            throw .queue(error)
+        }
+        nextToken += 1
+        return token
+    }
+
+    /// Exposes what was submitted and kicks the back-end if it wants a notification.
+    public func publish() throws(FrontEndError) {
+        driver!.publish()
+        if driver!.kickNeeded() {
+            do { try kick.signal() } catch { throw .system(error) }
+        }
+    }
+
+    /// Waits until at least one request completes and returns every completion available.
+    /// A back-end that broke the queue, disconnected or stays silent past the timeout is an
+    /// error, never a hang.
+    public func waitForCompletions(timeoutMilliseconds: Int32? = nil) throws(FrontEndError) -> [Completion] {
+        let timeout = timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds
+        let poller: Poller
+        do {
+            poller = try Poller()
+            try poller.add(call.fd, token: 0)
+            try poller.add(err.fd, token: 1)
+            try poller.add(frontEnd.channel.socket.fd, token: 2)
+        } catch {
+            throw .system(error)
+        }
+        var events: [PollEvent] = []
+        while true {
+            let done = try reap()
+            if !done.isEmpty { return done }
+            if driver!.enableUsedNotifications() { continue }   // RCV-DRV-01: a completion raced in
+            let n: Int
+            do { n = try poller.wait(timeoutMilliseconds: timeout, into: &events) } catch { throw .system(error) }
+            if n == 0 { throw .timedOut("completions on queue \(index)") }
+            for event in events {
+                switch event.token {
+                case 0: _ = try? call.drain()
+                case 1: throw .deviceNeedsReset(queue: index)
+                default: throw .disconnected   // the back-end writes nothing unasked: readable means closed
+                }
+            }
+        }
+    }
+
+    /// Takes back every used chain; copies replies of the queue's own buffers.
+    func reap() throws(FrontEndError) -> [Completion] {
+        var done: [Completion] = []
+        do {
+            try driver!.reapAllUsed { used in
+                var reply: [UInt8] = []
+                if let slot = slotOfToken.removeValue(forKey: used.token) {
+                    let base = slot * replyPages * GrantHandle.pageSize
+                    reply = [UInt8](unsafeUninitializedCapacity: Int(used.writtenLength)) { buffer, count in
+                        count = replies.host.slice(offset: base, length: Int(used.writtenLength)).copyBytes(into: UnsafeMutableRawBufferPointer(buffer))
+                    }
+                    freeSlots.append(slot)
+                    bytesReceived += reply.count
+                }
+                completed += 1
+                done.append(Completion(token: used.token, reply: reply))
+            }
+        } catch {
+            throw .queue(error)
+        }
+        return done
+    }
+
+    /// After a reset: every outstanding request is abandoned and its buffers are free again
+    /// (CLN-DRV-02: the queue is no longer live).
+    func abandonOutstanding() {
+        _ = driver?.detachAllOutstanding()
+        _ = try? err.drain()
+        _ = try? call.drain()
+    }
+}
