@@ -167,6 +167,22 @@ public struct FragmentWriter {
         return done
     }
 
+    /// Moves up to `count` bytes from `reader` into this chain, fragment to fragment with no
+    /// intermediate buffer (a device that forwards payload: echo, loopback); returns how many.
+    @discardableResult
+    public mutating func transfer(from reader: inout FragmentReader, count: Int = .max) -> Int {
+        var done = 0
+        while done < count && reader.index < reader.end {
+            let source = reader.fragments[reader.index]
+            let n = source.slice(offset: reader.offset, length: min(source.count - reader.offset, count - done))
+                .withUnsafeBytes { write($0) }
+            guard n > 0 else { break }
+            reader.skip(n)
+            done += n
+        }
+        return done
+    }
+
     /// Writes all of `bytes`, or throws without writing when they do not fit.
     public mutating func write(contentsOf bytes: some Collection<UInt8>) throws(ChainAccessError) {
         guard bytes.count <= remaining else { throw .endOfChain(needed: bytes.count, available: remaining) }

@@ -23,7 +23,10 @@ public final class ChecksumEchoDevice: VirtioDevice {
     /// Requests answered since creation (or the last reset).
     public var requestsAnswered: UInt64 { counters.load(ordering: .relaxed) }
 
-    public func readConfig() -> [UInt8] {
+    public func readConfig() -> [UInt8] { Self.configSpace(queueCount: queueCount, maxQueueSize: maxQueueSize) }
+
+    /// The sample devices' configuration space: le32 number of queues, le32 largest queue size.
+    static func configSpace(queueCount: Int, maxQueueSize: Int) -> [UInt8] {
         withUnsafeBytes(of: (UInt32(queueCount).littleEndian, UInt32(maxQueueSize).littleEndian)) { Array($0) }
     }
 
@@ -38,8 +41,8 @@ public final class ChecksumEchoDevice: VirtioDevice {
         for i in 0..<batch.count {
             var reader = batch.reader(i)
             var writer = batch.writer(i)
-            let request = (try? reader.readBytes(reader.remaining)) ?? []
             if writer.remaining >= 8 {
+                let request = (try? reader.readBytes(reader.remaining)) ?? []
                 try? writer.write(Self.checksum(request))
                 _ = request.withUnsafeBytes { writer.write($0) }
             }

@@ -33,3 +33,27 @@ struct ChecksumEchoDeviceTests {
         #expect(device.requestsAnswered == 2)
     }
 }
+
+@Suite("Echo device")
+struct EchoDeviceTests {
+    @Test("USD-DEV-02: the reply is the request moved across differently split fragments, cut at the writable capacity")
+    func transfer() throws {
+        let device = EchoDevice()
+        let region = GuestMemoryRegion(size: 1 << 16)
+        let bytes = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        region.write(bytes, at: 0)
+        // Readable: 100 + 200 bytes; writable: 50 + 130 + 500 bytes; a second request with 16 writable bytes.
+        let fragments = [region.range.slice(offset: 0, length: 100), region.range.slice(offset: 100, length: 200),
+                         region.range.slice(offset: 0x1000, length: 50), region.range.slice(offset: 0x2000, length: 130),
+                         region.range.slice(offset: 0x3000, length: 500),
+                         region.range.slice(offset: 0, length: 300), region.range.slice(offset: 0x4000, length: 16)]
+        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<2, 2..<5), (5..<6, 6..<7)])
+        device.process(queue: 0, batch: &batch)
+        #expect(batch.usedLength(0) == 300)
+        #expect(region.read(at: 0x1000, count: 50) + region.read(at: 0x2000, count: 130) + region.read(at: 0x3000, count: 120) == bytes)
+        #expect(region.read(at: 0x3000 + 120, count: 1) == [0], "nothing written past the request's length")
+        #expect(batch.usedLength(1) == 16)
+        #expect(region.read(at: 0x4000, count: 16) == Array(bytes[0..<16]))
+        #expect(device.requestsAnswered == 2)
+    }
+}
