@@ -52,3 +52,7 @@ int CVirtioShim_pidfd_open(pid_t pid) {
     return -1;
 #endif
 }
+
+int CVirtioShim_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}

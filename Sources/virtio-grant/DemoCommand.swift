@@ -1,155 +1,168 @@
-import VirtioCore
+#if canImport(Glibc)
+import Glibc
+#endif
+import VirtioTransport
 
-/// `virtio-grant demo`: a front-end and a back-end in one process, exchanging requests over a
-/// split ring in one shared region (guest-physical translation). The back-end is a checksum
-/// echo device: it answers each request with the request's FNV-1a-64 checksum followed by the
-/// request bytes; the front-end verifies every byte it gets back.
+/// `virtio-grant demo`: one back-end process (`serve`, the checksum echo device) and `--guests`
+/// front-end processes (`guest`), in a temporary directory. Each guest streams deterministic
+/// data through the device in grant mode for `--seconds` and verifies every byte it gets back;
+/// guest 1 also presents a handle it never granted halfway through: the back-end must refuse
+/// it (a fault, the queue broken, DEVICE_NEEDS_RESET), guest 1 resets and carries on, and the
+/// other guests must not notice. Exits 0 only if every check held.
 struct DemoCommand {
-    let requests: Int
+    let seconds: Double
+    let guests: Int
     let json: Bool
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["requests"], flags: ["json"])
+        let options = try Options(arguments, options: ["seconds", "guests"], flags: ["json"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        requests = try options.int("requests", default: 20_000, in: 1...10_000_000)
+        seconds = try options.seconds("seconds", default: 3, max: 600)
+        guests = try options.int("guests", default: 2, in: 1...16)
         json = options.flag("json")
     }
 
-    static func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return hash
-    }
-
-    /// The deterministic payload of request `n`.
-    static func payload(_ n: Int, length: Int) -> [UInt8] {
-        var state = UInt64(n) &* 0x9E37_79B9_7F4A_7C15 | 1
-        return (0..<length).map { _ in
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return UInt8(truncatingIfNeeded: state)
-        }
+    /// One guest's outcome: what it printed, what the back-end reported for its session.
+    struct GuestResult {
+        let domain: Int
+        var exit: ChildProcess.ExitStatus?
+        var summary: JSONObject?
+        var session: JSONObject?
+        var failures: [String] = []
     }
 
     func run() -> Int32 {
-        let queueSize = 256
-        let slotSize = 16 * 1024
-        let region = GuestMemoryRegion(size: 16 << 20)
-        let layout = SplitRingLayout(queueSize: queueSize)!
-        var allocator = GuestAddressAllocator(region: region)
-        let ringAddress = allocator.allocate(layout.contiguousOffsets.totalSize, alignment: 4096)
-        let tableBytes = IndirectTablePool.byteCount(tableCount: queueSize, entriesPerTable: 8)
-        let tableAddress = allocator.allocate(tableBytes, alignment: 16)
-        let payloadBase = allocator.allocate(queueSize * 2 * slotSize, alignment: 4096)
-        let features: VirtioFeatures = [.version1, .indirectDescriptors, .eventIndex]
-        let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
-
-        let ring = try! SplitRing(layout: layout, contiguous: region.hostRange(at: ringAddress, count: layout.contiguousOffsets.totalSize)!)
-        let pool = IndirectTablePool(block: region.hostRange(at: tableAddress, count: tableBytes)!, deviceAddress: tableAddress,
-                                     tableCount: queueSize, entriesPerTable: 8)
-        var driver = SplitDriverQueue(ring: ring, features: features, indirectTables: pool)
-        var device = try! SplitDeviceQueue(queueSize: queueSize, addresses: SplitRingAddresses(contiguousAt: ringAddress, layout: layout),
-                                           memory: region.identityTranslator, features: features, statusCell: status)
-
-        var sent = 0, completed = 0, bytesOut = 0, bytesBack = 0, kicks = 0, interrupts = 0, mismatches = 0
-        var pending: [UInt64: (slot: Int, length: Int)] = [:]
-        var freeSlots = Array((0..<queueSize).reversed())
-        let start = monotonicSeconds()
-        while completed < requests {
-            // Front-end: fill the ring with requests split over 1-4 buffers.
-            while sent < requests, let slot = freeSlots.popLast() {
-                let length = 1 + (sent * 7919) % (slotSize / 2 - 1)
-                let bytes = Self.payload(sent, length: length)
-                let base = payloadBase + UInt64(slot * 2 * slotSize)
-                region.write(bytes, at: base)
-                let parts = 1 + sent % 4
-                var readable: [BufferSegment] = []
-                var offset = 0
-                for p in 0..<parts {
-                    let end = p == parts - 1 ? length : offset + length / parts
-                    readable.append(BufferSegment(address: base + UInt64(offset), length: UInt32(end - offset)))
-                    offset = end
-                }
-                let reply = base + UInt64(slotSize)
-                let writable = [BufferSegment(address: reply, length: 8), BufferSegment(address: reply + 8, length: UInt32(slotSize - 8))]
-                do {
-                    try driver.add(readable: readable, writable: writable, token: UInt64(sent))
-                } catch {
-                    freeSlots.append(slot)
-                    break
-                }
-                pending[UInt64(sent)] = (slot, length)
-                bytesOut += length
-                sent += 1
-            }
-            driver.publish()
-            if driver.kickNeeded() { kicks += 1 }
-            // Back-end: the checksum echo device.
+        guard let directory = TemporaryDirectory() else { return failure("cannot create a temporary directory") }
+        defer { directory.remove() }
+        let socket = directory.path + "/backend.sock"
+        let bound = Int32(seconds * 1000) + 30_000
+        var backEnd: SpawnedCommand
+        do {
+            backEnd = try SpawnedCommand(["serve", "--socket", socket, "--device", "checksum", "--sessions", "\(guests)"])
+        } catch {
+            return failure("cannot start the back-end: \(error)")
+        }
+        guard backEnd.nextObject(timeoutMilliseconds: 10_000)?.string("event") == "listening" else {
+            _ = backEnd.finish(timeoutMilliseconds: 0)
+            return failure("the back-end did not start listening")
+        }
+        var running: [(domain: Int, command: SpawnedCommand)] = []
+        for g in 1...guests {
+            var arguments = ["guest", "--socket", socket, "--domain", "\(g)", "--seconds", "\(seconds)"]
+            if g == 1 { arguments.append("--bad-handle") }
             do {
-                // Drain, then re-arm the kick and check again (ANS-DEV: no lost kick).
-                repeat {
-                    while let chain = try device.popAvailable() {
-                        var reader = device.reader(for: chain)
-                        let request = try reader.readBytes(reader.remaining)
-                        var writer = device.writer(for: chain)
-                        try writer.write(Self.fnv1a(request))
-                        try writer.write(contentsOf: request)
-                        device.addUsed(chain, length: writer.usedLength)
-                    }
-                } while device.enableNotifications()
+                running.append((g, try SpawnedCommand(arguments)))
             } catch {
-                print("back-end: \(error)")
-                return 1
-            }
-            device.publishUsed()
-            if device.needsNotification() { interrupts += 1 }
-            // Front-end: verify every byte.
-            do {
-                while let used = try driver.reapUsed() ?? (driver.enableUsedNotifications() ? driver.reapUsed() : nil) {
-                    guard let (slot, length) = pending.removeValue(forKey: used.token) else { return 1 }
-                    let reply = payloadBase + UInt64(slot * 2 * slotSize + slotSize)
-                    let expected = Self.payload(Int(used.token), length: length)
-                    let checksum = region.read(at: reply, count: 8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                    if Int(used.writtenLength) != 8 + length || checksum != Self.fnv1a(expected)
-                        || region.read(at: reply + 8, count: length) != expected {
-                        mismatches += 1
-                    }
-                    bytesBack += Int(used.writtenLength)
-                    freeSlots.append(slot)
-                    completed += 1
-                }
-            } catch {
-                print("front-end: \(error)")
-                return 1
+                return failure("cannot start guest \(g): \(error)")
             }
         }
-        let elapsed = monotonicSeconds() - start
-        let ok = mismatches == 0 && !status.status.contains(.deviceNeedsReset)
+        var results: [GuestResult] = []
+        for (domain, var command) in running {
+            var result = GuestResult(domain: domain)
+            result.summary = command.nextObject(timeoutMilliseconds: bound)
+            result.exit = command.finish(timeoutMilliseconds: 10_000)
+            results.append(result)
+        }
+        // The back-end prints a report per session as it ends, then exits.
+        var sessions: [JSONObject] = []
+        while sessions.count < guests, let line = backEnd.nextObject(timeoutMilliseconds: 10_000) {
+            if line.string("event") == "session" { sessions.append(line) }
+        }
+        let backEndExit = backEnd.finish(timeoutMilliseconds: 10_000)
+        for i in results.indices {
+            results[i].session = sessions.first { $0.int("granter") == results[i].domain }
+            results[i].failures = check(results[i], presentedBadHandle: results[i].domain == 1)
+        }
+        var problems = results.flatMap { r in r.failures.map { "guest \(r.domain): \($0)" } }
+        if backEndExit != .exited(0) { problems.append("the back-end ended \(backEndExit.map(\.description) ?? "not at all")") }
+        report(results, problems: problems)
+        return problems.isEmpty ? 0 : 1
+    }
+
+    /// Everything that must hold for one guest.
+    func check(_ r: GuestResult, presentedBadHandle: Bool) -> [String] {
+        var failures: [String] = []
+        guard let s = r.summary else { return ["printed no summary (exit \(r.exit.map(\.description) ?? "none"))"] }
+        if let error = s.string("error") { failures.append("stopped by an error: \(error)") }
+        if r.exit != .exited(0) { failures.append("exited \(r.exit.map(\.description) ?? "not at all")") }
+        if s.int("mismatches") != 0 { failures.append("\(s.int("mismatches") ?? -1) replies differed from what was sent") }
+        if (s.int("chains") ?? 0) == 0 { failures.append("no request completed") }
+        if s.int("grants_made") != s.int("grants_ended") { failures.append("grants made \(s.int("grants_made") ?? -1) but ended \(s.int("grants_ended") ?? -1)") }
+        guard let session = r.session else { return failures + ["the back-end reported no session for domain \(r.domain)"] }
+        let faults = session.int("faults") ?? -1, broken = session.int("broken_queues") ?? -1
+        if presentedBadHandle {
+            if s.int("faults_blocked") != 1 { failures.append("the forbidden handle was not refused") }
+            if faults < 1 || (session.int("fault_notGranted") ?? 0) < 1 { failures.append("the back-end recorded no notGranted fault") }
+            if broken != 1 { failures.append("the back-end did not break the queue (\(broken))") }
+        } else if faults != 0 || broken != 0 || s.int("resets") != 0 {
+            failures.append("affected by another guest: \(faults) faults, \(broken) broken queues")
+        }
+        return failures
+    }
+
+    func report(_ results: [GuestResult], problems: [String]) {
         if json {
+            for r in results {
+                var line = JSONLine()
+                line.add("guest", r.domain)
+                line.add("mb_moved", megabytes(r), decimals: 3)
+                line.add("chains", r.summary?.int("chains") ?? 0)
+                line.add("grants_made", r.summary?.int("grants_made") ?? 0)
+                line.add("grants_ended", r.summary?.int("grants_ended") ?? 0)
+                line.add("iotlb_hit_rate", r.session?.number("iotlb_hit_rate") ?? 0, decimals: 4)
+                line.add("faults_blocked", r.session?.int("faults") ?? 0)
+                line.add("seconds", r.summary?.number("seconds") ?? 0, decimals: 3)
+                line.add("ok", r.failures.isEmpty)
+                print(line.text)
+            }
             var line = JSONLine()
-            line.add("demo", "in-process")
-            line.add("requests", completed)
-            line.add("bytes_out", bytesOut)
-            line.add("bytes_back", bytesBack)
-            line.add("kicks", kicks)
-            line.add("interrupts", interrupts)
-            line.add("mismatches", mismatches)
-            line.add("seconds", elapsed, decimals: 3)
-            line.add("ok", ok)
+            line.add("demo", "multi-process")
+            line.add("guests", results.count)
+            line.add("ok", problems.isEmpty)
+            if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
             print(line.text)
-        } else {
-            print("""
-                VirtioGrant in-process demo: one split queue (256 entries, INDIRECT_DESC + EVENT_IDX),
-                guest-physical translation, a checksum echo device.
-                  requests      \(completed) (each split over 1-4 readable buffers; multi-buffer ones through indirect tables)
-                  sent          \(bytesOut) bytes; received \(bytesBack) bytes (checksum + echo)
-                  kicks         \(kicks) front-end to back-end, \(interrupts) back-end to front-end (event index)
-                  verified      \(completed - mismatches) of \(completed) replies byte for byte
-                  time          \(JSONLine.format(elapsed, decimals: 3)) s
-                  result        \(ok ? "OK" : "FAILED")
-                """)
+            return
         }
-        return ok ? 0 : 1
+        print("""
+            VirtioGrant demo: a back-end process serving a checksum echo device to \(results.count) guest \
+            process\(results.count == 1 ? "" : "es") over vhost-user, grant mode, \(JSONLine.format(seconds, decimals: 1)) s each.
+            Guest 1 presents a grant handle it never granted halfway through.
+
+            """)
+        print("  " + zip(["guest", "MB moved", "chains", "grants made/ended", "IOTLB hit rate", "faults blocked"], widths)
+            .map { pad($0, $1) }.joined(separator: "  ") + "  result")
+        for r in results {
+            let made = r.summary?.int("grants_made") ?? 0, ended = r.summary?.int("grants_ended") ?? 0
+            let hitRate = JSONLine.format((r.session?.number("iotlb_hit_rate") ?? 0) * 100, decimals: 2) + "%"
+            let cells = ["\(r.domain)", JSONLine.format(megabytes(r), decimals: 1), "\(r.summary?.int("chains") ?? 0)",
+                         "\(made)/\(ended)", hitRate, "\(r.session?.int("faults") ?? 0)"]
+            print("  " + zip(cells, widths).map { pad($0, $1) }.joined(separator: "  ") + "  " + (r.failures.isEmpty ? "OK" : "FAILED"))
+        }
+        print("")
+        if problems.isEmpty {
+            print("""
+                Every reply was verified byte for byte. The back-end refused guest 1's ungranted handle \
+                (a notGranted fault; its queue broken, DEVICE_NEEDS_RESET signalled); guest 1 reset its \
+                device and carried on\(results.count > 1 ? ", and the other guests were not affected" : ""). \
+                Every grant was ended. Result: OK
+                """)
+        } else {
+            print("Result: FAILED")
+            for p in problems { print("  - \(p)") }
+        }
+    }
+
+    let widths = [5, 8, 8, 17, 14, 14]
+
+    func megabytes(_ r: GuestResult) -> Double {
+        Double((r.summary?.int("bytes_sent") ?? 0) + (r.summary?.int("bytes_received") ?? 0)) / 1e6
+    }
+
+    func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+
+    func failure(_ message: String) -> Int32 {
+        var e = StandardError()
+        print("virtio-grant demo: \(message)", to: &e)
+        return 1
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One flat JSON object printed on one line: the output format of every benchmark.
 struct JSONLine {
     private var fields: [String] = []
@@ -9,6 +13,19 @@ struct JSONLine {
     mutating func add(_ key: String, _ value: Double, decimals: Int = 0) { fields.append("\"\(key)\":\(Self.format(value, decimals: decimals))") }
 
     var text: String { "{" + fields.joined(separator: ",") + "}" }
+
+    /// Writes the line to standard output with one unbuffered write, so that lines from several
+    /// threads never interleave and a parent reading the pipe sees each line as it happens.
+    func emit() {
+        var line = text + "\n"
+        line.withUTF8 { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(1, bytes.baseAddress! + done, bytes.count - done)
+                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { break }
+            }
+        }
+    }
 
     static func escape(_ s: String) -> String {
         var out = ""

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioTransport
 
 /// Runs `path` with `arguments` (no shell) and returns what it wrote to standard output, or
 /// `nil` if it could not be started or did not exit with status 0.
@@ -32,4 +33,59 @@ func runProcess(_ path: String, _ arguments: [String]) -> String? {
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else { return nil }
     return String(decoding: output, as: UTF8.self)
+}
+
+/// A child running this same executable with its standard output on a pipe we read by lines.
+struct SpawnedCommand {
+    let process: ChildProcess
+    private var output: LineReader
+
+    /// Starts `virtio-grant arguments...`.
+    init(_ arguments: [String]) throws(SystemError) {
+        let pipe = try Pipe()
+        process = try ChildProcess.spawn(path: try Self.executablePath, arguments: arguments, fileDescriptors: [(child: 1, parent: pipe.writeEnd)])
+        pipe.writeEnd.close()
+        output = LineReader(pipe.readEnd)
+    }
+
+    /// This executable, which the demo and `bench xproc` start again as back-end and guests.
+    static var executablePath: String {
+        get throws(SystemError) { try ChildProcess.executableDirectory + "/virtio-grant" }
+    }
+
+    /// The next line the child printed, parsed; `nil` when it printed something else, closed
+    /// its output or stayed silent for `timeoutMilliseconds`.
+    mutating func nextObject(timeoutMilliseconds: Int32) -> JSONObject? {
+        guard let line = try? output.readLine(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+        return JSONObject(parsing: line)
+    }
+
+    /// Waits for the child to exit, killing it if it outlives `timeoutMilliseconds`.
+    func finish(timeoutMilliseconds: Int32) -> ChildProcess.ExitStatus? {
+        if let status = try? process.wait(timeoutMilliseconds: timeoutMilliseconds) { return status }
+        try? process.kill()
+        return try? process.wait(timeoutMilliseconds: 5000)
+    }
+}
+
+/// A fresh private directory under $TMPDIR (or /tmp), removed with its files by ``remove()``.
+struct TemporaryDirectory {
+    let path: String
+
+    init?() {
+        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array("\(base)/virtio-grant.XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else { return nil }
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func remove() {
+        guard let dir = opendir(path) else { return }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink("\(path)/\(name)") }
+        }
+        closedir(dir)
+        rmdir(path)
+    }
 }

@@ -6,9 +6,26 @@ let usage = """
     usage: virtio-grant <command> [options]
 
     commands:
-      demo                 an in-process front-end/back-end exchange over a split ring
-        --requests N       requests to send (default 20000)
-        --json             one JSON line instead of the human summary
+      demo                 a back-end process and guest processes over vhost-user, grant mode
+        --seconds S        how long each guest streams (default 3)
+        --guests N         guest processes (default 2); guest 1 presents an ungranted handle
+        --json             JSON lines (one per guest, then the verdict) instead of the summary
+      serve                a back-end process: listens on a unix socket, one session per connection
+        --socket PATH      where to listen (required)
+        --device D         checksum (default; reply: FNV-1a-64 + echo) or echo
+        --queues N         queues per device (default 1)
+        --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
+        --verbose          log sessions, violations and faults on standard error
+      guest                a front-end process: connects, negotiates, runs a workload, verifies
+        --socket PATH      the back-end (required)
+        --workload W       stream (default; checksum device), throughput or latency (echo device)
+        --seconds S        stream and throughput duration (default 2)
+        --requests N       latency round trips (default 10000)
+        --payload B        largest (stream) or fixed request size (default 16384 / 4096)
+        --domain D         this guest's grant domain (default 1)
+        --mode M           grants (default) or gpa (guest-physical addresses)
+        --queue-size N     (default 256)    --outstanding N   requests in flight (default 64)
+        --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
       bench ring           workload W1: one thread plays driver and device of a split queue
         --descs 1,2        descriptors per chain (default 1,2)
         --batch 1,32       chains per publish (default 1,32)
@@ -39,6 +56,10 @@ do throws(UsageError) {
     switch arguments.first {
     case "demo":
         exit(try DemoCommand(arguments.dropFirst()).run())
+    case "serve":
+        exit(try ServeCommand(arguments.dropFirst()).run())
+    case "guest":
+        exit(try GuestCommand(arguments.dropFirst()).run())
     case "bench":
         switch arguments.dropFirst().first {
         case "ring":

@@ -34,6 +34,9 @@ int CVirtioShim_get_seals(int fd);
 // which a concurrent posix_spawn inherits the descriptor.
 int CVirtioShim_accept_cloexec(int fd);
 
+// pipe2(fds, O_CLOEXEC): GNU-only; pipe + fcntl would leave the same window as accept.
+int CVirtioShim_pipe_cloexec(int fds[2]);
+
 // pidfd_open(pid, 0) through the variadic syscall(); -1 with errno ENOSYS on old kernels.
 int CVirtioShim_pidfd_open(pid_t pid);
 

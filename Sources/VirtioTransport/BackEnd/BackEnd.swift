@@ -67,6 +67,7 @@ public final class BackEnd: @unchecked Sendable {
             let thread = WorkerThread(name: "session\(id)") { [weak self] in
                 _ = session.run()
                 let report = session.currentReport
+                session.configuration.onSessionEnd?(report)
                 self?.state.withLock { s in s.finished.append(report) }
                 try? self?.wake.signal()
             }

@@ -15,6 +15,8 @@ public struct BackEndConfiguration: Sendable {
     public var revokeTimeoutMilliseconds = 2000
     /// Where the back-end reports what it does (session start and end, violations, faults).
     public var log: (@Sendable (String) -> Void)?
+    /// Called on the session's thread with its final report when a session ends.
+    public var onSessionEnd: (@Sendable (SessionReport) -> Void)?
 
     public init() {}
 

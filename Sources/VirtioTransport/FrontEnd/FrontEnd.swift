@@ -160,6 +160,19 @@ public final class FrontEnd: @unchecked Sendable {
         try bringUp(offered: try features(of: .getFeatures))
     }
 
+    /// A device address this front-end never shared: in grant mode a handle whose grant entry
+    /// is free (the device must fault on it, GHT-HDL-01), otherwise an address past the pool.
+    /// A driver that puts it in a descriptor is buggy or hostile; the demo does it on purpose.
+    public var forbiddenAddress: UInt64 {
+        if let grants {
+            let free = (GrantReference.reservedCount..<grants.entries.count).reversed().first {
+                !grants.isAllocated(GrantReference(rawValue: UInt32($0)))
+            }
+            return GrantHandle(reference: GrantReference(rawValue: UInt32(free ?? grants.entries.count))).rawValue
+        }
+        return UInt64(pool.size) + UInt64(GrantHandle.pageSize)
+    }
+
     deinit { close() }
 
     func features(of message: VhostUserMessage) throws(FrontEndError) -> VirtioFeatures {

@@ -21,6 +21,10 @@ public final class FrontEndQueue: @unchecked Sendable {
     let descriptors: PoolRun, avail: PoolRun, used: PoolRun, tables: PoolRun
     let requests: PoolRun, replies: PoolRun
     let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    /// Waits on the call and error doorbells and the control socket (whose closing is the
+    /// back-end's death).
+    let poller: Poller
+    var events: [PollEvent] = []
     var driver: SplitDriverQueue?
     var freeSlots: [Int] = []
     var slotOfToken: [UInt64: Int] = [:]
@@ -60,6 +64,10 @@ public final class FrontEndQueue: @unchecked Sendable {
             kick = try EventNotifier()
             call = try EventNotifier()
             err = try EventNotifier()
+            poller = try Poller()
+            try poller.add(call.fd, token: 0)
+            try poller.add(err.fd, token: 1)
+            try poller.add(frontEnd.channel.socket.fd, token: 2)
         } catch {
             throw .system(error)
         }
@@ -157,23 +165,13 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// A back-end that broke the queue, disconnected or stays silent past the timeout is an
     /// error, never a hang.
     public func waitForCompletions(timeoutMilliseconds: Int32? = nil) throws(FrontEndError) -> [Completion] {
-        let timeout = timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds
-        let poller: Poller
-        do {
-            poller = try Poller()
-            try poller.add(call.fd, token: 0)
-            try poller.add(err.fd, token: 1)
-            try poller.add(frontEnd.channel.socket.fd, token: 2)
-        } catch {
-            throw .system(error)
-        }
-        var events: [PollEvent] = []
+        let timeout = Timeout(milliseconds: timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds)
         while true {
             let done = try reap()
             if !done.isEmpty { return done }
             if driver!.enableUsedNotifications() { continue }   // RCV-DRV-01: a completion raced in
             let n: Int
-            do { n = try poller.wait(timeoutMilliseconds: timeout, into: &events) } catch { throw .system(error) }
+            do { n = try poller.wait(timeoutMilliseconds: timeout.remainingMilliseconds(), into: &events) } catch { throw .system(error) }
             if n == 0 { throw .timedOut("completions on queue \(index)") }
             for event in events {
                 switch event.token {

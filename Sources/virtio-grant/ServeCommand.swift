@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import VirtioCore
+import VirtioDevices
+import VirtioTransport
+
+/// `virtio-grant serve`: a back-end process. It listens on `--socket`, serves each connection a
+/// fresh device, and prints JSON lines: one when it listens, one per session when it ends
+/// (its report). It stops on SIGINT/SIGTERM, or after `--sessions N` sessions ended.
+struct ServeCommand {
+    let socket: String
+    let device: String
+    let queues: Int
+    let sessions: Int?
+    let verbose: Bool
+
+    init(_ arguments: ArraySlice<String>) throws(UsageError) {
+        let options = try Options(arguments, options: ["socket", "device", "queues", "sessions"], flags: ["verbose"])
+        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
+        guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH") }
+        guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
+        self.socket = socket
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo"])
+        queues = try options.int("queues", default: 1, in: 1...64)
+        sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
+        verbose = options.flag("verbose")
+    }
+
+    func run() -> Int32 {
+        // Signals are taken by one thread with sigwait, so they are blocked before any other
+        // thread exists (threads inherit the mask).
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stopSignals, s) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        let done: EventNotifier
+        do { done = try EventNotifier() } catch {
+            report(error: "\(error)")
+            return 1
+        }
+        let ended = Atomic<Int>(0)
+        var configuration = BackEndConfiguration()
+        if verbose { configuration.log = { message in var e = StandardError(); print(message, to: &e) } }
+        let limit = sessions
+        configuration.onSessionEnd = { report in
+            Self.json(report).emit()
+            let count = ended.add(1, ordering: .relaxed).newValue
+            if let limit, count >= limit { try? done.signal() }
+        }
+        let queues = self.queues, device = self.device
+        let backEnd: BackEnd
+        do {
+            backEnd = try BackEnd(socketPath: socket, configuration: configuration) {
+                device == "echo" ? EchoDevice(queueCount: queues, maxQueueSize: 32768) as any VirtioDevice
+                                 : ChecksumEchoDevice(queueCount: queues, maxQueueSize: 32768)
+            }
+        } catch {
+            report(error: "cannot listen on \(socket): \(error)")
+            return 1
+        }
+        backEnd.start()
+        var line = JSONLine()
+        line.add("event", "listening")
+        line.add("socket", socket)
+        line.add("device", device)
+        line.add("pid", Int(getpid()))
+        line.emit()
+
+        let waitedSignals = stopSignals
+        let signalWaiter = WorkerThread(name: "signals") {
+            var signal: Int32 = 0
+            var set = waitedSignals
+            if sigwait(&set, &signal) == 0 { try? done.signal() }
+        }
+        _ = try? done.wait(timeoutMilliseconds: -1)
+        backEnd.stop()
+        unlink(socket)
+        // The signal thread may still be in sigwait; the process ends without joining it.
+        withExtendedLifetime(signalWaiter) {}
+        return 0
+    }
+
+    private func report(error: String) {
+        var line = JSONLine()
+        line.add("event", "error")
+        line.add("error", error)
+        line.emit()
+    }
+
+    static func json(_ r: SessionReport) -> JSONLine {
+        var line = JSONLine()
+        line.add("event", "session")
+        line.add("id", r.id)
+        if let g = r.granter { line.add("granter", Int(g.rawValue)) }
+        line.add("end", r.end?.description ?? "running")
+        line.add("chains", r.chains)
+        line.add("kicks", r.kicks)
+        line.add("notifications", r.notifications)
+        line.add("iotlb_hits", r.iotlbHits)
+        line.add("iotlb_misses", r.iotlbMisses)
+        line.add("iotlb_hit_rate", r.iotlbHitRate, decimals: 4)
+        line.add("faults", r.faults.values.reduce(0, +))
+        for (kind, n) in r.faults.sorted(by: { $0.key.rawValue < $1.key.rawValue }) { line.add("fault_\(kind)", n) }
+        line.add("broken_queues", r.brokenQueues.count)
+        for (q, e) in r.brokenQueues.sorted(by: { $0.key < $1.key }) { line.add("broken_queue_\(q)", "\(e)") }
+        line.add("worker_cpu_s", r.workerCPUSeconds, decimals: 6)
+        return line
+    }
+}
