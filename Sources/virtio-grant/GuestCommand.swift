@@ -102,16 +102,14 @@ struct GuestCommand {
         var n = 0
         let start = monotonicSeconds()
         var badDone = !badHandle
-        func check(_ completions: [Completion]) {
-            for c in completions {
-                guard let (k, length) = inFlight.removeValue(forKey: c.token) else { s.mismatches += 1; continue }
-                let expected = Payload.bytes(k, length: length)
-                if c.reply.count != 8 + length || Array(c.reply[..<8]) != Payload.littleEndian(ChecksumEchoDevice.checksum(expected))
-                    || !c.reply[8...].elementsEqual(expected) {
-                    s.mismatches += 1
-                }
-                s.chains += 1
+        func check(_ token: UInt64, _ reply: UnsafeRawBufferPointer) {
+            guard let (k, length) = inFlight.removeValue(forKey: token) else { s.mismatches += 1; return }
+            let expected = Payload.bytes(k, length: length)
+            let checksum = Payload.littleEndian(ChecksumEchoDevice.checksum(expected))
+            if reply.count != 8 + length || !reply.prefix(8).elementsEqual(checksum) || !Payload.equal(expected, reply[8...]) {
+                s.mismatches += 1
             }
+            s.chains += 1
         }
         while true {
             let elapsed = monotonicSeconds() - start
@@ -126,9 +124,9 @@ struct GuestCommand {
             } else if inFlight.isEmpty {
                 break
             }
-            check(try queue.waitForCompletions())
+            try queue.waitForCompletions(check)
             if !badDone && elapsed >= seconds / 2 {
-                while !inFlight.isEmpty { check(try queue.waitForCompletions()) }
+                while !inFlight.isEmpty { try queue.waitForCompletions(check) }
                 try presentForbiddenHandle(frontEnd, &s)
                 badDone = true
             }
@@ -167,8 +165,8 @@ struct GuestCommand {
             } else if inFlight.isEmpty {
                 break
             }
-            for c in try queue.waitForCompletions() {
-                guard let k = inFlight.removeValue(forKey: c.token), c.reply == payloads[k] else { s.mismatches += 1; continue }
+            try queue.waitForCompletions { token, reply in
+                guard let k = inFlight.removeValue(forKey: token), Payload.equal(payloads[k], reply[...]) else { s.mismatches += 1; return }
                 s.chains += 1
             }
         }
@@ -238,6 +236,13 @@ enum Payload {
                 }
             }
             count = length
+        }
+    }
+
+    /// Whether `reply` holds exactly `expected` (memcmp).
+    static func equal(_ expected: [UInt8], _ reply: Slice<UnsafeRawBufferPointer>) -> Bool {
+        expected.count == reply.count && expected.withUnsafeBytes { e in
+            e.isEmpty || memcmp(e.baseAddress!, reply.base.baseAddress! + reply.startIndex, e.count) == 0
         }
     }
 

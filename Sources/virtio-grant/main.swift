@@ -36,6 +36,13 @@ let usage = """
       bench grants         grant+endAccess, map+unmap, IOTLB hit translation, 4 KiB copies
         --seconds S        CPU-seconds per run (default 1)
         --runs R           runs per measurement; the median is reported (default 5)
+      bench xproc          a spawned guest against a back-end in this process, echo device, event index
+        --seconds S        throughput run length (default 2)
+        --runs R           throughput runs; the median is reported (default 3)
+        --payload B        request size (default 4096)
+        --queue-size N     (default 256; all of it in flight)
+        --requests N       latency round trips (default 20000)
+        --mode M           grants, gpa or both (default both)
     """
 
 func fail(_ message: String) -> Never {
@@ -66,8 +73,10 @@ do throws(UsageError) {
             try RingBenchCommand(arguments.dropFirst(2)).run()
         case "grants":
             try GrantsBenchCommand(arguments.dropFirst(2)).run()
+        case "xproc":
+            exit(try XprocBenchCommand(arguments.dropFirst(2)).run())
         default:
-            throw UsageError(description: "bench needs a workload: ring or grants")
+            throw UsageError(description: "bench needs a workload: ring, grants or xproc")
         }
     case "help", "--help", "-h":
         print(usage)

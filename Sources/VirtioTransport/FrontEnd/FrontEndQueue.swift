@@ -109,14 +109,22 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// - Returns: the token its ``Completion`` will carry.
     @discardableResult
     public func submit(_ request: [UInt8], replyCapacity: Int, parts: Int = 1) throws(FrontEndError) -> UInt64 {
+        let result = request.withUnsafeBytes { bytes in Result { () throws(FrontEndError) in try submit(copying: bytes, replyCapacity: replyCapacity, parts: parts) } }
+        return try result.get()
+    }
+
+    /// ``submit(_:replyCapacity:parts:)`` from bytes the caller holds.
+    @discardableResult
+    public func submit(copying request: UnsafeRawBufferPointer, replyCapacity: Int, parts: Int = 1) throws(FrontEndError) -> UInt64 {
         guard request.count <= requestPages * GrantHandle.pageSize, replyCapacity <= replyPages * GrantHandle.pageSize else {
             throw .exhausted("request or reply larger than the configured buffers")
         }
         guard let slot = freeSlots.popLast() else { throw .exhausted("\(slots) requests already in flight") }
         let base = slot * requestPages * GrantHandle.pageSize
-        _ = request.withUnsafeBytes { requests.host.copyBytes(to: base, from: $0) }
-        var readable: [BufferSegment] = []
+        _ = requests.host.copyBytes(to: base, from: request)
         let n = max(1, min(parts, request.count))
+        var readable: [BufferSegment] = []
+        readable.reserveCapacity(n)
         var at = 0
         for p in 0..<n {
             let end = p == n - 1 ? request.count : at + request.count / n
@@ -165,10 +173,23 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// A back-end that broke the queue, disconnected or stays silent past the timeout is an
     /// error, never a hang.
     public func waitForCompletions(timeoutMilliseconds: Int32? = nil) throws(FrontEndError) -> [Completion] {
+        var done: [Completion] = []
+        try waitForCompletions(timeoutMilliseconds: timeoutMilliseconds) { token, reply in done.append(Completion(token: token, reply: Array(reply))) }
+        return done
+    }
+
+    /// ``waitForCompletions(timeoutMilliseconds:)`` without copying: `body` sees each
+    /// completion's token and reply bytes (valid only during the call; empty for a chain
+    /// submitted with the caller's own segments) before the reply buffer is reused.
+    ///
+    /// - Returns: the number of completions.
+    @discardableResult
+    public func waitForCompletions(timeoutMilliseconds: Int32? = nil,
+                                   _ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
         let timeout = Timeout(milliseconds: timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds)
         while true {
-            let done = try reap()
-            if !done.isEmpty { return done }
+            let done = try reap(body)
+            if done > 0 { return done }
             if driver!.enableUsedNotifications() { continue }   // RCV-DRV-01: a completion raced in
             let n: Int
             do { n = try poller.wait(timeoutMilliseconds: timeout.remainingMilliseconds(), into: &events) } catch { throw .system(error) }
@@ -183,27 +204,26 @@ public final class FrontEndQueue: @unchecked Sendable {
         }
     }
 
-    /// Takes back every used chain; copies replies of the queue's own buffers.
-    func reap() throws(FrontEndError) -> [Completion] {
-        var done: [Completion] = []
+    /// Takes back every used chain, showing `body` the replies in the queue's own buffers.
+    func reap(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
+        var count = 0
         do {
             try driver!.reapAllUsed { used in
-                var reply: [UInt8] = []
                 if let slot = slotOfToken.removeValue(forKey: used.token) {
-                    let base = slot * replyPages * GrantHandle.pageSize
-                    reply = [UInt8](unsafeUninitializedCapacity: Int(used.writtenLength)) { buffer, count in
-                        count = replies.host.slice(offset: base, length: Int(used.writtenLength)).copyBytes(into: UnsafeMutableRawBufferPointer(buffer))
-                    }
+                    let length = min(Int(used.writtenLength), replyPages * GrantHandle.pageSize)
+                    replies.host.slice(offset: slot * replyPages * GrantHandle.pageSize, length: length).withUnsafeBytes { body(used.token, $0) }
                     freeSlots.append(slot)
-                    bytesReceived += reply.count
+                    bytesReceived += length
+                } else {
+                    body(used.token, UnsafeRawBufferPointer(start: nil, count: 0))
                 }
                 completed += 1
-                done.append(Completion(token: used.token, reply: reply))
+                count += 1
             }
         } catch {
             throw .queue(error)
         }
-        return done
+        return count
     }
 
     /// After a reset: every outstanding request is abandoned and its buffers are free again

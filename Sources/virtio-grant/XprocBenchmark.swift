@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import VirtioDevices
+import VirtioTransport
+
+/// `virtio-grant bench xproc`: the transport across two processes. The back-end (echo device)
+/// runs in this process so that its queue worker thread's CPU time can be read; the front-end
+/// is a spawned `virtio-grant guest`. One queue, event index on.
+///
+/// - throughput: the guest keeps the queue full of fixed-size requests for `--seconds`;
+///   reported as chains and payload MB per CPU-second of the back-end's worker thread.
+/// - latency: the guest sends single requests one at a time; round-trip p50/p99 as the guest
+///   measures them (wall clock: a round trip includes two wake-ups).
+struct XprocBenchCommand {
+    let seconds: Double
+    let runs: Int
+    let payload: Int
+    let queueSize: Int
+    let requests: Int
+    let modes: [String]
+
+    init(_ arguments: ArraySlice<String>) throws(UsageError) {
+        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode"])
+        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
+        seconds = try options.seconds("seconds", default: 2, max: 600)
+        runs = try options.int("runs", default: 3, in: 1...100)
+        payload = try options.int("payload", default: 4096, in: 1...(60 * 1024))
+        queueSize = try options.int("queue-size", default: 256, in: 1...32768)
+        guard queueSize & (queueSize - 1) == 0 else { throw UsageError(description: "--queue-size must be a power of 2") }
+        requests = try options.int("requests", default: 20_000, in: 1...10_000_000)
+        let mode = try options.choice("mode", default: "both", from: ["grants", "gpa", "both"])
+        modes = mode == "both" ? ["grants", "gpa"] : [mode]
+    }
+
+    func run() -> Int32 {
+        guard let directory = TemporaryDirectory() else { return fail("cannot create a temporary directory") }
+        defer { directory.remove() }
+        let socket = directory.path + "/bench.sock"
+        let backEnd: BackEnd
+        do {
+            let size = queueSize
+            backEnd = try BackEnd(socketPath: socket) { EchoDevice(queueCount: 1, maxQueueSize: size) }
+        } catch {
+            return fail("cannot listen: \(error)")
+        }
+        backEnd.start()
+        defer { backEnd.stop() }
+        for mode in modes {
+            var rates: [(chains: Double, cpu: Double, wall: Double)] = []
+            for _ in 0..<runs {
+                let before = backEnd.reports.count
+                guard let guest = guestRun(["--workload", "throughput", "--seconds", "\(seconds)"], mode: mode, socket: socket),
+                      let report = waitForReport(backEnd, after: before) else { return fail("the \(mode) throughput guest failed") }
+                rates.append((Double(report.chains), report.workerCPUSeconds, guest.number("seconds") ?? seconds))
+            }
+            let perCPU = median(rates.map { $0.chains / $0.cpu })
+            var line = JSONLine()
+            line.add("workload", "xproc")
+            line.add("measure", "throughput")
+            line.add("mode", mode)
+            line.add("queue_size", queueSize)
+            line.add("payload_bytes", payload)
+            line.add("chains_per_backend_cpu_s", perCPU)
+            line.add("payload_mb_per_backend_cpu_s", perCPU * Double(payload) / 1e6, decimals: 1)
+            line.add("chains_per_wall_s", median(rates.map { $0.chains / $0.wall }))
+            line.add("backend_cpu_share", median(rates.map { $0.cpu / $0.wall }), decimals: 3)
+            line.add("runs", runs)
+            print(line.text)
+
+            let before = backEnd.reports.count
+            guard let latency = guestRun(["--workload", "latency", "--requests", "\(requests)"], mode: mode, socket: socket),
+                  waitForReport(backEnd, after: before) != nil else { return fail("the \(mode) latency guest failed") }
+            var l = JSONLine()
+            l.add("workload", "xproc")
+            l.add("measure", "latency")
+            l.add("mode", mode)
+            l.add("payload_bytes", payload)
+            l.add("rtt_p50_us", latency.number("rtt_p50_us") ?? .nan, decimals: 1)
+            l.add("rtt_p99_us", latency.number("rtt_p99_us") ?? .nan, decimals: 1)
+            l.add("rtt_mean_us", latency.number("rtt_mean_us") ?? .nan, decimals: 1)
+            l.add("requests", requests)
+            print(l.text)
+        }
+        return 0
+    }
+
+    /// Runs one guest to completion; its summary if every check held.
+    func guestRun(_ arguments: [String], mode: String, socket: String) -> JSONObject? {
+        let common = ["guest", "--socket", socket, "--mode", mode, "--payload", "\(payload)",
+                      "--queue-size", "\(queueSize)", "--outstanding", "\(queueSize)"]
+        guard var guest = try? SpawnedCommand(common + arguments) else { return nil }
+        let summary = guest.nextObject(timeoutMilliseconds: Int32(seconds * 1000) + 60_000)
+        guard guest.finish(timeoutMilliseconds: 10_000) == .exited(0), summary?.bool("ok") == true else {
+            var e = StandardError()
+            print("virtio-grant bench xproc: guest: \(summary.map { "\($0.values)" } ?? "no summary")", to: &e)
+            return nil
+        }
+        return summary
+    }
+
+    /// The report of the session that started after `count` sessions had ended.
+    func waitForReport(_ backEnd: BackEnd, after count: Int) -> SessionReport? {
+        for _ in 0..<5000 {
+            let reports = backEnd.reports
+            if reports.count > count { return reports.last }
+            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&pause, nil)
+        }
+        return nil
+    }
+
+    func fail(_ message: String) -> Int32 {
+        var e = StandardError()
+        print("virtio-grant bench xproc: \(message)", to: &e)
+        return 1
+    }
+}
