@@ -27,8 +27,10 @@ extension BackEndSession {
             owned = true
             try acknowledge(header)
         case .resetOwner, .resetDevice:
+            // Acknowledged under the protocol features in force when it was sent: RESET_OWNER clears them.
+            let features = protocolFeatures
             resetDevice(keepOwner: request == .resetDevice)
-            try acknowledge(header)
+            if header.needsReply && features.contains(.replyAck) { try send(.ack(request, .success)) }
         case .getProtocolFeatures:
             try send(.protocolFeatures(BackEndConfiguration.protocolFeatures))
         case .setProtocolFeatures(let features):
@@ -90,7 +92,12 @@ extension BackEndSession {
         case .getStatus:
             try send(.status(status.status))
         case .setGrantTable(let info):
-            try acknowledge(header, setGrantTable(info, fd: fds[0]))
+            let ack = try setGrantTable(info, fd: fds[0])
+            // GHT-VUG-03: a refusal nobody asked to hear about must not pass silently.
+            guard ack.isSuccess || (header.needsReply && protocolFeatures.contains(.replyAck)) else {
+                throw Violation("SET_GRANT_TABLE refused without NEED_REPLY (GHT-VUG-03)")
+            }
+            try acknowledge(header, ack)
         case .revokeGrants(let range):
             try send(.ack(.revokeGrants, revokeGrants(range)))
         case .unsupported(let request, _):

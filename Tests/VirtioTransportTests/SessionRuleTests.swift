@@ -1,0 +1,210 @@
+import Testing
+import VirtioCore
+import VirtioDevices
+import VirtioGrants
+import VirtioTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A back-end serving the checksum device on a fresh socket, for one test.
+final class TestBackEnd {
+    let path: String
+    let backEnd: BackEnd
+
+    init(_ tag: String) throws {
+        path = temporarySocketPath(tag)
+        backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice(queueCount: 2) }
+        backEnd.start()
+    }
+
+    deinit { backEnd.stop() }
+
+    /// The report of the `n`th session (1-based) once it ended, waiting up to 3 s.
+    func report(_ n: Int = 1) throws -> SessionReport {
+        for _ in 0..<600 {
+            if let r = backEnd.reports.first(where: { $0.id == n }) { return r }
+            usleep(5000)
+        }
+        throw RawVhostUserClient.Unexpected("session \(n) did not end")
+    }
+}
+
+/// A front-end mistake and the words the back-end's report must give for it.
+struct ViolationCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    let reason: String
+    let act: @Sendable (RawVhostUserClient) throws -> Void
+    var testDescription: String { name }
+}
+
+@Suite("Session rules: what a back-end does with each front-end mistake", .tags(.transport))
+struct SessionRuleTests {
+    static let violations: [ViolationCase] = [
+        ViolationCase(name: "a payload of the wrong size", reason: "wrongPayloadSize") { c in
+            try c.negotiate()
+            try c.sendRaw(request: 8, payload: [16, 0, 0, 0])   // SET_VRING_NUM takes 8 bytes
+        },
+        ViolationCase(name: "an unknown request", reason: "9999") { c in
+            try c.negotiate()
+            try c.sendRaw(request: 9999, payload: [])
+        },
+        ViolationCase(name: "two descriptors where one is expected", reason: "wrongFileDescriptorCount") { c in
+            try c.negotiate()
+            let a = try EventNotifier(), b = try EventNotifier()
+            try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [a.fd.rawValue, b.fd.rawValue])
+        },
+        ViolationCase(name: "fewer descriptors than memory regions", reason: "wrongFileDescriptorCount") { c in
+            try c.negotiate()
+            let r0 = VhostUserMemoryRegion(guestAddress: 0, size: 4096, userAddress: 0x10000, mmapOffset: 0)
+            let r1 = VhostUserMemoryRegion(guestAddress: 0x100000, size: 4096, userAddress: 0x20000, mmapOffset: 4096)
+            try c.send(.setMemoryTable(VhostUserMemoryTable(regions: [r0, r1])), fds: [c.pool.fd.rawValue])
+        },
+        ViolationCase(name: "overlapping memory regions", reason: "overlappingMemoryRegions") { c in
+            try c.negotiate()
+            let r0 = VhostUserMemoryRegion(guestAddress: 0, size: 8192, userAddress: 0x10000, mmapOffset: 0)
+            let r1 = VhostUserMemoryRegion(guestAddress: 4096, size: 8192, userAddress: 0x80000, mmapOffset: 0)
+            // Encoded by hand: the codec refuses to send such a table.
+            try c.sendRaw(request: 5, payload: VhostUserMemoryTable(regions: [r0, r1]).encoded(), fds: [c.pool.fd.rawValue, c.pool.fd.rawValue])
+        },
+        ViolationCase(name: "memory regions overlapping in user addresses, added one by one", reason: "memory regions") { c in
+            try c.negotiate()
+            let r0 = VhostUserMemoryRegion(guestAddress: 0, size: 8192, userAddress: 0x10000, mmapOffset: 0)
+            let r1 = VhostUserMemoryRegion(guestAddress: 0x100000, size: 8192, userAddress: 0x11000, mmapOffset: 0)
+            #expect(try c.ack(.addMemoryRegion(r0), fds: [c.pool.fd.rawValue]).isSuccess)
+            try c.send(.addMemoryRegion(r1), fds: [c.pool.fd.rawValue])
+        },
+        ViolationCase(name: "a memory region past the end of its file", reason: "mapped") { c in
+            try c.negotiate()
+            let r = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(c.pool.size), userAddress: 0x10000, mmapOffset: 4096)
+            try c.send(.setMemoryTable(VhostUserMemoryTable(regions: [r])), fds: [c.pool.fd.rawValue])
+        },
+        ViolationCase(name: "ring addresses outside shared memory", reason: "rings cannot be used") { c in
+            try c.negotiate([.replyAck, .status])
+            try c.shareMemory()
+            try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+            let outside = UInt64(c.pool.range.startAddress) + UInt64(c.pool.size) + 0x10000
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 16)))
+            try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: outside, used: outside + 0x1000, available: outside + 0x800, log: 0)))
+            let kick = try EventNotifier()
+            try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
+            try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))
+            for s: DeviceStatus in [[.acknowledge], [.acknowledge, .driver], [.acknowledge, .driver, .featuresOK],
+                                    [.acknowledge, .driver, .featuresOK, .driverOK]] {
+                try c.send(.setStatus(s))
+            }
+        },
+        ViolationCase(name: "a queue index past the device's queues", reason: "does not exist") { c in
+            try c.negotiate()
+            try c.send(.setVringNum(VhostUserVringState(index: 7, num: 16)))
+        },
+        ViolationCase(name: "a request before SET_OWNER", reason: "before SET_OWNER") { c in
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 16)))
+        },
+        ViolationCase(name: "SET_OWNER twice", reason: "twice") { c in
+            try c.negotiate()
+            try c.send(.setOwner)
+        },
+        ViolationCase(name: "a queue size that is not a power of 2", reason: "power of 2") { c in
+            try c.negotiate()
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 24)))
+        },
+        ViolationCase(name: "GHT-VUG-02: SET_GRANT_TABLE without GRANT_TABLE negotiated", reason: "GHT-VUG-02") { c in
+            try c.negotiate([.replyAck, .status])
+            try c.shareMemory()
+            try c.send(.setGrantTable(c.grantTableInfo()), needReply: true, fds: [c.table.fd.rawValue])
+        },
+        ViolationCase(name: "GHT-VUG-03: a refused SET_GRANT_TABLE without NEED_REPLY", reason: "GHT-VUG-03") { c in
+            try c.negotiate()
+            try c.shareMemory()
+            try c.send(.setGrantTable(c.grantTableInfo(framesGuestAddress: 0x4000_0000)), fds: [c.table.fd.rawValue])
+        },
+        ViolationCase(name: "GHT-VU-22: an unsupported request whose reply body cannot be given (GET_INFLIGHT_FD)", reason: "not supported") { c in
+            try c.negotiate()
+            try c.sendRaw(request: 31, payload: [UInt8](repeating: 0, count: 24))
+        },
+    ]
+
+    @Test("GHT-VU-21: the back-end closes the connection on a violation, reports why, and keeps serving", arguments: violations)
+    func violation(_ v: ViolationCase) throws {
+        let server = try TestBackEnd("violation")
+        let client = try RawVhostUserClient(path: server.path)
+        try v.act(client)
+        #expect(client.isClosedByPeer(), "the connection is closed")
+        let report = try server.report(1)
+        guard case .violation(let reason) = report.end else {
+            Issue.record("session ended \(String(describing: report.end)), not by a violation")
+            return
+        }
+        #expect(reason.contains(v.reason), "reason: \(reason)")
+        // The back-end serves the next front-end.
+        let next = try FrontEnd.connect(socketPath: server.path)
+        try EndpointTests.stream(next, count: 20)
+        next.close()
+    }
+
+    @Test("GHT-VU-22: unsupported requests are answered as failures or ignored, and the session goes on")
+    func unsupportedRequests() throws {
+        let server = try TestBackEnd("unsupported")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate()
+        try client.sendRaw(request: 6, payload: [UInt8](repeating: 0, count: 16))   // SET_LOG_BASE: a u64 reply
+        #expect(try client.u64Reply(request: 6) != 0)
+        try client.sendRaw(request: 30, payload: [])   // POSTCOPY_END: a u64 reply
+        #expect(try client.u64Reply(request: 30) != 0)
+        try client.sendRaw(request: 27, payload: [UInt8](repeating: 0, count: 8), needReply: true)   // CLOSE_CRYPTO_SESSION
+        #expect(try client.u64Reply(request: 27) != 0, "NEED_REPLY: a non-zero REPLY_ACK")
+        try client.sendRaw(request: 19, payload: [UInt8](repeating: 0, count: 8))   // SEND_RARP, no reply solicited: ignored
+        try client.send(.getQueueNum)
+        #expect(try client.reply(to: .getQueueNum) == .queueCount(2), "the session still answers")
+        try client.send(.getStatus)
+        #expect(try client.reply(to: .getStatus) == .status([]), "no device state changed")
+        client.close()
+        #expect(try server.report(1).end == .disconnected)
+    }
+
+    @Test("GHT-VUG-03: SET_GRANT_TABLE whose frames are not in a registered region is refused with a non-zero ack")
+    func grantTableFramesOutsideMemory() throws {
+        let server = try TestBackEnd("vug03")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate()
+        try client.shareMemory()
+        #expect(try !client.ack(.setGrantTable(client.grantTableInfo(framesGuestAddress: 0x4000_0000)), fds: [client.table.fd.rawValue]).isSuccess)
+        #expect(try !client.ack(.setGrantTable(client.grantTableInfo(frameCount: 1000)), fds: [client.table.fd.rawValue]).isSuccess,
+                "more frames than the region holds")
+        #expect(try client.ack(.setGrantTable(client.grantTableInfo()), fds: [client.table.fd.rawValue]).isSuccess)
+        client.close()
+        #expect(try server.report(1).granter == DomainID(1))
+    }
+
+    @Test("GHT-VUG-04, GHT-VUG-05, GHT-VUG-06: REVOKE_GRANTS always answers; IOTLB_MSG is refused in grant mode; RESET_OWNER forgets the table")
+    func revokeIOTLBAndReset() throws {
+        let server = try TestBackEnd("vug04")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate()
+        try client.shareMemory()
+        let range = VhostUserGrantRange(first: GrantReference(8), count: 4)
+        try client.send(.revokeGrants(range))
+        #expect(try client.u64Reply(request: 1025) != 0, "no grant table yet")
+        #expect(try client.ack(.setGrantTable(client.grantTableInfo()), fds: [client.table.fd.rawValue]).isSuccess)
+        try client.send(.revokeGrants(range))
+        #expect(try client.u64Reply(request: 1025) == 0, "nothing mapped: revoked at once")
+        try client.send(.revokeGrants(VhostUserGrantRange(first: GrantReference(500), count: 100)))
+        #expect(try client.u64Reply(request: 1025) != 0, "the range passes the table's end (512 entries)")
+        try client.send(.iotlb(.update(iova: 0, size: 4096, userAddress: UInt64(client.pool.range.startAddress), permission: .readWrite)))
+        #expect(try client.u64Reply(request: 22) != 0, "GHT-VUG-05")
+        // RESET_OWNER forgets the table; a new owner sets it again.
+        #expect(try client.ack(.resetOwner).isSuccess)
+        try client.send(.setProtocolFeatures([.replyAck, .status, .grantTable, .configureMemorySlots]))
+        #expect(try client.ack(.setOwner).isSuccess)
+        try client.send(.revokeGrants(range))
+        #expect(try client.u64Reply(request: 1025) != 0, "GHT-VUG-06: the table is gone")
+        try client.shareMemory()
+        #expect(try client.ack(.setGrantTable(client.grantTableInfo()), fds: [client.table.fd.rawValue]).isSuccess)
+        try client.send(.revokeGrants(range))
+        #expect(try client.u64Reply(request: 1025) == 0)
+        client.close()
+        #expect(try server.report(1).end == .disconnected)
+    }
+}
