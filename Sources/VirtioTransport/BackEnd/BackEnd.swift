@@ -13,6 +13,7 @@ public final class BackEnd: @unchecked Sendable {
     private let listener: UnixSocket
     private let makeDevice: @Sendable () -> any VirtioDevice
     private let wake: EventNotifier
+    private let poller: Poller
     private let stopping = Atomic<Bool>(false)
     private let state = Mutex<State>(State())
     private var acceptThread: WorkerThread?
@@ -31,6 +32,9 @@ public final class BackEnd: @unchecked Sendable {
         self.makeDevice = makeDevice
         listener = try UnixSocket.listen(path: socketPath)
         wake = try EventNotifier()
+        poller = try Poller()
+        try poller.add(listener.fd, token: 0)
+        try poller.add(wake.fd, token: 1)
     }
 
     /// Accepts connections on a background thread until ``stop()``.
@@ -42,10 +46,6 @@ public final class BackEnd: @unchecked Sendable {
     public func run() { acceptLoop() }
 
     private func acceptLoop() {
-        guard let poller = try? Poller(), (try? poller.add(listener.fd, token: 0)) != nil, (try? poller.add(wake.fd, token: 1)) != nil else {
-            configuration.log?("back-end: cannot wait for connections")
-            return
-        }
         var events: [PollEvent] = []
         while !stopping.load(ordering: .acquiring) {
             guard (try? poller.wait(timeoutMilliseconds: -1, into: &events)) != nil else { continue }

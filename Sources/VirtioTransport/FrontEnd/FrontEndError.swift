@@ -2,7 +2,7 @@ import VirtioCore
 import VirtioGrants
 
 /// Why a front-end operation failed.
-public enum FrontEndError: Error, CustomStringConvertible {
+public enum FrontEndError: Error, Equatable, CustomStringConvertible {
     /// The back-end closed the connection or went away (killed, crashed).
     case disconnected
     /// The back-end did not answer or complete in time.
