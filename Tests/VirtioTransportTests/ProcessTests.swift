@@ -41,7 +41,7 @@ struct ProcessTests {
         #expect(report.faults.isEmpty && report.brokenQueues.isEmpty)
     }
 
-    @Test("GHT-VU-21: kill -9 of a front-end mid-stream: the back-end process closes everything and serves the next")
+    @Test("GHT-CTL-02, GHT-VU-21: kill -9 of a front-end mid-stream: the back-end process closes everything and serves the next")
     func frontEndKilled() throws {
         let (server, path) = try ProgramUnderTest.serve()
         let baseline = server.openDescriptorCount
@@ -60,7 +60,7 @@ struct ProcessTests {
         #expect(try next.finish() == .exited(0))
     }
 
-    @Test("A back-end killed mid-stream gives the front-end the typed disconnected error, well before its timeout")
+    @Test("GHT-CTL-05: a back-end killed mid-stream gives the front-end the typed disconnected error, well before its timeout")
     func backEndKilled() throws {
         let (server, path) = try ProgramUnderTest.serve()
         var configuration = FrontEndConfiguration()
@@ -82,7 +82,7 @@ struct ProcessTests {
         #expect(try server.finish() == .signaled(SIGKILL))
     }
 
-    @Test("A guest process whose back-end dies exits with the disconnected error, not a hang")
+    @Test("GHT-CTL-05: a guest process whose back-end dies exits with the disconnected error, not a hang")
     func guestOutlivesBackEnd() throws {
         let (server, path) = try ProgramUnderTest.serve()
         let guest = try ProgramUnderTest(["guest", "--socket", path, "--seconds", "60"])
@@ -96,7 +96,7 @@ struct ProcessTests {
         #expect(summary.contains("\"error\":\"the back-end disconnected\""), "\(summary)")
     }
 
-    @Test("GHT-VU-21: each malformed message closes its connection; the back-end process keeps every descriptor count and serves a guest",
+    @Test("GHT-CTL-01, GHT-CTL-02, GHT-VU-21: each malformed message closes its connection; the back-end process keeps every descriptor count and serves a guest",
           arguments: SessionRuleTests.violations)
     func malformedMessages(_ v: ViolationCase) throws {
         let (server, path) = try ProgramUnderTest.serve()
@@ -112,7 +112,7 @@ struct ProcessTests {
         #expect(try guest.finish() == .exited(0))
     }
 
-    @Test("GHT-HDL-01, GHT-BRK-01: one guest's ungranted handle breaks its own queue; a guest streaming beside it is unaffected")
+    @Test("GHT-CTL-01, GHT-CTL-04, GHT-HDL-01, GHT-BRK-01: one guest's ungranted handle breaks its own queue; a guest streaming beside it is unaffected")
     func faultIsolation() throws {
         let server = try TestBackEnd("isolation")
         let bad = try ProgramUnderTest(["guest", "--socket", server.path, "--seconds", "1", "--domain", "1", "--bad-handle"])

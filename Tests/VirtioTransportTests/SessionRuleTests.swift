@@ -126,7 +126,7 @@ struct SessionRuleTests {
         },
     ]
 
-    @Test("GHT-VU-21: the back-end closes the connection on a violation, reports why, and keeps serving", arguments: violations)
+    @Test("GHT-VU-21, GHT-CTL-01, GHT-CTL-03: the back-end closes the connection on a violation, reports why, and keeps serving", arguments: violations)
     func violation(_ v: ViolationCase) throws {
         let server = try TestBackEnd("violation")
         let client = try RawVhostUserClient(path: server.path)
@@ -206,5 +206,121 @@ struct SessionRuleTests {
         #expect(try client.u64Reply(request: 1025) == 0)
         client.close()
         #expect(try server.report(1).end == .disconnected)
+    }
+}
+
+/// A front-end driving one queue by hand over a ``RawVhostUserClient``, in guest-physical mode:
+/// the ring in pool pages 0-2, request buffers from page 4, replies from page 8.
+struct HandDrivenQueue {
+    let client: RawVhostUserClient
+    var driver: SplitDriverQueue
+    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    static let size = 16
+
+    /// Negotiates, shares memory and configures queue 0; the status stops at FEATURES_OK.
+    init(_ client: RawVhostUserClient) throws {
+        self.client = client
+        try client.negotiate([.replyAck, .status, .backendRequest])
+        try client.shareMemory()
+        #expect(try client.ack(.setFeatures([.version1, .vhostUserProtocolFeatures])).isSuccess)
+        for s: DeviceStatus in [[.acknowledge], [.acknowledge, .driver], [.acknowledge, .driver, .featuresOK]] {
+            #expect(try client.ack(.setStatus(s)).isSuccess)
+        }
+        let layout = SplitRingLayout(queueSize: Self.size)!
+        let page = { (n: Int) in client.pool.range.slice(offset: n * 4096, length: 4096) }
+        driver = SplitDriverQueue(ring: try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2)),
+                                  features: [.version1])
+        kick = try EventNotifier()
+        call = try EventNotifier()
+        err = try EventNotifier()
+        let user = { (n: Int) in UInt64(client.pool.range.startAddress) + UInt64(n * 4096) }
+        #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
+        #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: user(0), used: user(2), available: user(1), log: 0))).isSuccess)
+        #expect(try client.ack(.setVringBase(VhostUserVringState(index: 0, num: 0))).isSuccess)
+        #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setVringErr(VhostUserVringFile(index: 0)), fds: [err.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)
+    }
+
+    /// Posts request `n` (16 bytes of `n`) with a 64-byte reply buffer, or the given segments, and kicks.
+    mutating func post(_ n: Int, readable: [BufferSegment]? = nil) throws {
+        client.pool.range.slice(offset: (4 + n) * 4096, length: 16).fill(with: UInt8(n))
+        try driver.add(readable: readable ?? [BufferSegment(address: UInt64((4 + n) * 4096), length: 16)],
+                       writable: [BufferSegment(address: UInt64((8 + n) * 4096), length: 64)], token: UInt64(n))
+        driver.publish()
+        try kick.signal()
+    }
+
+    func driverOK() throws {
+        #expect(try client.ack(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK])).isSuccess)
+    }
+}
+
+@Suite("Endpoint rules", .tags(.transport))
+struct EndpointRuleTests {
+    @Test("GHT-CTL-03, STAT-DEV-01: a configured and kicked queue consumes nothing before DRIVER_OK, and everything after")
+    func nothingBeforeDriverOK() throws {
+        let server = try TestBackEnd("driverok")
+        var q = try HandDrivenQueue(try RawVhostUserClient(path: server.path))
+        try q.post(0)
+        #expect(try !q.call.wait(timeoutMilliseconds: 200), "no completion before DRIVER_OK")
+        #expect(try q.driver.reapUsed() == nil)
+        try q.driverOK()
+        #expect(try q.call.wait(timeoutMilliseconds: 3000))
+        let used = try #require(try q.driver.reapUsed())
+        #expect(used.token == 0 && used.writtenLength == 8 + 16)
+        #expect(q.client.pool.range.slice(offset: 8 * 4096 + 8, length: 16).withUnsafeBytes { Array($0) } == Array(repeating: 0, count: 16))
+    }
+
+    @Test("GHT-CTL-04, GHT-BRK-05: a broken queue signals err, sets DEVICE_NEEDS_RESET and sends CONFIG_CHANGE on the back-end channel")
+    func brokenQueueIsReported() throws {
+        let server = try TestBackEnd("broken")
+        let client = try RawVhostUserClient(path: server.path)
+        let (ours, theirs) = try UnixSocket.pair()
+        try ours.setReceiveTimeout(milliseconds: 3000)
+        var q = try HandDrivenQueue(client)
+        #expect(try client.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        theirs.close()
+        try q.driverOK()
+        try q.post(1)
+        #expect(try q.call.wait(timeoutMilliseconds: 3000), "a good request completes")
+        try q.post(2, readable: [BufferSegment(address: UInt64(client.pool.size) + 0x10000, length: 16)])   // outside shared memory
+        #expect(try q.err.wait(timeoutMilliseconds: 3000), "the err doorbell rings")
+        try client.send(.getStatus)
+        #expect(try client.reply(to: .getStatus) == .status([.acknowledge, .driver, .featuresOK, .driverOK, .deviceNeedsReset]))
+        let channel = VhostUserChannel(socket: ours)
+        let message = try channel.receive()
+        #expect(message.frame.header.request == VhostUserBackendRequest.configChange.rawValue)
+        client.close()
+        let report = try server.report(1)
+        #expect(report.brokenQueues.count == 1)
+        #expect(report.faults.isEmpty, "a guest-physical fault is not a grant fault")
+    }
+
+    @Test("GHT-CTL-05: a back-end that accepts and then stays silent is a timedOut error after the configured timeout")
+    func silentBackEnd() throws {
+        let path = temporarySocketPath("silent")
+        let listener = try UnixSocket.listen(path: path)
+        defer { listener.close() }
+        var configuration = FrontEndConfiguration()
+        configuration.timeoutMilliseconds = 300
+        let start = ContinuousClock.now
+        #expect(throws: FrontEndError.timedOut("reply to getFeatures")) {
+            _ = try FrontEnd.connect(socketPath: path, configuration: configuration)
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(3))
+    }
+
+    @Test("GHT-CTL-06: a front-end that closes ends every grant it made, and its grant table is empty afterwards")
+    func closeEndsEveryGrant() throws {
+        let server = try TestBackEnd("close")
+        let frontEnd = try FrontEnd.connect(socketPath: server.path)
+        try EndpointTests.stream(frontEnd, count: 300)
+        #expect(frontEnd.grantsMade > 0)
+        frontEnd.close()
+        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+        #expect(frontEnd.grantedReferenceCount == 0)
     }
 }

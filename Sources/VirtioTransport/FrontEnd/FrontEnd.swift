@@ -27,6 +27,8 @@ public final class FrontEnd: @unchecked Sendable {
     /// Grants made and ended since the connection started.
     public internal(set) var grantsMade = 0
     public internal(set) var grantsEnded = 0
+    /// Grants to the back-end that are live in the table now (0 once closed cleanly).
+    public var grantedReferenceCount: Int { grants?.grantCount(for: configuration.backEndDomain) ?? 0 }
 
     /// Connects to the back-end at `socketPath` and brings the device to DRIVER_OK.
     public static func connect(socketPath: String, configuration: FrontEndConfiguration = FrontEndConfiguration()) throws(FrontEndError) -> FrontEnd {
