@@ -29,7 +29,7 @@ let usage = """
       bench ring           workload W1: one thread plays driver and device of a split queue
         --descs 1,2        descriptors per chain (default 1,2)
         --batch 1,32       chains per publish (default 1,32)
-        --translator T     identity (default identity)
+        --translator T     identity, grant or both (default both)
         --seconds S        CPU-seconds per run (default 1)
         --runs R           runs per variant; the median is reported (default 5)
         --reference PATH   also run the C reference binary built from shared/bench/ring_ref.c
