@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import VirtioCore
 import VirtioDevices
@@ -313,6 +314,35 @@ struct EndpointRuleTests {
         #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(3))
     }
 
+    @Test("GHT-VU-21: a front-end that gets a malformed reply reports a protocol violation and closes the connection")
+    func badReplyClosesFrontEnd() throws {
+        let path = temporarySocketPath("badreply")
+        let listener = try UnixSocket.listen(path: path)
+        defer { listener.close() }
+        let fake = WorkerThread(name: "fake") {
+            guard let connection = try? listener.accept() else { return }
+            let channel = VhostUserChannel(socket: connection)
+            _ = try? channel.receive()   // GET_FEATURES
+            // A reply for another request.
+            try? channel.send(VhostUserHeader.reply(VhostUserRequest.getQueueNum.rawValue, payloadSize: 8).encoded() + [1, 0, 0, 0, 0, 0, 0, 0])
+            try? connection.setReceiveTimeout(milliseconds: 3000)
+            do {
+                _ = try channel.receive()
+            } catch {
+                if case VhostUserChannel.ReceiveError.closed = error { closedByFrontEnd.store(true, ordering: .releasing) }
+            }
+        }
+        #expect {
+            _ = try FrontEnd.connect(socketPath: path)
+        } throws: { error in
+            guard case FrontEndError.protocolViolation = error else { return false }
+            return true
+        }
+        fake.join()
+        let closed = closedByFrontEnd.load(ordering: .acquiring)
+        #expect(closed, "the front-end closed the connection")
+    }
+
     @Test("GHT-CTL-06: a front-end that closes ends every grant it made, and its grant table is empty afterwards")
     func closeEndsEveryGrant() throws {
         let server = try TestBackEnd("close")
@@ -324,3 +354,5 @@ struct EndpointRuleTests {
         #expect(frontEnd.grantedReferenceCount == 0)
     }
 }
+
+private let closedByFrontEnd = Atomic<Bool>(false)

@@ -29,7 +29,9 @@ extension FrontEnd {
             case .closed: throw .disconnected
             case .socket(.timedOut): throw .timedOut("reply to \(request)")
             case .socket(let e): throw .socket(e)
-            case .protocolViolation(let e): throw .protocolViolation("\(e)")
+            case .protocolViolation(let e):
+                abandon()
+                throw .protocolViolation("\(e)")
             }
         }
         let reply: VhostUserReply
@@ -37,6 +39,7 @@ extension FrontEnd {
             reply = try VhostUserCodec.decodeReply(header: received.frame.header, payload: received.frame.payload,
                                                    fileDescriptorCount: received.fds.count, answering: message)
         } catch {
+            abandon()   // GHT-VU-21: a bad reply ends the connection on this side too
             throw .protocolViolation("reply to \(request): \(error)")
         }
         if case .ack(_, let ack) = reply, !ack.isSuccess { throw .refused(request) }
@@ -61,6 +64,14 @@ extension FrontEnd {
         }
         return PoolRun(firstPage: first, pageCount: count, firstReference: reference,
                        host: pool.range.slice(offset: first * GrantHandle.pageSize, length: count * GrantHandle.pageSize))
+    }
+
+    /// Drops the connection without talking to the back-end again (it broke the protocol).
+    /// Grants stay granted: a back-end that may still hold mappings cannot be trusted to
+    /// release them, so their pages are not reused.
+    func abandon() {
+        closed = true
+        channel.socket.close()
     }
 
     /// Ends the connection cleanly: resets the device (so the back-end drops every mapping),
