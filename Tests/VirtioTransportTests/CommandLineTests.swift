@@ -1,0 +1,59 @@
+import Testing
+import VirtioTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.
+private func run(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {
+    let pipe = try Pipe()
+    let child = try ChildProcess.spawn(path: try ChildProcess.executableDirectory + "/virtio-grant", arguments: arguments,
+                                       fileDescriptors: [(child: 1, parent: pipe.writeEnd), (child: 2, parent: pipe.writeEnd)])
+    pipe.writeEnd.close()
+    var reader = LineReader(pipe.readEnd)
+    var text = ""
+    while let line = try? reader.readLine(timeoutMilliseconds: 10_000) { text += line + "\n" }
+    return (try child.wait(timeoutMilliseconds: 10_000), text)
+}
+
+@Suite("Command line", .tags(.transport))
+struct CommandLineTests {
+    static let mistakes: [([String], String)] = [
+        ([], "no command given"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+        (["bench"], "bench needs a workload"),
+        (["bench", "ring", "--descs", "3"], "--descs takes integers in 1...2"),
+        (["bench", "ring", "--batch", "0"], "--batch takes integers in 1...128"),
+        (["bench", "ring", "--seconds", "-1"], "--seconds must be a number of seconds"),
+        (["bench", "ring", "--translator", "magic"], "--translator must be one of identity, grant, both"),
+        (["bench", "ring", "--runs"], "option --runs needs a value"),
+        (["bench", "xproc", "--queue-size", "100"], "--queue-size must be a power of 2"),
+        (["serve"], "serve needs --socket PATH"),
+        (["serve", "--socket", String(repeating: "s", count: 200)], "--socket path longer than a unix socket address allows"),
+        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo"),
+        (["guest"], "guest needs --socket PATH"),
+        (["guest", "--socket", "/tmp/x", "--queue-size", "3"], "--queue-size must be a power of 2"),
+        (["guest", "--socket", "/tmp/x", "--outstanding", "999"], "--outstanding must be an integer in 1...256"),
+        (["guest", "--socket", "/tmp/x", "--payload", "0"], "--payload must be an integer"),
+        (["guest", "--socket", "/tmp/x", "--bogus"], "unknown option --bogus"),
+        (["demo", "--guests", "0"], "--guests must be an integer in 1...16"),
+        (["demo", "--seconds", "soon"], "--seconds must be a number of seconds"),
+        (["demo", "extra"], "unexpected argument 'extra'"),
+    ]
+
+    @Test("Every command-line mistake is a usage message and exit status 2, never a crash", arguments: mistakes)
+    func mistake(_ arguments: [String], _ message: String) throws {
+        let (status, text) = try run(arguments)
+        #expect(status == .exited(2), "\(arguments): \(text)")
+        #expect(text.hasPrefix("virtio-grant: ") && text.contains(message), "\(text)")
+        #expect(text.contains("usage: virtio-grant <command>"))
+    }
+
+    @Test("A guest that cannot reach its back-end prints the typed error as JSON and exits 3")
+    func guestWithoutBackEnd() throws {
+        let (status, text) = try run(["guest", "--socket", "/nonexistent/\(getpid()).sock", "--seconds", "0.1"])
+        #expect(status == .exited(3))
+        #expect(text.contains("\"ok\":false") && text.contains("\"error\":\"socket: "), "\(text)")
+    }
+}
