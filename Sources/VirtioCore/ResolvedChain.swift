@@ -54,22 +54,57 @@ public struct ChainResolver: Sendable {
     }
 }
 
-/// Reads the device-readable bytes of a resolved chain, across fragments at any split.
-public struct FragmentReader {
+/// A position in a run of resolved fragments, stepped over piece by piece: what the fragment
+/// reader and writer share.
+@usableFromInline
+struct FragmentCursor {
     @usableFromInline let fragments: [HostRange]
     @usableFromInline var index: Int
     @usableFromInline let end: Int
     @usableFromInline var offset = 0
+
+    init(_ fragments: [HostRange], _ range: Range<Int>) {
+        self.fragments = fragments
+        index = range.lowerBound
+        end = range.upperBound
+    }
+
+    /// The bytes of the fragments in the range.
+    var total: Int { fragments[index..<end].reduce(0) { $0 + $1.count } }
+
+    /// Steps over up to `count` bytes: `body` gets each piece (the rest of the current fragment,
+    /// at most what is still wanted) and the bytes done before it, and returns how many of the
+    /// piece it used; a piece used in part ends the walk. Returns the bytes stepped over.
+    mutating func advance(upTo count: Int, _ body: (_ piece: HostRange, _ done: Int) -> Int) -> Int {
+        var done = 0
+        while done < count && index < end {
+            let fragment = fragments[index]
+            let piece = fragment.slice(offset: offset, length: min(fragment.count - offset, count - done))
+            let n = body(piece, done)
+            done += n
+            offset += n
+            if offset == fragment.count {
+                index += 1
+                offset = 0
+            } else if n < piece.count {
+                break
+            }
+        }
+        return done
+    }
+}
+
+/// Reads the device-readable bytes of a resolved chain, across fragments at any split.
+public struct FragmentReader {
+    @usableFromInline var cursor: FragmentCursor
     /// The total readable bytes.
     public let length: Int
     /// The bytes consumed so far.
     public private(set) var bytesRead = 0
 
     public init(_ fragments: [HostRange], _ range: Range<Int>) {
-        self.fragments = fragments
-        index = range.lowerBound
-        end = range.upperBound
-        length = fragments[range].reduce(0) { $0 + $1.count }
+        cursor = FragmentCursor(fragments, range)
+        length = cursor.total
     }
 
     /// The readable bytes not yet consumed.
@@ -77,18 +112,11 @@ public struct FragmentReader {
 
     /// Copies up to `buffer.count` bytes into `buffer`; returns how many.
     public mutating func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var done = 0
-        while done < buffer.count && index < end {
-            let n = fragments[index].copyBytes(from: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
-            done += n
-            offset += n
-            if offset == fragments[index].count {
-                index += 1
-                offset = 0
-            }
+        let n = cursor.advance(upTo: buffer.count) { piece, done in
+            piece.copyBytes(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
         }
-        bytesRead += done
-        return done
+        bytesRead += n
+        return n
     }
 
     /// Reads exactly `count` bytes, or throws without consuming when fewer remain.
@@ -110,38 +138,24 @@ public struct FragmentReader {
     /// Skips up to `count` bytes; returns how many.
     @discardableResult
     public mutating func skip(_ count: Int) -> Int {
-        var done = 0
-        while done < count && index < end {
-            let n = min(count - done, fragments[index].count - offset)
-            done += n
-            offset += n
-            if offset == fragments[index].count {
-                index += 1
-                offset = 0
-            }
-        }
-        bytesRead += done
-        return done
+        let n = cursor.advance(upTo: count) { piece, _ in piece.count }
+        bytesRead += n
+        return n
     }
 }
 
 /// Writes the device-writable bytes of a resolved chain, across fragments at any split, and
 /// counts them for the used length (USD-DEV-02).
 public struct FragmentWriter {
-    @usableFromInline let fragments: [HostRange]
-    @usableFromInline var index: Int
-    @usableFromInline let end: Int
-    @usableFromInline var offset = 0
+    @usableFromInline var cursor: FragmentCursor
     /// The total writable bytes.
     public let capacity: Int
     /// The bytes written so far: the used length to report.
     public private(set) var bytesWritten = 0
 
     public init(_ fragments: [HostRange], _ range: Range<Int>) {
-        self.fragments = fragments
-        index = range.lowerBound
-        end = range.upperBound
-        capacity = fragments[range].reduce(0) { $0 + $1.count }
+        cursor = FragmentCursor(fragments, range)
+        capacity = cursor.total
     }
 
     /// The writable bytes not yet written.
@@ -153,34 +167,22 @@ public struct FragmentWriter {
     /// Copies up to `bytes.count` bytes; returns how many.
     @discardableResult
     public mutating func write(_ bytes: UnsafeRawBufferPointer) -> Int {
-        var done = 0
-        while done < bytes.count && index < end {
-            let n = fragments[index].copyBytes(to: offset, from: UnsafeRawBufferPointer(rebasing: bytes[done...]))
-            done += n
-            offset += n
-            if offset == fragments[index].count {
-                index += 1
-                offset = 0
-            }
+        let n = cursor.advance(upTo: bytes.count) { piece, done in
+            piece.copyBytes(from: UnsafeRawBufferPointer(rebasing: bytes[done...]))
         }
-        bytesWritten += done
-        return done
+        bytesWritten += n
+        return n
     }
 
     /// Moves up to `count` bytes from `reader` into this chain, fragment to fragment with no
     /// intermediate buffer (a device that forwards payload: echo, loopback); returns how many.
     @discardableResult
     public mutating func transfer(from reader: inout FragmentReader, count: Int = .max) -> Int {
-        var done = 0
-        while done < count && reader.index < reader.end {
-            let source = reader.fragments[reader.index]
-            let n = source.slice(offset: reader.offset, length: min(source.count - reader.offset, count - done))
-                .withUnsafeBytes { write($0) }
-            guard n > 0 else { break }
-            reader.skip(n)
-            done += n
+        let n = cursor.advance(upTo: min(count, reader.remaining)) { piece, _ in
+            piece.withUnsafeMutableBytes { reader.read(into: $0) }
         }
-        return done
+        bytesWritten += n
+        return n
     }
 
     /// Writes all of `bytes`, or throws without writing when they do not fit.
