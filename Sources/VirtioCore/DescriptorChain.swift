@@ -77,27 +77,51 @@ public struct ChainSegments: Sequence, @unchecked Sendable {
     }
 
     @inlinable
-    public func makeIterator() -> Iterator { Iterator(cursor: view.cursor(block: head), remaining: count) }
+    public func makeIterator() -> Iterator { Iterator(view: view, head: head, count: count) }
 
     @inlinable
     public var underestimatedCount: Int { count }
 
+    /// Walks the segments as runs of contiguous slots: the up to ``UnsafeSegmentArena/blockSize``
+    /// segments of the head's block, then those of each linked overflow block. Within a run a
+    /// step is a pointer compare and a load; only crossing to the next block reads a link.
     @frozen
     public struct Iterator: IteratorProtocol {
-        @usableFromInline var cursor: SegmentView.Cursor
+        @usableFromInline var slot: UnsafeMutablePointer<ChainSegment>
+        /// The end of the current run.
+        @usableFromInline var runEnd: UnsafeMutablePointer<ChainSegment>
+        /// The segments after the current run.
         @usableFromInline var remaining: Int
+        @usableFromInline let view: SegmentView
 
         @inlinable
-        init(cursor: SegmentView.Cursor, remaining: Int) {
-            self.cursor = cursor
-            self.remaining = remaining
+        init(view: SegmentView, head: Int, count: Int) {
+            self.view = view
+            let run = Swift.min(count, UnsafeSegmentArena.blockSize)
+            slot = view.segments + head &* UnsafeSegmentArena.blockSize
+            runEnd = slot + run
+            remaining = count &- run
         }
 
         @inlinable
         public mutating func next() -> ChainSegment? {
-            guard remaining > 0 else { return nil }
-            remaining &-= 1
-            return cursor.next()
+            if _slowPath(slot == runEnd) {
+                guard remaining > 0 else { return nil }
+                nextRun()
+            }
+            defer { slot += 1 }
+            return slot.pointee
+        }
+
+        /// Moves to the block linked behind the one the current run ended in. (Inlined so the
+        /// iterator stays in registers: an out-of-line call would take its address.)
+        @inlinable @inline(__always)
+        mutating func nextRun() {
+            let block = (runEnd - 1 - view.segments) / UnsafeSegmentArena.blockSize
+            slot = view.segments + Int(view.links[block]) &* UnsafeSegmentArena.blockSize
+            let run = Swift.min(remaining, UnsafeSegmentArena.blockSize)
+            runEnd = slot + run
+            remaining &-= run
         }
     }
 
