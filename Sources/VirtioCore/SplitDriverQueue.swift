@@ -73,11 +73,14 @@ public struct SplitDriverQueue: @unchecked Sendable {
     /// `links[i]`: the descriptor after `i` in its chain (driver-private, never read back from
     /// shared memory).
     @usableFromInline let links: UnsafeMutablePointer<UInt16>
-    /// The free descriptors, a ring: taken at `freeTake`, returned at `freeGive`.
+    /// The free descriptors, a ring: taken at `freeTake`, returned at `freeEnd`.
     @usableFromInline let freeRing: UnsafeMutablePointer<UInt16>
 
     @usableFromInline var freeTake: Int = 0
-    @usableFromInline var freeGive: Int = 0
+    /// Where the next returned descriptor goes, plus N: `freeEnd - freeTake` is the free count
+    /// (one subtraction to check room), and since N is a multiple of the ring size,
+    /// `freeEnd & mask` is still the slot.
+    @usableFromInline var freeEnd: Int
     @usableFromInline var availIndex: UInt16 = 0
     @usableFromInline var kickedAvail: UInt16 = 0
     @usableFromInline var lastUsed: UInt16 = 0
@@ -112,6 +115,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
         tracksUsedEvent = eventIndexEnabled
+        freeEnd = n
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
             records[i] = .free
@@ -121,7 +125,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
 
     /// Free descriptors in the table.
     @inlinable
-    public var freeDescriptorCount: Int { layout.count &- (freeTake &- freeGive) }
+    public var freeDescriptorCount: Int { freeEnd &- freeTake }
     /// Chains exposed to the device and not yet used.
     @inlinable
     public var outstandingCount: Int { Int(availIndex &- lastUsed) }
@@ -153,7 +157,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
     /// Returns a descriptor to the free ring.
     @inlinable @inline(__always)
     mutating func giveDescriptor(_ index: UInt16) {
-        freeRing[freeGive & mask] = index
-        freeGive &+= 1
+        freeRing[freeEnd & mask] = index
+        freeEnd &+= 1
     }
 }
