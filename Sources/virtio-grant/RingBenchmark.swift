@@ -91,31 +91,34 @@ struct RingBenchmark {
         var chains = 0
         var sum = checksum
         defer { checksum = sum }
-        do {
-            for _ in 0..<256 {
-                var s = 0
-                for _ in 0..<batch {
-                    let readable = unsafe segments.extracting(unchecked: Range(uncheckedBounds: (s, s &+ 1)))
-                    let writable = unsafe segments.extracting(unchecked: Range(uncheckedBounds: (s &+ 1, s &+ descs)))
-                    try driver.add(readable: readable, writable: writable, token: UInt64(truncatingIfNeeded: s))
-                    s &+= descs
-                }
-                driver.publish()
-                while let chain = try device.popAvailable() {
-                    var total: UInt64 = 0
-                    for segment in chain.segments {
-                        sum &+= UInt64(try device.memory.translate(segment).startAddress)
-                        total &+= UInt64(segment.length)
+        unsafe segments.withUnsafeBufferPointer { buffer in
+            let base = buffer.baseAddress.unsafelyUnwrapped
+            do {
+                for _ in 0..<256 {
+                    var s = 0
+                    for _ in 0..<batch {
+                        let readable = unsafe Span(_unsafeStart: base + s, count: 1)
+                        let writable = unsafe Span(_unsafeStart: base + (s &+ 1), count: descs &- 1)
+                        try driver.add(readable: readable, writable: writable, token: UInt64(truncatingIfNeeded: s))
+                        s &+= descs
                     }
-                    sum &+= total
-                    device.addUsed(chain, length: UInt32(truncatingIfNeeded: chain.writableLength))
-                    chains &+= 1
+                    driver.publish()
+                    while let chain = try device.popAvailable() {
+                        var total: UInt64 = 0
+                        for segment in chain.segments {
+                            sum &+= UInt64(try device.memory.translate(segment).startAddress)
+                            total &+= UInt64(segment.length)
+                        }
+                        sum &+= total
+                        device.addUsed(chain, length: UInt32(truncatingIfNeeded: chain.writableLength))
+                        chains &+= 1
+                    }
+                    device.publishUsed()
+                    while let used = try driver.reapUsed() { sum &+= used.token }
                 }
-                device.publishUsed()
-                while let used = try driver.reapUsed() { sum &+= used.token }
+            } catch {
+                fatalError("the benchmark's own ring broke: \(error)")
             }
-        } catch {
-            fatalError("the benchmark's own ring broke: \(error)")
         }
         return chains
     }
