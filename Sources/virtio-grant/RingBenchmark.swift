@@ -88,11 +88,12 @@ struct RingBenchmark {
                                                    segments: Span<BufferSegment>, descs: Int, batch: Int,
                                                    checksum: inout UInt64) -> Int {
         precondition(segments.count == descs * batch && descs >= 1)
-        var chains = 0
-        var sum = checksum
-        defer { checksum = sum }
-        unsafe segments.withUnsafeBufferPointer { buffer in
+        // The loop runs in a closure that returns its counts, so that the checksum and the chain
+        // count stay in registers rather than behind a capture.
+        let (chains, sum) = unsafe segments.withUnsafeBufferPointer { buffer -> (Int, UInt64) in
             let base = buffer.baseAddress.unsafelyUnwrapped
+            var chains = 0
+            var sum: UInt64 = 0
             do {
                 for _ in 0..<256 {
                     var s = 0
@@ -119,7 +120,9 @@ struct RingBenchmark {
             } catch {
                 fatalError("the benchmark's own ring broke: \(error)")
             }
+            return (chains, sum)
         }
+        checksum &+= sum
         return chains
     }
 }
