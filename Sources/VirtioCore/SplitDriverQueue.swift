@@ -81,7 +81,14 @@ public struct SplitDriverQueue: @unchecked Sendable {
     /// (one subtraction to check room), and since N is a multiple of the ring size,
     /// `freeEnd & mask` is still the slot.
     @usableFromInline var freeEnd: Int
-    @usableFromInline var availIndex: UInt16 = 0
+    /// The available index, kept in 32 bits: the compiler widens some loads of it to 32 bits,
+    /// and a 16-bit store cannot be forwarded to a wider load (the load would wait for the
+    /// store to reach the cache, on every chain).
+    @usableFromInline var availIndexWord: UInt32 = 0
+    @inlinable var availIndex: UInt16 {
+        @inline(__always) get { UInt16(truncatingIfNeeded: availIndexWord) }
+        @inline(__always) set { availIndexWord = UInt32(newValue) }
+    }
     @usableFromInline var kickedAvail: UInt16 = 0
     @usableFromInline var lastUsed: UInt16 = 0
     @usableFromInline var cachedUsed: UInt16 = 0
