@@ -3,20 +3,52 @@
 @frozen
 public struct ChainSegment: Hashable, Sendable {
     public var address: UInt64
-    public var length: UInt32
-    /// Whether the buffer is device-writable (otherwise it is device-readable).
-    public var isWritable: Bool
+    /// Bits 0–31: the length; bit 33: device-writable (the descriptor's len and flags as they
+    /// sit in its second word, so popping a chain copies that word unchanged). Other bits are
+    /// ignored.
+    @usableFromInline var word: UInt64
+
+    @inlinable static var writableBit: UInt64 { UInt64(DescriptorFlags.write.rawValue) &<< 32 }
 
     @inlinable
     public init(address: UInt64, length: UInt32, isWritable: Bool) {
         self.address = address
-        self.length = length
-        self.isWritable = isWritable
+        word = UInt64(length) | (isWritable ? Self.writableBit : 0)
+    }
+
+    /// A segment from a descriptor's two words (flags other than WRITE and `next` are ignored).
+    @inlinable
+    init(address: UInt64, descriptorWord: UInt64) {
+        self.address = address
+        word = descriptorWord
+    }
+
+    public var length: UInt32 {
+        @inlinable get { UInt32(truncatingIfNeeded: word) }
+        @inlinable set { word = word & ~0xFFFF_FFFF | UInt64(newValue) }
+    }
+
+    /// Whether the buffer is device-writable (otherwise it is device-readable).
+    public var isWritable: Bool {
+        @inlinable get { word & Self.writableBit != 0 }
+        @inlinable set { word = newValue ? word | Self.writableBit : word & ~Self.writableBit }
     }
 
     /// The access the device may perform on this segment.
     @inlinable
     public var access: MemoryAccess { isWritable ? .write : .read }
+
+    @inlinable
+    public static func == (a: ChainSegment, b: ChainSegment) -> Bool {
+        a.address == b.address && a.length == b.length && a.isWritable == b.isWritable
+    }
+
+    @inlinable
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(length)
+        hasher.combine(isWritable)
+    }
 }
 
 /// A descriptor chain popped from a device queue: the head index that identifies it in the
@@ -118,7 +150,7 @@ public struct ChainSegments: Sequence, @unchecked Sendable {
         @inlinable @inline(__always)
         mutating func nextRun() {
             let block = (runEnd - 1 - view.segments) / UnsafeSegmentArena.blockSize
-            slot = view.segments + Int(view.links[block]) &* UnsafeSegmentArena.blockSize
+            slot = view.segments + view.link(after: block) &* UnsafeSegmentArena.blockSize
             let run = Swift.min(remaining, UnsafeSegmentArena.blockSize)
             runEnd = slot + run
             remaining &-= run

@@ -41,8 +41,7 @@ extension SplitDeviceQueue {
         let chain: DescriptorChain
         if _fastPath(d.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == 0) {
             let isWritable = d.flags.contains(.write)
-            arena.view.segments[Int(head) &* UnsafeSegmentArena.blockSize] =
-                ChainSegment(address: d.address, length: d.length, isWritable: isWritable)
+            arena.view.segments[Int(head) &* UnsafeSegmentArena.blockSize] = ChainSegment(address: d.address, descriptorWord: d.word1)
             chain = DescriptorChain(headIndex: head, epoch: epoch, segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
                                     readableLength: isWritable ? 0 : UInt64(d.length),
                                     writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
@@ -141,13 +140,13 @@ extension SplitDeviceQueue {
                 }
                 freeOverflow &-= 1
                 let next = arena.freeStack[freeOverflow]
-                arena.view.links[block] = next
+                arena.view.setLink(after: block, to: next)
                 block = Int(next)
                 slot = arena.view.segments + block &* blockSize
                 slotsLeft = blockSize
                 taken &+= 1
             }
-            slot.initialize(to: ChainSegment(address: d.address, length: d.length, isWritable: isWritable))
+            slot.initialize(to: ChainSegment(address: d.address, descriptorWord: d.word1))
             slot += 1
             slotsLeft &-= 1
             if !d.flags.contains(.next) { break }
@@ -166,7 +165,7 @@ extension SplitDeviceQueue {
     mutating func releaseOverflow(after head: Int, count: Int) {
         var block = head
         for _ in 0..<count {
-            block = Int(arena.view.links[block])
+            block = arena.view.link(after: block)
             arena.freeStack[freeOverflow] = UInt32(block)
             freeOverflow &+= 1
         }

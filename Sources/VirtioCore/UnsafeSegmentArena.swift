@@ -57,19 +57,23 @@ struct UnsafeSegmentArena: @unchecked Sendable {
         max(2 * ((queueSize + blockSize - 1) / blockSize), 8)
     }
 
+    /// Reserves the links, then the segments right behind them (the view finds the links
+    /// below its segment pointer), then the free stack.
     @usableFromInline
     static func plan(_ plan: inout AllocationPlan, queueSize: Int, overflowBlocks: Int) -> (Int, Int, Int) {
         let blocks = queueSize + overflowBlocks
-        return (plan.reserve(ChainSegment.self, count: blocks * blockSize),
-                plan.reserve(UInt32.self, count: blocks),
+        return (plan.reserve(UInt32.self, count: blocks),
+                plan.reserve(ChainSegment.self, count: blocks * blockSize),
                 plan.reserve(UInt32.self, count: overflowBlocks))
     }
 
     @usableFromInline
     init(allocation: UnsafeAllocation, offsets: (Int, Int, Int), queueSize: Int, overflowBlocks: Int) {
-        view = SegmentView(
-            segments: (allocation.base + offsets.0).bindMemory(to: ChainSegment.self, capacity: (queueSize + overflowBlocks) * Self.blockSize),
-            links: (allocation.base + offsets.1).bindMemory(to: UInt32.self, capacity: queueSize + overflowBlocks))
+        let blocks = queueSize + overflowBlocks
+        // The links end at or below the segments (SegmentView.linkSlot relies on it).
+        precondition(offsets.1 - offsets.0 >= blocks * MemoryLayout<UInt32>.stride)
+        (allocation.base + offsets.0).bindMemory(to: UInt32.self, capacity: blocks)
+        view = SegmentView(segments: (allocation.base + offsets.1).bindMemory(to: ChainSegment.self, capacity: blocks * Self.blockSize))
         freeStack = (allocation.base + offsets.2).bindMemory(to: UInt32.self, capacity: overflowBlocks)
         headBlocks = queueSize
         self.overflowBlocks = overflowBlocks
@@ -84,16 +88,31 @@ struct UnsafeSegmentArena: @unchecked Sendable {
 }
 
 /// The blocks of a segment arena and the links between them.
+///
+/// One pointer: block `b`'s link (the block that continues its chain) is stored at index
+/// `-1 - b` below the segments, so a chain carries a single pointer and reaching a link
+/// costs no extra register.
 @frozen @usableFromInline
 struct SegmentView: @unchecked Sendable {
     @usableFromInline let segments: UnsafeMutablePointer<ChainSegment>
-    @usableFromInline let links: UnsafeMutablePointer<UInt32>
 
     @inlinable
-    init(segments: UnsafeMutablePointer<ChainSegment>, links: UnsafeMutablePointer<UInt32>) {
+    init(segments: UnsafeMutablePointer<ChainSegment>) {
         self.segments = segments
-        self.links = links
     }
+
+    @inlinable
+    func linkSlot(_ block: Int) -> UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(segments).assumingMemoryBound(to: UInt32.self) - 1 - block
+    }
+
+    /// The block that continues the chain after block `block`.
+    @inlinable
+    func link(after block: Int) -> Int { Int(linkSlot(block).pointee) }
+
+    /// Records that block `next` continues the chain after block `block`.
+    @inlinable
+    func setLink(after block: Int, to next: UInt32) { linkSlot(block).pointee = next }
 
     /// A cursor at the first segment of block `block`.
     @inlinable
@@ -116,7 +135,7 @@ struct SegmentView: @unchecked Sendable {
         @inlinable
         mutating func next() -> ChainSegment {
             if _slowPath(position == UnsafeSegmentArena.blockSize) {
-                block = Int(view.links[block])
+                block = view.link(after: block)
                 position = 0
             }
             defer { position &+= 1 }
@@ -129,7 +148,7 @@ struct SegmentView: @unchecked Sendable {
             var n = n
             while n > 0 {
                 if position == UnsafeSegmentArena.blockSize {
-                    block = Int(view.links[block])
+                    block = view.link(after: block)
                     position = 0
                 }
                 let step = Swift.min(n, UnsafeSegmentArena.blockSize &- position)
