@@ -63,6 +63,9 @@ public struct DescriptorChain: @unchecked Sendable {
     public let headIndex: UInt16
     @usableFromInline let segmentTotal: UInt16
     @usableFromInline let readableTotal: UInt16
+    /// The segments in the head's block: min(count, blockSize). Computed where the chain is
+    /// made, where the count is often a constant, rather than by each iteration.
+    @usableFromInline let firstRun: UInt16
     @usableFromInline let epoch: UInt32
     /// The total length of the device-readable segments.
     public let readableLength: UInt64
@@ -76,6 +79,7 @@ public struct DescriptorChain: @unchecked Sendable {
         self.headIndex = headIndex
         self.epoch = epoch
         segmentTotal = UInt16(truncatingIfNeeded: segmentCount)
+        firstRun = UInt16(truncatingIfNeeded: Swift.min(segmentCount, UnsafeSegmentArena.blockSize))
         readableTotal = UInt16(truncatingIfNeeded: readableSegmentCount)
         self.readableLength = readableLength
         self.writableLength = writableLength
@@ -91,7 +95,9 @@ public struct DescriptorChain: @unchecked Sendable {
 
     /// The segments in chain order.
     @inlinable
-    public var segments: ChainSegments { ChainSegments(view: view, head: Int(headIndex), count: segmentCount) }
+    public var segments: ChainSegments {
+        ChainSegments(view: view, head: Int(headIndex), count: segmentCount, firstRun: Int(firstRun))
+    }
 }
 
 /// The segments of a ``DescriptorChain``, in chain order.
@@ -100,16 +106,18 @@ public struct ChainSegments: Sequence, @unchecked Sendable {
     @usableFromInline let view: SegmentView
     @usableFromInline let head: Int
     public let count: Int
+    @usableFromInline let firstRun: Int
 
     @inlinable
-    init(view: SegmentView, head: Int, count: Int) {
+    init(view: SegmentView, head: Int, count: Int, firstRun: Int) {
         self.view = view
         self.head = head
         self.count = count
+        self.firstRun = firstRun
     }
 
     @inlinable
-    public func makeIterator() -> Iterator { Iterator(view: view, head: head, count: count) }
+    public func makeIterator() -> Iterator { Iterator(view: view, head: head, count: count, firstRun: firstRun) }
 
     @inlinable
     public var underestimatedCount: Int { count }
@@ -127,12 +135,11 @@ public struct ChainSegments: Sequence, @unchecked Sendable {
         @usableFromInline let view: SegmentView
 
         @inlinable
-        init(view: SegmentView, head: Int, count: Int) {
+        init(view: SegmentView, head: Int, count: Int, firstRun: Int) {
             self.view = view
-            let run = Swift.min(count, UnsafeSegmentArena.blockSize)
             slot = view.segments + head &* UnsafeSegmentArena.blockSize
-            runEnd = slot + run
-            remaining = count &- run
+            runEnd = slot + firstRun
+            remaining = count &- firstRun
         }
 
         @inlinable
