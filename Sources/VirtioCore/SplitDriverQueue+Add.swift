@@ -37,8 +37,11 @@ extension SplitDriverQueue {
         } else {
             head = try addLinked(readable: readable, writable: writable, token: token)
         }
-        ring.availRing.setEntry(wrapping: availIndex, head)
-        availIndex &+= 1
+        // The index is read and advanced before the (atomic) entry store, which would make the
+        // compiler load it again.
+        let position = availIndexWord
+        availIndexWord = position &+ 1
+        ring.availRing.setEntry(position: Int(position), head)
         return head
     }
 

@@ -81,9 +81,10 @@ public struct SplitDriverQueue: @unchecked Sendable {
     /// (one subtraction to check room), and since N is a multiple of the ring size,
     /// `freeEnd & mask` is still the slot.
     @usableFromInline var freeEnd: Int
-    /// The available index, kept in 32 bits: the compiler widens some loads of it to 32 bits,
-    /// and a 16-bit store cannot be forwarded to a wider load (the load would wait for the
-    /// store to reach the cache, on every chain).
+    /// The available index in its low 16 bits (the upper bits count wraps and mean nothing),
+    /// kept in 32 bits: the compiler widens some loads of it to 32 bits, and a 16-bit store
+    /// cannot be forwarded to a wider load (the load would wait for the store to reach the
+    /// cache, on every chain).
     @usableFromInline var availIndexWord: UInt32 = 0
     @inlinable var availIndex: UInt16 {
         @inline(__always) get { UInt16(truncatingIfNeeded: availIndexWord) }

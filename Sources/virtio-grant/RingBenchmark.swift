@@ -92,6 +92,8 @@ struct RingBenchmark {
         // count stay in registers rather than behind a capture.
         let (chains, sum) = unsafe segments.withUnsafeBufferPointer { buffer -> (Int, UInt64) in
             let base = buffer.baseAddress.unsafelyUnwrapped
+            // Stated here so that the compiler drops the per-chain span checks.
+            precondition(descs >= 1 && Int(bitPattern: base) & (MemoryLayout<BufferSegment>.alignment - 1) == 0)
             var chains = 0
             var sum: UInt64 = 0
             do {
