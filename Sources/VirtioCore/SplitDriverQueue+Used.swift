@@ -69,14 +69,16 @@ extension SplitDriverQueue {
     mutating func detach(head: Int, record: ChainRecord) {
         var index = UInt16(truncatingIfNeeded: head)
         giveDescriptor(index)
+        records[head].packed = ChainRecord.free.packed
+        // The common chain, one descriptor and no indirect table, is told by one compare.
+        if _fastPath(record.isSingleDirect) { return }
         var left = Int(record.descriptorCount) &- 1
         while left > 0 {
             index = links[Int(index)]
             giveDescriptor(index)
             left &-= 1
         }
-        records[head].packed = ChainRecord.free.packed
-        if _slowPath(record.table != Self.noTable) { indirectTables!.give(Int(record.table)) }
+        if record.table != Self.noTable { indirectTables!.give(Int(record.table)) }
     }
 
     /// Takes back every outstanding chain without waiting for the device, returning their

@@ -42,6 +42,8 @@ struct ChainRecord {
     @inlinable var capacity: UInt32 { UInt32(truncatingIfNeeded: packed) }
     @inlinable var descriptorCount: UInt16 { UInt16(truncatingIfNeeded: packed &>> 32) }
     @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) }
+    /// Whether the chain is one descriptor in the table (no indirect table).
+    @inlinable var isSingleDirect: Bool { packed &>> 32 == UInt64(SplitDriverQueue.noTable) &<< 16 | 1 }
 
     /// The record of a head that is not outstanding.
     @inlinable static var free: ChainRecord { ChainRecord(token: 0, capacity: 0, descriptorCount: 0, table: .max) }
