@@ -18,14 +18,23 @@ extension SplitDeviceQueue {
     /// available; a broken queue rethrows its error here (it keeps cachedAvail == lastAvail).
     @inlinable @inline(__always)
     mutating func refillAvailable() throws(VirtqueueError) -> Bool {
-        if _slowPath(broken) { throw brokenBy! }
         let index = ring.availRing.loadIndex()
-        if index == lastAvail { return false }
-        guard index &- lastAvail <= layout.queueSize else {
-            throw fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
+        if index == lastAvail {
+            if _slowPath(broken) { throw brokenBy! }
+            return false
         }
+        // 1...N new entries are valid. availLimit is N, or 0 once the queue is broken, so this
+        // one compare also turns a broken queue away.
+        guard index &- lastAvail &- 1 < availLimit else { throw refillFailure(index: index) }
         cachedAvail = index
         return true
+    }
+
+    /// The error for an available index that moved too far, or the queue's own if it is broken.
+    @inlinable
+    mutating func refillFailure(index: UInt16) -> VirtqueueError {
+        if broken { return brokenBy! }
+        return fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
     }
 
     /// Pops the chain at `lastAvail`, which is known to be before `cachedAvail`. Returns `nil`

@@ -33,6 +33,8 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline var freeOverflow: Int
     @usableFromInline var epoch: UInt32 = 0
     @usableFromInline var broken: Bool = false
+    /// How far `avail.idx` may move past `lastAvail`, plus one: N, or 0 while broken.
+    @usableFromInline var availLimit: UInt16
     @usableFromInline var availBase: UInt16
     @usableFromInline var usedBase: UInt16
     @usableFromInline var brokenBy: VirtqueueError?
@@ -85,6 +87,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         lastAvail = nextAvailIndex
         cachedAvail = nextAvailIndex
         availBase = nextAvailIndex
+        availLimit = layout.queueSize
         self.usedIndex = usedIndex
         usedBase = usedIndex
         signalledUsed = usedIndex
@@ -108,6 +111,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public mutating func fail(_ error: VirtqueueError) -> VirtqueueError {
         if !broken {
             broken = true
+            availLimit = 0
             brokenBy = error
             epoch &+= 1
             cachedAvail = lastAvail
@@ -130,6 +134,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         signalledUsed = usedIndex
         epoch &+= 1
         broken = false
+        availLimit = layout.queueSize
         brokenBy = nil
     }
 }
