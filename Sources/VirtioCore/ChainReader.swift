@@ -23,7 +23,7 @@ public struct ChainReader<Memory: MemoryTranslator> {
     @inlinable
     public init(chain: DescriptorChain, memory: Memory) {
         self.memory = memory
-        cursor = chain.view.cursor(block: Int(chain.headIndex))
+        cursor = chain.view.cursor(block: chain.head)
         segmentsLeft = chain.readableSegmentCount
         length = Int(chain.readableLength)
     }

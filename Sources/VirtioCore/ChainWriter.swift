@@ -23,7 +23,7 @@ public struct ChainWriter<Memory: MemoryTranslator> {
     @inlinable
     public init(chain: DescriptorChain, memory: Memory) {
         self.memory = memory
-        cursor = chain.view.cursor(block: Int(chain.headIndex))
+        cursor = chain.view.cursor(block: chain.head)
         cursor.advance(by: chain.readableSegmentCount)
         segmentsLeft = chain.segmentCount &- chain.readableSegmentCount
         capacity = Int(chain.writableLength)

@@ -59,8 +59,9 @@ public struct ChainSegment: Hashable, Sendable {
 /// `addUsed`; using it afterwards reads segments that belong to another chain.
 @frozen
 public struct DescriptorChain: @unchecked Sendable {
-    /// The index of the chain's first descriptor, which the used ring reports back (USD-DEF-01).
-    public let headIndex: UInt16
+    /// The head as a word: one value serves as an index and as the used element's id (a
+    /// 16-bit field would be widened twice, and both copies kept).
+    @usableFromInline let head: Int
     @usableFromInline let segmentTotal: UInt16
     @usableFromInline let readableTotal: UInt16
     /// The segments in the head's block: min(count, blockSize). Computed where the chain is
@@ -76,7 +77,7 @@ public struct DescriptorChain: @unchecked Sendable {
     @inlinable
     init(headIndex: UInt16, epoch: UInt32, segmentCount: Int, readableSegmentCount: Int, readableLength: UInt64,
          writableLength: UInt64, view: SegmentView) {
-        self.headIndex = headIndex
+        head = Int(headIndex)
         self.epoch = epoch
         segmentTotal = UInt16(truncatingIfNeeded: segmentCount)
         firstRun = UInt16(truncatingIfNeeded: Swift.min(segmentCount, UnsafeSegmentArena.blockSize))
@@ -85,6 +86,10 @@ public struct DescriptorChain: @unchecked Sendable {
         self.writableLength = writableLength
         self.view = view
     }
+
+    /// The index of the chain's first descriptor, which the used ring reports back (USD-DEF-01).
+    @inlinable
+    public var headIndex: UInt16 { UInt16(truncatingIfNeeded: head) }
 
     /// The number of segments (buffers) in the chain, indirect entries included.
     @inlinable
@@ -96,7 +101,7 @@ public struct DescriptorChain: @unchecked Sendable {
     /// The segments in chain order.
     @inlinable
     public var segments: ChainSegments {
-        ChainSegments(view: view, head: Int(headIndex), count: segmentCount, firstRun: Int(firstRun))
+        ChainSegments(view: view, head: head, count: segmentCount, firstRun: Int(firstRun))
     }
 }
 

@@ -44,6 +44,9 @@ extension SplitDeviceQueue {
         let head = ring.availRing.entry(wrapping: lastAvail)
         guard head < layout.queueSize else { throw fail(.headOutOfRange(head)) }
         guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
+        // Marked at once, while the flag's address is at hand (the descriptor loads below
+        // are atomics, after which the compiler reloads it); undone if the chain waits.
+        inFlight[Int(head)] = 1
         // The common chain is one descriptor: no link, no table. (head < N, the table's size,
         // and the table's alignment was checked at setup.)
         let d = ring.descriptorTable.loadValidated(Int(head))
@@ -55,10 +58,12 @@ extension SplitDeviceQueue {
                                     readableLength: isWritable ? 0 : UInt64(d.length),
                                     writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
         } else {
-            guard let long = try walkChain(head: head, first: d) else { return nil }
+            guard let long = try walkChain(head: head, first: d) else {
+                inFlight[Int(head)] = 0
+                return nil
+            }
             chain = long
         }
-        inFlight[Int(head)] = 1
         lastAvail &+= 1
         return chain
     }

@@ -12,7 +12,7 @@ extension SplitDeviceQueue {
     public mutating func addUsed(_ chain: DescriptorChain, length: UInt32) {
         // A reset or a failure ends the epoch: its chains are dropped.
         guard chain.epoch == epoch else { return }
-        let head = Int(chain.headIndex)
+        let head = chain.head
         precondition(inFlight[head] != 0, "chain completed twice")
         precondition(UInt64(length) <= chain.writableLength, "used length exceeds the chain's writable length")
         if _slowPath(chain.segmentTotal > UnsafeSegmentArena.blockSize) {
