@@ -31,7 +31,7 @@ extension SplitDriverQueue {
             ring.descriptorTable.storeValidated(Descriptor(address: seg.address, length: seg.length,
                                                            flags: isWritable ? .write : [], next: 0), at: Int(head))
             freeTake &+= 1
-            records[Int(head)] = ChainRecord(token: token, capacity: isWritable ? seg.length : 0, descriptorCount: 1, table: Self.noTable)
+            setRecord(ChainRecord(token: token, capacity: isWritable ? seg.length : 0, descriptorCount: 1, table: Self.noTable), Int(head))
         } else if try useIndirect(total: total, layout: chainLayout) {
             head = try addIndirect(readable: readable, writable: writable, token: token)
         } else {
@@ -90,8 +90,8 @@ extension SplitDriverQueue {
         // At most N segments of less than 2^32 bytes: the sums cannot overflow.
         guard readableBytes &+ writableBytes <= 1 << 32 else { throw .totalLengthOverflow }   // SPL-DRV-02
         freeTake &+= total
-        records[Int(head)] = ChainRecord(token: token, capacity: UInt32(clamping: writableBytes),
-                                         descriptorCount: UInt16(truncatingIfNeeded: total), table: Self.noTable)
+        setRecord(ChainRecord(token: token, capacity: UInt32(clamping: writableBytes),
+                              descriptorCount: UInt16(truncatingIfNeeded: total), table: Self.noTable), Int(head))
         return head
     }
 
@@ -144,8 +144,8 @@ extension SplitDriverQueue {
         ring.descriptorTable.store(Descriptor(address: indirectTables.unsafelyUnwrapped.address(table),
                                               length: UInt32(total &* Descriptor.size), flags: .indirect), at: Int(head))
         freeTake &+= 1
-        records[Int(head)] = ChainRecord(token: token, capacity: UInt32(clamping: writableBytes),
-                                         descriptorCount: 1, table: UInt16(truncatingIfNeeded: table))
+        setRecord(ChainRecord(token: token, capacity: UInt32(clamping: writableBytes), descriptorCount: 1,
+                              table: UInt16(truncatingIfNeeded: table)), Int(head))
         return head
     }
 

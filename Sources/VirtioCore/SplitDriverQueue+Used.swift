@@ -52,7 +52,7 @@ extension SplitDriverQueue {
         let element = ring.usedRing.element(wrapping: lastUsed)
         guard element.id < UInt32(layout.count) else { throw fail(.usedIdOutOfRange(element.id)) }
         let head = Int(element.id)
-        let record = records[head]
+        let record = record(head)
         guard record.descriptorCount != 0 else { throw fail(.usedIdNotOutstanding(element.id)) }
         guard element.length <= record.capacity else {
             throw fail(.usedLengthExceedsBuffer(id: element.id, length: element.length, capacity: UInt64(record.capacity)))
@@ -67,9 +67,11 @@ extension SplitDriverQueue {
     /// (never the shared table), and gives back its indirect table.
     @inlinable @inline(__always)
     mutating func detach(head: Int, record: ChainRecord) {
+        // Cleared first: the compiler cannot tell that the free-ring store below leaves the
+        // queue's own fields alone, and would load the record pointer again.
+        recordWords[head] = ChainRecord.freeWord
         var index = UInt16(truncatingIfNeeded: head)
         giveDescriptor(index)
-        records[head].packed = ChainRecord.free.packed
         // The common chain, one descriptor and no indirect table, is told by one compare.
         if _fastPath(record.isSingleDirect) { return }
         var left = Int(record.descriptorCount) &- 1
@@ -86,10 +88,11 @@ extension SplitDriverQueue {
     /// live: after a device or queue reset has completed (CLN-DRV-02).
     public mutating func detachAllOutstanding() -> [UInt64] {
         var result: [UInt64] = []
-        for head in 0..<layout.count where records[head].descriptorCount != 0 {
-            let record = records[head]
-            detach(head: head, record: record)
-            result.append(record.token)
+        for head in 0..<layout.count {
+            let outstanding = record(head)
+            guard outstanding.descriptorCount != 0 else { continue }
+            detach(head: head, record: outstanding)
+            result.append(outstanding.token)
         }
         availIndex = 0
         kickedAvail = 0

@@ -24,29 +24,38 @@ public struct UsedBuffer: Hashable, Sendable {
 }
 
 /// The driver's private record of an exposed chain, indexed by its head descriptor: the
-/// caller's token and one packed word (two stores to write, two loads to check).
+/// caller's token and one packed word, kept in two arrays so that each is indexed with a
+/// plain scaled address.
 @frozen @usableFromInline
 struct ChainRecord {
     @usableFromInline var token: UInt64
     /// Bits 0–31: writable capacity, clamped to `UInt32.max` (a used length cannot say more);
     /// bits 32–47: descriptors the chain holds in the table, 0 when the head is not
-    /// outstanding; bits 48–63: the indirect table it uses, or `noTable`.
+    /// outstanding; bits 48–63: the indirect table it uses plus one, 0 for none. A free head's
+    /// word is 0, and a one-descriptor direct chain's upper half is 1.
     @usableFromInline var packed: UInt64
+
+    @inlinable
+    init(token: UInt64, packed: UInt64) {
+        self.token = token
+        self.packed = packed
+    }
 
     @inlinable
     init(token: UInt64, capacity: UInt32, descriptorCount: UInt16, table: UInt16) {
         self.token = token
-        packed = UInt64(capacity) | UInt64(descriptorCount) &<< 32 | UInt64(table) &<< 48
+        packed = UInt64(capacity) | UInt64(descriptorCount) &<< 32 | UInt64(table &+ 1) &<< 48
     }
 
     @inlinable var capacity: UInt32 { UInt32(truncatingIfNeeded: packed) }
     @inlinable var descriptorCount: UInt16 { UInt16(truncatingIfNeeded: packed &>> 32) }
-    @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) }
+    /// The indirect table, or `noTable`.
+    @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) &- 1 }
     /// Whether the chain is one descriptor in the table (no indirect table).
-    @inlinable var isSingleDirect: Bool { packed &>> 32 == UInt64(SplitDriverQueue.noTable) &<< 16 | 1 }
+    @inlinable var isSingleDirect: Bool { packed &>> 32 == 1 }
 
-    /// The record of a head that is not outstanding.
-    @inlinable static var free: ChainRecord { ChainRecord(token: 0, capacity: 0, descriptorCount: 0, table: .max) }
+    /// The packed word of a head that is not outstanding.
+    @inlinable static var freeWord: UInt64 { 0 }
 }
 
 /// The driver (front-end) side of a split virtqueue (VIRTIO 1.2 §2.7).
@@ -71,7 +80,10 @@ public struct SplitDriverQueue: @unchecked Sendable {
     @usableFromInline let mask: Int
     @usableFromInline let eventIndexEnabled: Bool
     @usableFromInline let storage: UnsafeAllocation
-    @usableFromInline let records: UnsafeMutablePointer<ChainRecord>
+    /// Per head: the token of the chain it starts (meaningful while outstanding).
+    @usableFromInline let tokens: UnsafeMutablePointer<UInt64>
+    /// Per head: ``ChainRecord/packed``.
+    @usableFromInline let recordWords: UnsafeMutablePointer<UInt64>
     /// `links[i]`: the descriptor after `i` in its chain (driver-private, never read back from
     /// shared memory).
     @usableFromInline let links: UnsafeMutablePointer<UInt16>
@@ -111,11 +123,13 @@ public struct SplitDriverQueue: @unchecked Sendable {
     public init(ring: SplitRing, features: VirtioFeatures, indirectTables: IndirectTablePool? = nil) {
         let n = ring.layout.count
         var plan = AllocationPlan()
-        let o1 = plan.reserve(ChainRecord.self, count: n)
+        let o0 = plan.reserve(UInt64.self, count: n)
+        let o1 = plan.reserve(UInt64.self, count: n)
         let o2 = plan.reserve(UInt16.self, count: n)
         let o3 = plan.reserve(UInt16.self, count: n)
         storage = UnsafeAllocation(byteCount: plan.size)
-        records = (storage.base + o1).bindMemory(to: ChainRecord.self, capacity: n)
+        tokens = (storage.base + o0).bindMemory(to: UInt64.self, capacity: n)
+        recordWords = (storage.base + o1).bindMemory(to: UInt64.self, capacity: n)
         links = (storage.base + o2).bindMemory(to: UInt16.self, capacity: n)
         freeRing = (storage.base + o3).bindMemory(to: UInt16.self, capacity: n)
         layout = ring.layout
@@ -128,7 +142,8 @@ public struct SplitDriverQueue: @unchecked Sendable {
         freeEnd = n
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
-            records[i] = .free
+            tokens[i] = 0
+            recordWords[i] = ChainRecord.freeWord
         }
         ring.zero()
     }
@@ -154,6 +169,16 @@ public struct SplitDriverQueue: @unchecked Sendable {
             cachedUsed = lastUsed   // every later reap goes through the check that rethrows
         }
         return brokenBy ?? error
+    }
+
+    /// The record of the chain whose head is `head` (free if the head is not outstanding).
+    @inlinable @inline(__always)
+    func record(_ head: Int) -> ChainRecord { ChainRecord(token: tokens[head], packed: recordWords[head]) }
+
+    @inlinable @inline(__always)
+    func setRecord(_ record: ChainRecord, _ head: Int) {
+        tokens[head] = record.token
+        recordWords[head] = record.packed
     }
 
     /// Takes the next free descriptor (the caller checked there is one).
