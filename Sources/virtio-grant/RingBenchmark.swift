@@ -92,19 +92,23 @@ struct RingBenchmark {
         // count stay in registers rather than behind a capture.
         let (chains, sum) = unsafe segments.withUnsafeBufferPointer { buffer -> (Int, UInt64) in
             let base = buffer.baseAddress.unsafelyUnwrapped
-            // Stated here so that the compiler drops the per-chain span checks.
-            precondition(descs >= 1 && Int(bitPattern: base) & (MemoryLayout<BufferSegment>.alignment - 1) == 0)
+            // Stated here so that the compiler can drop per-chain span checks.
+            precondition(descs >= 1 && batch >= 1 && Int(bitPattern: base) & (MemoryLayout<BufferSegment>.alignment - 1) == 0)
             var chains = 0
             var sum: UInt64 = 0
             do {
+                let end = base + descs &* batch
                 for _ in 0..<256 {
-                    var s = 0
-                    for _ in 0..<batch {
-                        let readable = unsafe Span(_unsafeStart: base + s, count: 1)
-                        let writable = unsafe Span(_unsafeStart: base + (s &+ 1), count: descs &- 1)
-                        try driver.add(readable: readable, writable: writable, token: UInt64(truncatingIfNeeded: s))
-                        s &+= descs
-                    }
+                    // Chain by chain through the segment buffer; the token is the chain's first
+                    // segment's host address (any value the caller likes).
+                    var next = base
+                    repeat {
+                        let first = next
+                        let readable = unsafe Span(_unsafeStart: first, count: 1)
+                        let writable = unsafe Span(_unsafeStart: first + 1, count: descs &- 1)
+                        try driver.add(readable: readable, writable: writable, token: UInt64(UInt(bitPattern: first)))
+                        next = first + descs
+                    } while next != end
                     driver.publish()
                     while let chain = try device.popAvailable() {
                         var total: UInt64 = 0
