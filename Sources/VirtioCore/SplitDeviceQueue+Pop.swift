@@ -41,8 +41,11 @@ extension SplitDeviceQueue {
     /// only when the arena is full.
     @inlinable @inline(__always)
     mutating func popCached() throws(VirtqueueError) -> DescriptorChain? {
-        let head = ring.availRing.entry(wrapping: lastAvail)
-        guard head < layout.queueSize else { throw fail(.headOutOfRange(head)) }
+        // The ring's mask (N - 1) is read once, before the atomic entry load, and serves both
+        // the slot and the range check (head < N): loaded fields would be read again after it.
+        let availRing = ring.availRing
+        let head = availRing.entry(wrapping: lastAvail)
+        guard head & ~UInt16(truncatingIfNeeded: availRing.mask) == 0 else { throw fail(.headOutOfRange(head)) }
         guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
         // Marked at once, while the flag's address is at hand (the descriptor loads below
         // are atomics, after which the compiler reloads it); undone if the chain waits.

@@ -49,8 +49,11 @@ extension SplitDriverQueue {
     /// before `cachedUsed`.
     @inlinable @inline(__always)
     mutating func reapCached() throws(DriverQueueError) -> UsedBuffer {
-        let element = ring.usedRing.element(wrapping: lastUsed)
-        guard element.id < UInt32(layout.count) else { throw fail(.usedIdOutOfRange(element.id)) }
+        // The ring's mask (N - 1) serves both the slot and the range check (id < N), read once
+        // before the atomic element loads.
+        let usedRing = ring.usedRing
+        let element = usedRing.element(wrapping: lastUsed)
+        guard element.id & ~UInt32(truncatingIfNeeded: usedRing.mask) == 0 else { throw fail(.usedIdOutOfRange(element.id)) }
         let head = Int(element.id)
         let record = record(head)
         guard record.descriptorCount != 0 else { throw fail(.usedIdNotOutstanding(element.id)) }
