@@ -72,7 +72,7 @@ extension SplitDriverQueue {
     mutating func detach(head: Int, record: ChainRecord) {
         // Cleared first: the compiler cannot tell that the free-ring store below leaves the
         // queue's own fields alone, and would load the record pointer again.
-        recordWords[head] = ChainRecord.freeWord
+        records[head].packed = ChainRecord.freeWord
         var index = UInt16(truncatingIfNeeded: head)
         giveDescriptor(index)
         // The common chain, one descriptor and no indirect table, is told by one compare.

@@ -24,8 +24,8 @@ public struct UsedBuffer: Hashable, Sendable {
 }
 
 /// The driver's private record of an exposed chain, indexed by its head descriptor: the
-/// caller's token and one packed word, kept in two arrays so that each is indexed with a
-/// plain scaled address.
+/// caller's token and one packed word (two stores to write, two loads to check, one array
+/// base to load).
 @frozen @usableFromInline
 struct ChainRecord {
     @usableFromInline var token: UInt64
@@ -80,10 +80,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
     @usableFromInline let mask: Int
     @usableFromInline let eventIndexEnabled: Bool
     @usableFromInline let storage: UnsafeAllocation
-    /// Per head: the token of the chain it starts (meaningful while outstanding).
-    @usableFromInline let tokens: UnsafeMutablePointer<UInt64>
-    /// Per head: ``ChainRecord/packed``.
-    @usableFromInline let recordWords: UnsafeMutablePointer<UInt64>
+    @usableFromInline let records: UnsafeMutablePointer<ChainRecord>
     /// `links[i]`: the descriptor after `i` in its chain (driver-private, never read back from
     /// shared memory).
     @usableFromInline let links: UnsafeMutablePointer<UInt16>
@@ -123,13 +120,11 @@ public struct SplitDriverQueue: @unchecked Sendable {
     public init(ring: SplitRing, features: VirtioFeatures, indirectTables: IndirectTablePool? = nil) {
         let n = ring.layout.count
         var plan = AllocationPlan()
-        let o0 = plan.reserve(UInt64.self, count: n)
-        let o1 = plan.reserve(UInt64.self, count: n)
+        let o1 = plan.reserve(ChainRecord.self, count: n)
         let o2 = plan.reserve(UInt16.self, count: n)
         let o3 = plan.reserve(UInt16.self, count: n)
         storage = UnsafeAllocation(byteCount: plan.size)
-        tokens = (storage.base + o0).bindMemory(to: UInt64.self, capacity: n)
-        recordWords = (storage.base + o1).bindMemory(to: UInt64.self, capacity: n)
+        records = (storage.base + o1).bindMemory(to: ChainRecord.self, capacity: n)
         links = (storage.base + o2).bindMemory(to: UInt16.self, capacity: n)
         freeRing = (storage.base + o3).bindMemory(to: UInt16.self, capacity: n)
         layout = ring.layout
@@ -142,8 +137,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         freeEnd = n
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
-            tokens[i] = 0
-            recordWords[i] = ChainRecord.freeWord
+            records[i] = ChainRecord(token: 0, packed: ChainRecord.freeWord)
         }
         ring.zero()
     }
@@ -173,12 +167,11 @@ public struct SplitDriverQueue: @unchecked Sendable {
 
     /// The record of the chain whose head is `head` (free if the head is not outstanding).
     @inlinable @inline(__always)
-    func record(_ head: Int) -> ChainRecord { ChainRecord(token: tokens[head], packed: recordWords[head]) }
+    func record(_ head: Int) -> ChainRecord { records[head] }
 
     @inlinable @inline(__always)
     func setRecord(_ record: ChainRecord, _ head: Int) {
-        tokens[head] = record.token
-        recordWords[head] = record.packed
+        records[head] = record
     }
 
     /// Takes the next free descriptor (the caller checked there is one).
