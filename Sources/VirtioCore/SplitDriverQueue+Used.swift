@@ -56,11 +56,11 @@ extension SplitDriverQueue {
         guard element.id & ~UInt32(truncatingIfNeeded: usedRing.mask) == 0 else { throw fail(.usedIdOutOfRange(element.id)) }
         let head = Int(element.id)
         let record = record(head)
-        guard record.descriptorCount != 0 else { throw fail(.usedIdNotOutstanding(element.id)) }
+        guard record.isOutstanding else { throw fail(.usedIdNotOutstanding(element.id)) }
         guard element.length <= record.capacity else {
             throw fail(.usedLengthExceedsBuffer(id: element.id, length: element.length, capacity: UInt64(record.capacity)))
         }
-        detach(head: head, record: record)
+        detach(head: head, record: record, mask: usedRing.mask)
         lastUsed &+= 1
         if tracksUsedEvent { ring.availRing.usedEvent = lastUsed }
         return UsedBuffer(token: record.token, writtenLength: element.length)
@@ -69,18 +69,18 @@ extension SplitDriverQueue {
     /// Returns the chain at `head` to the free ring, walking the driver's private links
     /// (never the shared table), and gives back its indirect table.
     @inlinable @inline(__always)
-    mutating func detach(head: Int, record: ChainRecord) {
+    mutating func detach(head: Int, record: ChainRecord, mask: Int) {
         // Cleared first: the compiler cannot tell that the free-ring store below leaves the
         // queue's own fields alone, and would load the record pointer again.
         records[head].packed = ChainRecord.freeWord
         var index = UInt16(truncatingIfNeeded: head)
-        giveDescriptor(index)
+        giveDescriptor(index, mask: mask)
         // The common chain, one descriptor and no indirect table, is told by one compare.
         if _fastPath(record.isSingleDirect) { return }
         var left = Int(record.descriptorCount) &- 1
         while left > 0 {
             index = links[Int(index)]
-            giveDescriptor(index)
+            giveDescriptor(index, mask: mask)
             left &-= 1
         }
         if record.table != Self.noTable { indirectTables!.give(Int(record.table)) }
@@ -93,8 +93,8 @@ extension SplitDriverQueue {
         var result: [UInt64] = []
         for head in 0..<layout.count {
             let outstanding = record(head)
-            guard outstanding.descriptorCount != 0 else { continue }
-            detach(head: head, record: outstanding)
+            guard outstanding.isOutstanding else { continue }
+            detach(head: head, record: outstanding, mask: mask)
             result.append(outstanding.token)
         }
         availIndex = 0

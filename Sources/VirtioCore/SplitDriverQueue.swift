@@ -51,6 +51,9 @@ struct ChainRecord {
     @inlinable var descriptorCount: UInt16 { UInt16(truncatingIfNeeded: packed &>> 32) }
     /// The indirect table, or `noTable`.
     @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) &- 1 }
+    /// Whether the head is outstanding: an outstanding chain holds at least one descriptor, and
+    /// a free head's word is 0, so the upper half alone tells.
+    @inlinable var isOutstanding: Bool { packed &>> 32 != 0 }
     /// Whether the chain is one descriptor in the table (no indirect table).
     @inlinable var isSingleDirect: Bool { packed &>> 32 == 1 }
 
@@ -182,9 +185,10 @@ public struct SplitDriverQueue: @unchecked Sendable {
         return index
     }
 
-    /// Returns a descriptor to the free ring.
+    /// Returns a descriptor to the free ring (`mask` is N - 1, whichever copy the caller has
+    /// at hand).
     @inlinable @inline(__always)
-    mutating func giveDescriptor(_ index: UInt16) {
+    mutating func giveDescriptor(_ index: UInt16, mask: Int) {
         freeRing[freeEnd & mask] = index
         freeEnd &+= 1
     }
