@@ -54,9 +54,11 @@ public struct ChainSegment: Hashable, Sendable {
 /// A descriptor chain popped from a device queue: the head index that identifies it in the
 /// used ring and its validated segments, device-readable ones first.
 ///
-/// The segments are a private copy made when the chain was popped (no double fetch), kept
-/// in the queue's segment arena. A chain stays valid until it is completed with
-/// `addUsed`; using it afterwards reads segments that belong to another chain.
+/// The segments are a private copy made when the chain was popped (no double fetch): the first
+/// in the chain value itself, the others in the queue's segment arena (from slot 1 of the
+/// head's block on). A chain of one descriptor, the common case, thus never touches the arena.
+/// A chain stays valid until it is completed with `addUsed`; using it afterwards reads
+/// segments that belong to another chain.
 @frozen
 public struct DescriptorChain: @unchecked Sendable {
     /// The head as a word: one value serves as an index and as the used element's id (a
@@ -64,23 +66,22 @@ public struct DescriptorChain: @unchecked Sendable {
     @usableFromInline let head: Int
     @usableFromInline let segmentTotal: UInt16
     @usableFromInline let readableTotal: UInt16
-    /// The segments in the head's block: min(count, blockSize). Computed where the chain is
-    /// made, where the count is often a constant, rather than by each iteration.
-    @usableFromInline let firstRun: UInt16
     @usableFromInline let epoch: UInt32
     /// The total length of the device-readable segments.
     public let readableLength: UInt64
     /// The total length of the device-writable segments.
     public let writableLength: UInt64
     @usableFromInline let view: SegmentView
+    /// The first segment (every chain has one).
+    @usableFromInline let first: ChainSegment
 
     @inlinable
-    init(headIndex: UInt16, epoch: UInt32, segmentCount: Int, readableSegmentCount: Int, readableLength: UInt64,
-         writableLength: UInt64, view: SegmentView) {
+    init(headIndex: UInt16, epoch: UInt32, first: ChainSegment, segmentCount: Int, readableSegmentCount: Int,
+         readableLength: UInt64, writableLength: UInt64, view: SegmentView) {
         head = Int(headIndex)
+        self.first = first
         self.epoch = epoch
         segmentTotal = UInt16(truncatingIfNeeded: segmentCount)
-        firstRun = UInt16(truncatingIfNeeded: Swift.min(segmentCount, UnsafeSegmentArena.blockSize))
         readableTotal = UInt16(truncatingIfNeeded: readableSegmentCount)
         self.readableLength = readableLength
         self.writableLength = writableLength
@@ -100,72 +101,79 @@ public struct DescriptorChain: @unchecked Sendable {
 
     /// The segments in chain order.
     @inlinable
-    public var segments: ChainSegments {
-        ChainSegments(view: view, head: head, count: segmentCount, firstRun: Int(firstRun))
-    }
+    public var segments: ChainSegments { ChainSegments(first: first, view: view, head: head, count: segmentCount) }
 }
 
 /// The segments of a ``DescriptorChain``, in chain order.
 @frozen
 public struct ChainSegments: Sequence, @unchecked Sendable {
+    @usableFromInline let first: ChainSegment
     @usableFromInline let view: SegmentView
     @usableFromInline let head: Int
     public let count: Int
-    @usableFromInline let firstRun: Int
 
     @inlinable
-    init(view: SegmentView, head: Int, count: Int, firstRun: Int) {
+    init(first: ChainSegment, view: SegmentView, head: Int, count: Int) {
+        self.first = first
         self.view = view
         self.head = head
         self.count = count
-        self.firstRun = firstRun
     }
 
     @inlinable
-    public func makeIterator() -> Iterator { Iterator(view: view, head: head, count: count, firstRun: firstRun) }
+    public func makeIterator() -> Iterator { Iterator(first: first, view: view, head: head, count: count) }
 
     @inlinable
     public var underestimatedCount: Int { count }
 
-    /// Walks the segments as runs of contiguous slots: the up to ``UnsafeSegmentArena/blockSize``
-    /// segments of the head's block, then those of each linked overflow block. Within a run a
-    /// step is a pointer compare and a load; only crossing to the next block reads a link.
+    /// Returns the chain's first segment (held in the chain), then the others from the arena:
+    /// slots 1 to 3 of the head's block, then the slots of each linked overflow block.
+    ///
+    /// A step is a count test, a load and, to tell the end of a block, a test of the slot's
+    /// address (blocks are 64-byte aligned); only crossing to the next block reads a link.
     @frozen
     public struct Iterator: IteratorProtocol {
+        /// The first segment, until it has been returned.
+        @usableFromInline var pending: ChainSegment?
+        /// The next arena slot.
         @usableFromInline var slot: UnsafeMutablePointer<ChainSegment>
-        /// The end of the current run.
-        @usableFromInline var runEnd: UnsafeMutablePointer<ChainSegment>
-        /// The segments after the current run.
+        /// The segments left in the arena.
         @usableFromInline var remaining: Int
         @usableFromInline let view: SegmentView
 
         @inlinable
-        init(view: SegmentView, head: Int, count: Int, firstRun: Int) {
+        init(first: ChainSegment, view: SegmentView, head: Int, count: Int) {
             self.view = view
-            slot = view.segments + head &* UnsafeSegmentArena.blockSize
-            runEnd = slot + firstRun
-            remaining = count &- firstRun
+            pending = first
+            slot = view.segments + (head &* UnsafeSegmentArena.blockSize &+ 1)
+            remaining = count &- 1
         }
 
-        @inlinable
+        @inlinable @inline(__always)
         public mutating func next() -> ChainSegment? {
-            if _slowPath(slot == runEnd) {
-                guard remaining > 0 else { return nil }
-                nextRun()
+            if let first = pending {
+                pending = nil
+                return first
             }
+            guard remaining != 0 else { return nil }
+            remaining &-= 1
+            if _slowPath(UnsafeSegmentArena.isBlockStart(slot)) { nextBlock() }
             defer { slot += 1 }
             return slot.pointee
         }
 
-        /// Moves to the block linked behind the one the current run ended in. (Inlined so the
+        /// Skips `n` segments (at most the number left).
+        @inlinable
+        mutating func advance(by n: Int) {
+            for _ in 0..<n { _ = next() }
+        }
+
+        /// Moves from the end of a block to the block linked behind it. (Inlined so the
         /// iterator stays in registers: an out-of-line call would take its address.)
         @inlinable @inline(__always)
-        mutating func nextRun() {
-            let block = (runEnd - 1 - view.segments) / UnsafeSegmentArena.blockSize
+        mutating func nextBlock() {
+            let block = (slot - view.segments) / UnsafeSegmentArena.blockSize &- 1
             slot = view.segments + view.link(after: block) &* UnsafeSegmentArena.blockSize
-            let run = Swift.min(remaining, UnsafeSegmentArena.blockSize)
-            runEnd = slot + run
-            remaining &-= run
         }
     }
 

@@ -56,8 +56,9 @@ extension SplitDeviceQueue {
         let chain: DescriptorChain
         if _fastPath(d.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == 0) {
             let isWritable = d.flags.contains(.write)
-            arena.view.segments[Int(head) &* UnsafeSegmentArena.blockSize] = ChainSegment(address: d.address, descriptorWord: d.word1)
-            chain = DescriptorChain(headIndex: head, epoch: epoch, segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
+            // Its one segment travels in the chain value: nothing is written to the arena.
+            chain = DescriptorChain(headIndex: head, epoch: epoch, first: ChainSegment(address: d.address, descriptorWord: d.word1),
+                                    segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
                                     readableLength: isWritable ? 0 : UInt64(d.length),
                                     writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
         } else {
@@ -117,8 +118,10 @@ extension SplitDeviceQueue {
         var readable: UInt64 = 0
         var writable: UInt64 = 0
         var block = Int(head)
-        var slot = arena.view.segments + block &* blockSize
-        var slotsLeft = blockSize
+        // The first segment goes in the chain value; the others from slot 1 of the head's block.
+        var firstSegment = ChainSegment(address: 0, descriptorWord: 0)
+        var slot = arena.view.segments + (block &* blockSize &+ 1)
+        var slotsLeft = blockSize &- 1
         var taken = 0
         while true {
             if _slowPath(d.flags.contains(.indirect)) {
@@ -150,22 +153,27 @@ extension SplitDeviceQueue {
                 readableCount = count
                 readable &+= UInt64(d.length)
             }
-            if _slowPath(slotsLeft == 0) {
-                guard freeOverflow > 0 else {
-                    releaseOverflow(after: Int(head), count: taken)
-                    return nil
+            let segment = ChainSegment(address: d.address, descriptorWord: d.word1)
+            if count == 1 {
+                firstSegment = segment
+            } else {
+                if _slowPath(slotsLeft == 0) {
+                    guard freeOverflow > 0 else {
+                        releaseOverflow(after: Int(head), count: taken)
+                        return nil
+                    }
+                    freeOverflow &-= 1
+                    let next = arena.freeStack[freeOverflow]
+                    arena.view.setLink(after: block, to: next)
+                    block = Int(next)
+                    slot = arena.view.segments + block &* blockSize
+                    slotsLeft = blockSize
+                    taken &+= 1
                 }
-                freeOverflow &-= 1
-                let next = arena.freeStack[freeOverflow]
-                arena.view.setLink(after: block, to: next)
-                block = Int(next)
-                slot = arena.view.segments + block &* blockSize
-                slotsLeft = blockSize
-                taken &+= 1
+                slot.initialize(to: segment)
+                slot += 1
+                slotsLeft &-= 1
             }
-            slot.initialize(to: ChainSegment(address: d.address, descriptorWord: d.word1))
-            slot += 1
-            slotsLeft &-= 1
             if !d.flags.contains(.next) { break }
             guard Int(d.next) < table.count else { throw fail(.nextOutOfRange(next: d.next, tableSize: table.count)) }
             d = table.load(Int(d.next))
@@ -173,8 +181,9 @@ extension SplitDeviceQueue {
         // At most 32768 segments of less than 2^32 bytes each: the sums cannot overflow, so the
         // total is checked once here rather than per descriptor.
         guard readable &+ writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
-        return DescriptorChain(headIndex: head, epoch: epoch, segmentCount: count, readableSegmentCount: readableCount,
-                               readableLength: readable, writableLength: writable, view: arena.view)
+        return DescriptorChain(headIndex: head, epoch: epoch, first: firstSegment, segmentCount: count,
+                               readableSegmentCount: readableCount, readableLength: readable, writableLength: writable,
+                               view: arena.view)
     }
 
     /// Returns the `count` overflow blocks linked behind block `head` to the free stack.
