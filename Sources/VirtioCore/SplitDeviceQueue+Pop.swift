@@ -8,17 +8,20 @@ extension SplitDeviceQueue {
     /// - Throws: the violation that broke the queue (now or earlier).
     @inlinable @inline(__always)
     public mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain? {
+        // The ring view (base and mask) is read once and handed down: a field read after the
+        // atomic index load would be read again. Loads, not instructions, bound this path.
+        let availRing = ring.availRing
         if lastAvail == cachedAvail {
-            guard try refillAvailable() else { return nil }
+            guard try refillAvailable(availRing) else { return nil }
         }
-        return try popCached()
+        return try popCached(availRing)
     }
 
     /// Reads `avail.idx` (acquire) and validates how far it moved. Returns whether chains are
     /// available; a broken queue rethrows its error here (it keeps cachedAvail == lastAvail).
     @inlinable @inline(__always)
-    mutating func refillAvailable() throws(VirtqueueError) -> Bool {
-        let index = ring.availRing.loadIndex()
+    mutating func refillAvailable(_ availRing: UnsafeAvailRing) throws(VirtqueueError) -> Bool {
+        let index = availRing.loadIndex()
         if index == lastAvail {
             if _slowPath(broken) { throw brokenBy! }
             return false
@@ -40,10 +43,8 @@ extension SplitDeviceQueue {
     /// Pops the chain at `lastAvail`, which is known to be before `cachedAvail`. Returns `nil`
     /// only when the arena is full.
     @inlinable @inline(__always)
-    mutating func popCached() throws(VirtqueueError) -> DescriptorChain? {
-        // The ring's mask (N - 1) is read once, before the atomic entry load, and serves both
-        // the slot and the range check (head < N): loaded fields would be read again after it.
-        let availRing = ring.availRing
+    mutating func popCached(_ availRing: UnsafeAvailRing) throws(VirtqueueError) -> DescriptorChain? {
+        // The ring's mask (N - 1) serves both the slot and the range check (head < N).
         let head = availRing.entry(wrapping: lastAvail)
         guard head & ~UInt16(truncatingIfNeeded: availRing.mask) == 0 else { throw fail(.headOutOfRange(head)) }
         guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
@@ -85,12 +86,13 @@ extension SplitDeviceQueue {
     @inlinable @inline(__always)
     public mutating func processAvailable(limit: Int = .max,
                                           _ body: (DescriptorChain, Memory) throws(VirtqueueError) -> UInt32) throws(VirtqueueError) -> Int {
+        let availRing = ring.availRing
         if lastAvail == cachedAvail {
-            guard try refillAvailable() else { return 0 }
+            guard try refillAvailable(availRing) else { return 0 }
         }
         var processed = 0
         while lastAvail != cachedAvail && processed < limit {
-            guard let chain = try popCached() else { break }
+            guard let chain = try popCached(availRing) else { break }
             let length: UInt32
             do {
                 length = try body(chain, memory)

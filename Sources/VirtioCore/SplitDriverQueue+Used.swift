@@ -7,10 +7,12 @@ extension SplitDriverQueue {
     /// - Returns: the chain's token and written length, or `nil` when nothing new was used.
     @inlinable @inline(__always)
     public mutating func reapUsed() throws(DriverQueueError) -> UsedBuffer? {
+        // The ring view is read once and handed down (see SplitDeviceQueue.popAvailable).
+        let usedRing = ring.usedRing
         if lastUsed == cachedUsed {
-            guard try refillUsed() else { return nil }
+            guard try refillUsed(usedRing) else { return nil }
         }
-        return try reapCached()
+        return try reapCached(usedRing)
     }
 
     /// Takes back every chain used now, calling `body` for each in used-ring order: reads
@@ -21,12 +23,13 @@ extension SplitDriverQueue {
     @inlinable @inline(__always)
     @discardableResult
     public mutating func reapAllUsed(_ body: (UsedBuffer) -> Void) throws(DriverQueueError) -> Int {
+        let usedRing = ring.usedRing
         if lastUsed == cachedUsed {
-            guard try refillUsed() else { return 0 }
+            guard try refillUsed(usedRing) else { return 0 }
         }
         var reaped = 0
         while lastUsed != cachedUsed {
-            body(try reapCached())
+            body(try reapCached(usedRing))
             reaped &+= 1
         }
         return reaped
@@ -34,9 +37,9 @@ extension SplitDriverQueue {
 
     /// Reads `used.idx` (acquire) and checks it does not run past the outstanding chains.
     @inlinable @inline(__always)
-    mutating func refillUsed() throws(DriverQueueError) -> Bool {
+    mutating func refillUsed(_ usedRing: UnsafeUsedRing) throws(DriverQueueError) -> Bool {
         if _slowPath(broken) { throw brokenBy! }
-        let index = ring.usedRing.loadIndex()
+        let index = usedRing.loadIndex()
         if index == lastUsed { return false }
         guard index &- lastUsed <= availIndex &- lastUsed else {
             throw fail(.usedIndexTooFarAhead(usedIndex: index, lastSeen: lastUsed, outstanding: outstandingCount))
@@ -48,10 +51,8 @@ extension SplitDriverQueue {
     /// Takes back the chain named by the used element at `lastUsed`, which is known to be
     /// before `cachedUsed`.
     @inlinable @inline(__always)
-    mutating func reapCached() throws(DriverQueueError) -> UsedBuffer {
-        // The ring's mask (N - 1) serves both the slot and the range check (id < N), read once
-        // before the atomic element loads.
-        let usedRing = ring.usedRing
+    mutating func reapCached(_ usedRing: UnsafeUsedRing) throws(DriverQueueError) -> UsedBuffer {
+        // The ring's mask (N - 1) serves both the slot and the range check (id < N).
         let element = usedRing.element(wrapping: lastUsed)
         guard element.id & ~UInt32(truncatingIfNeeded: usedRing.mask) == 0 else { throw fail(.usedIdOutOfRange(element.id)) }
         let head = Int(element.id)
