@@ -11,25 +11,28 @@ extension SplitDeviceQueue {
         // The ring view (base and mask) is read once and handed down: a field read after the
         // atomic index load would be read again. Loads, not instructions, bound this path.
         let availRing = ring.availRing
-        if lastAvail == cachedAvail {
-            guard try refillAvailable(availRing) else { return nil }
+        var cursor = availCursor
+        if cursor.isCaughtUp {
+            guard try refillAvailable(availRing, &cursor) else { return nil }
         }
-        return try popCached(availRing)
+        return try popCached(availRing, cursor)
     }
 
-    /// Reads `avail.idx` (acquire) and validates how far it moved. Returns whether chains are
-    /// available; a broken queue rethrows its error here (it keeps cachedAvail == lastAvail).
+    /// Reads `avail.idx` (acquire) and validates how far it moved, updating `cursor` and the
+    /// queue's copy. Returns whether chains are available; a broken queue rethrows its error
+    /// here (its cursor is closed: caught up, limit 0).
     @inlinable @inline(__always)
-    mutating func refillAvailable(_ availRing: UnsafeAvailRing) throws(VirtqueueError) -> Bool {
+    mutating func refillAvailable(_ availRing: UnsafeAvailRing, _ cursor: inout RingCursor) throws(VirtqueueError) -> Bool {
         let index = availRing.loadIndex()
-        if index == lastAvail {
+        if index == cursor.next {
             if _slowPath(broken) { throw brokenBy! }
             return false
         }
-        // 1...N new entries are valid. availLimit is N, or 0 once the queue is broken, so this
-        // one compare also turns a broken queue away.
-        guard index &- lastAvail &- 1 < availLimit else { throw refillFailure(index: index) }
-        cachedAvail = index
+        // 1...N new entries are valid; the limit is 0 once the queue is broken, so this one
+        // compare also turns a broken queue away.
+        guard cursor.accepts(index) else { throw refillFailure(index: index) }
+        cursor = cursor.reading(index)
+        availCursor = cursor
         return true
     }
 
@@ -40,12 +43,12 @@ extension SplitDeviceQueue {
         return fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
     }
 
-    /// Pops the chain at `lastAvail`, which is known to be before `cachedAvail`. Returns `nil`
-    /// only when the arena is full.
+    /// Pops the chain at `cursor.next`, which is known to be before `cursor.end`. Returns
+    /// `nil` only when the arena is full.
     @inlinable @inline(__always)
-    mutating func popCached(_ availRing: UnsafeAvailRing) throws(VirtqueueError) -> DescriptorChain? {
+    mutating func popCached(_ availRing: UnsafeAvailRing, _ cursor: RingCursor) throws(VirtqueueError) -> DescriptorChain? {
         // The ring's mask (N - 1) serves both the slot and the range check (head < N).
-        let head = availRing.entry(wrapping: lastAvail)
+        let head = availRing.entry(wrapping: cursor.next)
         guard head & ~UInt16(truncatingIfNeeded: availRing.mask) == 0 else { throw fail(.headOutOfRange(head)) }
         guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
         // Marked at once, while the flag's address is at hand (the descriptor loads below
@@ -69,7 +72,7 @@ extension SplitDeviceQueue {
             }
             chain = long
         }
-        lastAvail &+= 1
+        availCursor = cursor.advanced()
         return chain
     }
 
@@ -87,12 +90,13 @@ extension SplitDeviceQueue {
     public mutating func processAvailable(limit: Int = .max,
                                           _ body: (DescriptorChain, Memory) throws(VirtqueueError) -> UInt32) throws(VirtqueueError) -> Int {
         let availRing = ring.availRing
-        if lastAvail == cachedAvail {
-            guard try refillAvailable(availRing) else { return 0 }
+        var cursor = availCursor
+        if cursor.isCaughtUp {
+            guard try refillAvailable(availRing, &cursor) else { return 0 }
         }
         var processed = 0
-        while lastAvail != cachedAvail && processed < limit {
-            guard let chain = try popCached(availRing) else { break }
+        while !cursor.isCaughtUp && processed < limit {
+            guard let chain = try popCached(availRing, cursor) else { break }
             let length: UInt32
             do {
                 length = try body(chain, memory)
@@ -101,6 +105,7 @@ extension SplitDeviceQueue {
             }
             addUsed(chain, length: length)
             processed &+= 1
+            cursor = availCursor
         }
         return processed
     }

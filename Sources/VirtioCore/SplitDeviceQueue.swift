@@ -26,18 +26,19 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline let inFlight: UnsafeMutablePointer<UInt8>
     @usableFromInline let arena: UnsafeSegmentArena
 
-    @usableFromInline var lastAvail: UInt16
-    @usableFromInline var cachedAvail: UInt16
+    /// The position in the available ring, `avail.idx` as last read and its limit.
+    @usableFromInline var availCursor: RingCursor
     @usableFromInline var usedIndex: UInt16
     @usableFromInline var signalledUsed: UInt16
     @usableFromInline var freeOverflow: Int
     @usableFromInline var epoch: UInt32 = 0
     @usableFromInline var broken: Bool = false
-    /// How far `avail.idx` may move past `lastAvail`, plus one: N, or 0 while broken.
-    @usableFromInline var availLimit: UInt16
     @usableFromInline var availBase: UInt16
     @usableFromInline var usedBase: UInt16
     @usableFromInline var brokenBy: VirtqueueError?
+    /// The next available-ring position to pop.
+    @inlinable
+    var lastAvail: UInt16 { availCursor.next }
     /// The number of popped chains not yet completed: each pop moves the available position
     /// and each completion the used position by one.
     @inlinable
@@ -84,10 +85,8 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
         indirectEnabled = features.contains(.indirectDescriptors)
-        lastAvail = nextAvailIndex
-        cachedAvail = nextAvailIndex
+        availCursor = RingCursor(position: nextAvailIndex, limit: ring.layout.queueSize)
         availBase = nextAvailIndex
-        availLimit = layout.queueSize
         self.usedIndex = usedIndex
         usedBase = usedIndex
         signalledUsed = usedIndex
@@ -111,10 +110,9 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public mutating func fail(_ error: VirtqueueError) -> VirtqueueError {
         if !broken {
             broken = true
-            availLimit = 0
             brokenBy = error
             epoch &+= 1
-            cachedAvail = lastAvail
+            availCursor = availCursor.closed()
             statusCell?.setNeedsReset()
         }
         return brokenBy ?? error
@@ -126,15 +124,13 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public mutating func reset(nextAvailIndex: UInt16 = 0, usedIndex: UInt16 = 0) {
         inFlight.initialize(repeating: 0, count: layout.count)
         freeOverflow = arena.resetFreeStack()
-        lastAvail = nextAvailIndex
-        cachedAvail = nextAvailIndex
+        availCursor = RingCursor(position: nextAvailIndex, limit: layout.queueSize)
         availBase = nextAvailIndex
         self.usedIndex = usedIndex
         usedBase = usedIndex
         signalledUsed = usedIndex
         epoch &+= 1
         broken = false
-        availLimit = layout.queueSize
         brokenBy = nil
     }
 }
