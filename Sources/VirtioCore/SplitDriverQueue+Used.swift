@@ -9,10 +9,11 @@ extension SplitDriverQueue {
     public mutating func reapUsed() throws(DriverQueueError) -> UsedBuffer? {
         // The ring view is read once and handed down (see SplitDeviceQueue.popAvailable).
         let usedRing = ring.usedRing
-        if lastUsed == cachedUsed {
-            guard try refillUsed(usedRing) else { return nil }
+        var cursor = usedCursor
+        if cursor.isCaughtUp {
+            guard try refillUsed(usedRing, &cursor) else { return nil }
         }
-        return try reapCached(usedRing)
+        return try reapCached(usedRing, cursor)
     }
 
     /// Takes back every chain used now, calling `body` for each in used-ring order: reads
@@ -24,36 +25,51 @@ extension SplitDriverQueue {
     @discardableResult
     public mutating func reapAllUsed(_ body: (UsedBuffer) -> Void) throws(DriverQueueError) -> Int {
         let usedRing = ring.usedRing
-        if lastUsed == cachedUsed {
-            guard try refillUsed(usedRing) else { return 0 }
+        var cursor = usedCursor
+        if cursor.isCaughtUp {
+            guard try refillUsed(usedRing, &cursor) else { return 0 }
         }
         var reaped = 0
-        while lastUsed != cachedUsed {
-            body(try reapCached(usedRing))
+        while !cursor.isCaughtUp {
+            body(try reapCached(usedRing, cursor))
             reaped &+= 1
+            cursor = usedCursor
         }
         return reaped
     }
 
-    /// Reads `used.idx` (acquire) and checks it does not run past the outstanding chains.
+    /// Reads `used.idx` (acquire) and checks it does not run past the outstanding chains,
+    /// updating `cursor` and the queue's copy. A broken queue (its cursor closed: caught up,
+    /// limit 0) rethrows its error here.
     @inlinable @inline(__always)
-    mutating func refillUsed(_ usedRing: UnsafeUsedRing) throws(DriverQueueError) -> Bool {
-        if _slowPath(broken) { throw brokenBy! }
+    mutating func refillUsed(_ usedRing: UnsafeUsedRing, _ cursor: inout RingCursor) throws(DriverQueueError) -> Bool {
         let index = usedRing.loadIndex()
-        if index == lastUsed { return false }
-        guard index &- lastUsed <= availIndex &- lastUsed else {
-            throw fail(.usedIndexTooFarAhead(usedIndex: index, lastSeen: lastUsed, outstanding: outstandingCount))
+        if index == cursor.next {
+            if _slowPath(cursor.limit == 0) { throw brokenBy! }
+            return false
         }
-        cachedUsed = index
+        // The limit is 0 once the queue is broken, so the first test also turns it away.
+        guard cursor.limit != 0, index &- cursor.next <= availIndex &- cursor.next else {
+            throw refillUsedFailure(index: index)
+        }
+        cursor = cursor.reading(index)
+        usedCursor = cursor
         return true
     }
 
-    /// Takes back the chain named by the used element at `lastUsed`, which is known to be
-    /// before `cachedUsed`.
+    /// The error for a used index that ran too far, or the queue's own if it is broken.
+    @inlinable
+    mutating func refillUsedFailure(index: UInt16) -> DriverQueueError {
+        if broken { return brokenBy! }
+        return fail(.usedIndexTooFarAhead(usedIndex: index, lastSeen: lastUsed, outstanding: outstandingCount))
+    }
+
+    /// Takes back the chain named by the used element at `cursor.next`, which is known to be
+    /// before `cursor.end`.
     @inlinable @inline(__always)
-    mutating func reapCached(_ usedRing: UnsafeUsedRing) throws(DriverQueueError) -> UsedBuffer {
+    mutating func reapCached(_ usedRing: UnsafeUsedRing, _ cursor: RingCursor) throws(DriverQueueError) -> UsedBuffer {
         // The ring's mask (N - 1) serves both the slot and the range check (id < N).
-        let element = usedRing.element(wrapping: lastUsed)
+        let element = usedRing.element(wrapping: cursor.next)
         guard element.id & ~UInt32(truncatingIfNeeded: usedRing.mask) == 0 else { throw fail(.usedIdOutOfRange(element.id)) }
         let head = Int(element.id)
         let record = record(head)
@@ -62,8 +78,9 @@ extension SplitDriverQueue {
             throw fail(.usedLengthExceedsBuffer(id: element.id, length: element.length, capacity: UInt64(record.capacity)))
         }
         detach(head: head, record: record, mask: usedRing.mask)
-        lastUsed &+= 1
-        if tracksUsedEvent { ring.availRing.usedEvent = lastUsed }
+        let advanced = cursor.advanced()
+        usedCursor = advanced
+        if tracksUsedEvent { ring.availRing.usedEvent = advanced.next }
         return UsedBuffer(token: record.token, writtenLength: element.length)
     }
 
@@ -100,8 +117,7 @@ extension SplitDriverQueue {
         }
         availIndex = 0
         kickedAvail = 0
-        lastUsed = 0
-        cachedUsed = 0
+        usedCursor = RingCursor(position: 0, limit: usedCursor.limit)
         ring.zero()
         return result
     }

@@ -105,8 +105,12 @@ public struct SplitDriverQueue: @unchecked Sendable {
         @inline(__always) set { availIndexWord = UInt32(newValue) }
     }
     @usableFromInline var kickedAvail: UInt16 = 0
-    @usableFromInline var lastUsed: UInt16 = 0
-    @usableFromInline var cachedUsed: UInt16 = 0
+    /// The position in the used ring and `used.idx` as last read; the limit is N, or 0 once
+    /// the queue is broken.
+    @usableFromInline var usedCursor: RingCursor
+    /// The next used-ring position to take back.
+    @inlinable
+    var lastUsed: UInt16 { usedCursor.next }
     @usableFromInline var callbacksEnabled = true
     /// EVENT_IDX negotiated and used-buffer notifications wanted: `used_event` follows each reap.
     @usableFromInline var tracksUsedEvent = false
@@ -138,6 +142,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         eventIndexEnabled = features.contains(.eventIndex)
         tracksUsedEvent = eventIndexEnabled
         freeEnd = n
+        usedCursor = RingCursor(position: 0, limit: ring.layout.queueSize)
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
             records[i] = ChainRecord(token: 0, packed: ChainRecord.freeWord)
@@ -163,7 +168,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         if !broken {
             broken = true
             brokenBy = error
-            cachedUsed = lastUsed   // every later reap goes through the check that rethrows
+            usedCursor = usedCursor.closed()   // every later reap goes through the check that rethrows
         }
         return brokenBy ?? error
     }
