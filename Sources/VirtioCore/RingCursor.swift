@@ -2,10 +2,11 @@
 /// ring), packed in one word so that the hot path reads it with one load and writes it with
 /// one store: on this path loads cost several times what arithmetic does.
 ///
-/// Bits 48–63 hold the next position to consume, bits 16–31 the limit (how far the peer's index
-/// may run ahead of it, plus one: N, or 0 once the queue is broken) and bits 0–15 the peer's
-/// index as last read, the end of what may be consumed. The next position is on top so that
-/// advancing it wraps without carrying into the other fields.
+/// Bits 48–63 hold the next position to consume, bits 32–47 flags the owner keeps with it,
+/// bits 16–31 the limit (how far the peer's index may run ahead of it, plus one: N, or 0 once
+/// the queue is broken) and bits 0–15 the peer's index as last read, the end of what may be
+/// consumed. The next position is on top so that advancing it wraps without carrying into the
+/// other fields.
 @frozen @usableFromInline
 struct RingCursor {
     @usableFromInline var word: UInt64
@@ -26,6 +27,8 @@ struct RingCursor {
     /// The peer's index as last read.
     @inlinable var end: UInt16 { UInt16(truncatingIfNeeded: word) }
     @inlinable var limit: UInt16 { UInt16(truncatingIfNeeded: word &>> 16) }
+    /// The owner's flags.
+    @inlinable var flags: UInt16 { UInt16(truncatingIfNeeded: word &>> 32) }
     /// Whether everything read has been consumed.
     @inlinable var isCaughtUp: Bool { next == end }
 
@@ -42,8 +45,12 @@ struct RingCursor {
     @inlinable
     func reading(_ index: UInt16) -> RingCursor { RingCursor(word: word & ~0xFFFF | UInt64(index)) }
 
-    /// The cursor with nothing left to consume and a limit of 0: every later read goes to
-    /// the slow path (a broken queue).
+    /// The cursor with the owner's flags set to `flags`.
     @inlinable
-    func closed() -> RingCursor { RingCursor(position: next, limit: 0) }
+    func flagged(_ flags: UInt16) -> RingCursor { RingCursor(word: word & ~(0xFFFF &<< 32) | UInt64(flags) &<< 32) }
+
+    /// The cursor with nothing left to consume and a limit of 0: every later read goes to
+    /// the slow path (a broken queue). The flags are kept.
+    @inlinable
+    func closed() -> RingCursor { RingCursor(position: next, limit: 0).flagged(flags) }
 }

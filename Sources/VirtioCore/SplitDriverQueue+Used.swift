@@ -80,7 +80,7 @@ extension SplitDriverQueue {
         detach(head: head, record: record, mask: usedRing.mask)
         let advanced = cursor.advanced()
         usedCursor = advanced
-        if tracksUsedEvent { ring.availRing.usedEvent = advanced.next }
+        if advanced.flags & Self.tracksUsedEventFlag != 0 { ring.availRing.usedEvent = advanced.next }
         return UsedBuffer(token: record.token, writtenLength: element.length)
     }
 
@@ -117,7 +117,7 @@ extension SplitDriverQueue {
         }
         availIndex = 0
         kickedAvail = 0
-        usedCursor = RingCursor(position: 0, limit: usedCursor.limit)
+        usedCursor = RingCursor(position: 0, limit: usedCursor.limit).flagged(usedCursor.flags)
         ring.zero()
         return result
     }

@@ -113,7 +113,13 @@ public struct SplitDriverQueue: @unchecked Sendable {
     var lastUsed: UInt16 { usedCursor.next }
     @usableFromInline var callbacksEnabled = true
     /// EVENT_IDX negotiated and used-buffer notifications wanted: `used_event` follows each reap.
-    @usableFromInline var tracksUsedEvent = false
+    /// Kept as a flag of the used cursor, which every reap reads anyway.
+    @inlinable
+    var tracksUsedEvent: Bool {
+        get { usedCursor.flags & Self.tracksUsedEventFlag != 0 }
+        set { usedCursor = usedCursor.flagged(newValue ? Self.tracksUsedEventFlag : 0) }
+    }
+    @inlinable static var tracksUsedEventFlag: UInt16 { 1 }
     @usableFromInline var broken = false
     @usableFromInline var brokenBy: DriverQueueError?
 
@@ -140,9 +146,9 @@ public struct SplitDriverQueue: @unchecked Sendable {
         self.indirectTables = features.contains(.indirectDescriptors) ? indirectTables : nil
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
-        tracksUsedEvent = eventIndexEnabled
         freeEnd = n
         usedCursor = RingCursor(position: 0, limit: ring.layout.queueSize)
+            .flagged(features.contains(.eventIndex) ? Self.tracksUsedEventFlag : 0)
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
             records[i] = ChainRecord(token: 0, packed: ChainRecord.freeWord)
