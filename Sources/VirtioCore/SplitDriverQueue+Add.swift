@@ -14,17 +14,17 @@ extension SplitDriverQueue {
     @discardableResult
     public mutating func add(readable: Span<BufferSegment>, writable: Span<BufferSegment>, token: UInt64,
                              layout chainLayout: ChainLayout = .automatic) throws(DriverQueueError) -> UInt16 {
-        if _slowPath(broken) { throw brokenBy! }
         let total = readable.count &+ writable.count
-        // An empty chain and one longer than the queue (IND-DRV-03) in one unsigned compare.
-        guard UInt(bitPattern: total &- 1) < UInt(bitPattern: layout.count) else {
-            throw total == 0 ? .emptyChain : .chainTooLong(segments: total, limit: layout.count)
-        }
+        // An empty chain, one longer than the queue (IND-DRV-03) and a broken queue in one
+        // unsigned compare: addLimit is N, or 0 once the queue is broken.
+        guard UInt(bitPattern: total &- 1) < UInt(bitPattern: addLimit) else { throw addRejection(total: total) }
+        // The available ring (base and mask) is read once, before the atomic stores below.
+        let availRing = ring.availRing
         let head: UInt16
         if _fastPath(total == 1 && chainLayout != .indirect) {
             // The common request: one buffer, one descriptor, nothing to link.
             guard freeEnd != freeTake else { throw .queueFull }
-            head = freeRing[freeTake & mask]
+            head = freeRing[freeTake & availRing.mask]
             let isWritable = readable.isEmpty
             let seg = isWritable ? writable[0] : readable[0]
             // The free ring holds only valid indices, and the table's alignment was checked at setup.
@@ -41,8 +41,15 @@ extension SplitDriverQueue {
         // compiler load it again.
         let position = availIndexWord
         availIndexWord = position &+ 1
-        ring.availRing.setEntry(position: Int(position), head)
+        availRing.setEntry(position: Int(position), head)
         return head
+    }
+
+    /// Why a chain of `total` segments is refused before anything is placed.
+    @inlinable
+    func addRejection(total: Int) -> DriverQueueError {
+        if broken { return brokenBy! }
+        return total == 0 ? .emptyChain : .chainTooLong(segments: total, limit: layout.count)
     }
 
     /// Whether a chain of `total` (at least 2 for `.automatic`) segments goes through an

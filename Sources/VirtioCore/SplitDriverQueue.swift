@@ -121,6 +121,8 @@ public struct SplitDriverQueue: @unchecked Sendable {
     }
     @inlinable static var tracksUsedEventFlag: UInt16 { 1 }
     @usableFromInline var broken = false
+    /// The most segments an add may place, plus one: N, or 0 once broken (see `add`).
+    @usableFromInline var addLimit: Int
     @usableFromInline var brokenBy: DriverQueueError?
 
     @usableFromInline static var noTable: UInt16 { .max }
@@ -147,6 +149,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
         freeEnd = n
+        addLimit = n
         usedCursor = RingCursor(position: 0, limit: ring.layout.queueSize)
             .flagged(features.contains(.eventIndex) ? Self.tracksUsedEventFlag : 0)
         for i in 0..<n {
@@ -174,6 +177,7 @@ public struct SplitDriverQueue: @unchecked Sendable {
         if !broken {
             broken = true
             brokenBy = error
+            addLimit = 0            // every later add goes through the check that rethrows
             usedCursor = usedCursor.closed()   // every later reap goes through the check that rethrows
         }
         return brokenBy ?? error
