@@ -50,10 +50,11 @@ extension SplitDeviceQueue {
         // The ring's mask (N - 1) serves both the slot and the range check (head < N).
         let head = availRing.entry(wrapping: cursor.next)
         guard head & ~UInt16(truncatingIfNeeded: availRing.mask) == 0 else { throw fail(.headOutOfRange(head)) }
-        guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
+        let tag = Self.inFlightTag(epoch)
+        guard inFlight[Int(head)] != tag else { throw fail(.headInFlight(head)) }
         // Marked at once, while the flag's address is at hand (the descriptor loads below
         // are atomics, after which the compiler reloads it); undone if the chain waits.
-        inFlight[Int(head)] = 1
+        inFlight[Int(head)] = tag
         // The common chain is one descriptor: no link, no table. (head < N, the table's size,
         // and the table's alignment was checked at setup.)
         let d = ring.descriptorTable.loadValidated(Int(head))

@@ -23,7 +23,9 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline let indirectEnabled: Bool
     @usableFromInline let statusCell: DeviceStatusCell?
     @usableFromInline let storage: UnsafeAllocation
-    @usableFromInline let inFlight: UnsafeMutablePointer<UInt8>
+    /// Per head: ``inFlightTag(_:)`` of the epoch it was popped in while in flight, 0 otherwise.
+    /// A reset or a failure clears every tag.
+    @usableFromInline let inFlight: UnsafeMutablePointer<UInt32>
     @usableFromInline let arena: UnsafeSegmentArena
 
     /// The position in the available ring, `avail.idx` as last read and its limit.
@@ -39,6 +41,10 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     /// The next available-ring position to pop.
     @inlinable
     var lastAvail: UInt16 { availCursor.next }
+    /// The in-flight tag of chains popped in `epoch`: never 0.
+    @inlinable
+    static func inFlightTag(_ epoch: UInt32) -> UInt32 { epoch &<< 1 | 1 }
+
     /// The number of popped chains not yet completed: each pop moves the available position
     /// and each completion the used position by one.
     @inlinable
@@ -71,10 +77,10 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         let n = ring.layout.count
         let overflow = max(overflowBlocks ?? UnsafeSegmentArena.defaultOverflowBlocks(queueSize: n), 1)
         var plan = AllocationPlan()
-        let inFlightOffset = plan.reserve(UInt8.self, count: n)
+        let inFlightOffset = plan.reserve(UInt32.self, count: n)
         let arenaOffsets = UnsafeSegmentArena.plan(&plan, queueSize: n, overflowBlocks: overflow)
         storage = UnsafeAllocation(byteCount: plan.size)
-        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt8.self, capacity: n)
+        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt32.self, capacity: n)
         arena = UnsafeSegmentArena(allocation: storage, offsets: arenaOffsets, queueSize: n, overflowBlocks: overflow)
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout
@@ -112,6 +118,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
             broken = true
             brokenBy = error
             epoch &+= 1
+            inFlight.update(repeating: 0, count: layout.count)
             availCursor = availCursor.closed()
             statusCell?.setNeedsReset()
         }
