@@ -18,9 +18,9 @@ extension SplitDeviceQueue {
         return try popCached(availRing, cursor)
     }
 
-    /// Reads `avail.idx` (acquire) and validates how far it moved, updating `cursor` and the
-    /// queue's copy. Returns whether chains are available; a broken queue rethrows its error
-    /// here (its cursor is closed: caught up, limit 0).
+    /// Reads `avail.idx` (acquire) and validates how far it moved, updating `cursor` (the
+    /// caller pops next, which stores it). Returns whether chains are available; a broken queue
+    /// rethrows its error here (its cursor is closed: caught up, limit 0).
     @inlinable @inline(__always)
     mutating func refillAvailable(_ availRing: UnsafeAvailRing, _ cursor: inout RingCursor) throws(VirtqueueError) -> Bool {
         let index = availRing.loadIndex()
@@ -31,8 +31,8 @@ extension SplitDeviceQueue {
         // 1...N new entries are valid; the limit is 0 once the queue is broken, so this one
         // compare also turns a broken queue away.
         guard cursor.accepts(index) else { throw refillFailure(index: index) }
+        // The queue's copy is written by the pop that follows (one store, not two).
         cursor = cursor.reading(index)
-        availCursor = cursor
         return true
     }
 
@@ -69,6 +69,7 @@ extension SplitDeviceQueue {
         } else {
             guard let long = try walkChain(head: head, first: d) else {
                 inFlight[Int(head)] = 0
+                availCursor = cursor
                 return nil
             }
             chain = long

@@ -39,8 +39,8 @@ extension SplitDriverQueue {
     }
 
     /// Reads `used.idx` (acquire) and checks it does not run past the outstanding chains,
-    /// updating `cursor` and the queue's copy. A broken queue (its cursor closed: caught up,
-    /// limit 0) rethrows its error here.
+    /// updating `cursor` (the caller reaps next, which stores it). A broken queue (its cursor
+    /// closed: caught up, limit 0) rethrows its error here.
     @inlinable @inline(__always)
     mutating func refillUsed(_ usedRing: UnsafeUsedRing, _ cursor: inout RingCursor) throws(DriverQueueError) -> Bool {
         let index = usedRing.loadIndex()
@@ -52,8 +52,8 @@ extension SplitDriverQueue {
         guard cursor.limit != 0, index &- cursor.next <= availIndex &- cursor.next else {
             throw refillUsedFailure(index: index)
         }
+        // The queue's copy is written by the reap that follows (one store, not two).
         cursor = cursor.reading(index)
-        usedCursor = cursor
         return true
     }
 
