@@ -80,18 +80,18 @@ struct RingBenchmark {
     /// driver reaps.
     ///
     /// `segments` holds exactly `batch` chains of `descs` segments (see ``segments(pageAddress:)``),
-    /// so the per-chain sub-spans are taken without bounds checks: the harness should cost as
-    /// little as the C reference's, so that the rate measures the queues. The checksum is kept
-    /// in a local; the chains are counted by the device's used index, which moves once per
-    /// chain completed (at most 256 · 128 per call, less than its 16-bit wrap), and the driver
-    /// must have taken them all back.
+    /// so each chain's readable and writable spans are made from a pointer into it, checked
+    /// once: the harness should cost as little as the C reference's, so that the rate measures
+    /// the queues. The checksum is kept in a local; the chains are counted by the device's used
+    /// index, which moves once per chain completed (at most 256 · 128 per call, less than its
+    /// 16-bit wrap), and the driver must have taken them all back.
     @inline(never)
     static func lockStep<Memory: MemoryTranslator>(driver: inout SplitDriverQueue, device: inout SplitDeviceQueue<Memory>,
                                                    segments: Span<BufferSegment>, descs: Int, batch: Int,
                                                    checksum: inout UInt64) -> Int {
         precondition(segments.count == descs * batch && descs >= 1)
-        // The loop runs in a closure that returns its counts, so that the checksum and the chain
-        // count stay in registers rather than behind a capture.
+        // The loop runs in a closure that returns the checksum, so that it stays in a register
+        // rather than behind a capture.
         let usedBefore = device.nextUsedIndex
         let sum = unsafe segments.withUnsafeBufferPointer { buffer -> UInt64 in
             let base = buffer.baseAddress.unsafelyUnwrapped
