@@ -7,7 +7,7 @@
 @frozen
 public struct ChainReader<Memory: MemoryTranslator> {
     @usableFromInline let memory: Memory
-    @usableFromInline var cursor: SegmentView.Cursor
+    @usableFromInline var cursor: ChainSegments.Iterator
     @usableFromInline var segmentsLeft: Int
     @usableFromInline var address: UInt64 = 0
     @usableFromInline var segmentLeft: Int = 0
@@ -23,7 +23,7 @@ public struct ChainReader<Memory: MemoryTranslator> {
     @inlinable
     public init(chain: DescriptorChain, memory: Memory) {
         self.memory = memory
-        cursor = chain.view.cursor(block: Int(chain.headIndex))
+        cursor = chain.segments.makeIterator()
         segmentsLeft = chain.readableSegmentCount
         length = Int(chain.readableLength)
     }
@@ -38,7 +38,7 @@ public struct ChainReader<Memory: MemoryTranslator> {
         while segmentLeft == 0 {
             guard segmentsLeft > 0 else { return false }
             segmentsLeft &-= 1
-            let s = cursor.next()
+            let s = cursor.next().unsafelyUnwrapped
             address = s.address
             segmentLeft = Int(s.length)
         }

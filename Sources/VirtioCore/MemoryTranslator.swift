@@ -65,6 +65,10 @@ public struct TranslationFault: Error, Hashable, Sendable, CustomStringConvertib
 /// Two words, returned in registers. (The translator requirement returns this rather than
 /// throwing: Swift 6.3 does not devirtualize a protocol requirement with typed throws in
 /// generic code, which would put a witness-table call on every descriptor.)
+///
+/// Success is told by the sign of `value`: a count on success, `-1 - kind` on a fault. A
+/// translator that returns the caller's (non-negative) length therefore lets the compiler
+/// drop the success test once the call is inlined, which a test of the pointer would not.
 @frozen
 public struct TranslationResult {
     @usableFromInline let base: UnsafeMutableRawPointer?
@@ -85,20 +89,24 @@ public struct TranslationResult {
     /// The translation failed with a fault of `kind`.
     @inlinable
     public static func failure(_ kind: TranslationFault.Kind) -> TranslationResult {
-        TranslationResult(base: nil, value: Int(kind.rawValue))
+        TranslationResult(base: nil, value: -1 &- Int(kind.rawValue))
     }
+
+    /// Whether the translation succeeded.
+    @inlinable
+    public var succeeded: Bool { value >= 0 }
 
     /// The range, or `nil` on a fault.
     @inlinable
     public var range: HostRange? {
-        guard let base else { return nil }
-        return HostRange(unsafeBase: base, count: value)
+        guard succeeded else { return nil }
+        return HostRange(unsafeBase: base.unsafelyUnwrapped, count: value)
     }
 
     /// The fault kind, or `nil` on success.
     @inlinable
     public var faultKind: TranslationFault.Kind? {
-        base == nil ? TranslationFault.Kind(rawValue: UInt8(truncatingIfNeeded: value)) ?? .outOfRange : nil
+        succeeded ? nil : TranslationFault.Kind(rawValue: UInt8(truncatingIfNeeded: -1 &- value)) ?? .outOfRange
     }
 }
 
@@ -124,10 +132,10 @@ extension MemoryTranslator {
     @inlinable @inline(__always)
     public func translate(_ address: UInt64, length: Int, access: MemoryAccess) throws(TranslationFault) -> HostRange {
         let result = resolve(address, length: length, access: access)
-        guard let base = result.base else {
+        guard result.succeeded else {
             throw TranslationFault(result.faultKind ?? .outOfRange, address: address, length: length, access: access)
         }
-        return HostRange(unsafeBase: base, count: result.value)
+        return HostRange(unsafeBase: result.base.unsafelyUnwrapped, count: result.value)
     }
 
     /// Resolves all of `[address, address + length)`, which must be contiguous in host memory

@@ -8,50 +8,73 @@ extension SplitDeviceQueue {
     /// - Throws: the violation that broke the queue (now or earlier).
     @inlinable @inline(__always)
     public mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain? {
-        if lastAvail == cachedAvail {
-            guard try refillAvailable() else { return nil }
+        // The ring view (base and mask) is read once and handed down: a field read after the
+        // atomic index load would be read again. Loads, not instructions, bound this path.
+        let availRing = ring.availRing
+        var cursor = availCursor
+        if cursor.isCaughtUp {
+            guard try refillAvailable(availRing, &cursor) else { return nil }
         }
-        return try popCached()
+        return try popCached(availRing, cursor)
     }
 
-    /// Reads `avail.idx` (acquire) and validates how far it moved. Returns whether chains are
-    /// available; a broken queue rethrows its error here (it keeps cachedAvail == lastAvail).
+    /// Reads `avail.idx` (acquire) and validates how far it moved, updating `cursor` (the
+    /// caller pops next, which stores it). Returns whether chains are available; a broken queue
+    /// rethrows its error here (its cursor is closed: caught up, limit 0).
     @inlinable @inline(__always)
-    mutating func refillAvailable() throws(VirtqueueError) -> Bool {
-        if _slowPath(broken) { throw brokenBy! }
-        let index = ring.availRing.loadIndex()
-        if index == lastAvail { return false }
-        guard index &- lastAvail <= layout.queueSize else {
-            throw fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
+    mutating func refillAvailable(_ availRing: UnsafeAvailRing, _ cursor: inout RingCursor) throws(VirtqueueError) -> Bool {
+        let index = availRing.loadIndex()
+        if index == cursor.next {
+            if _slowPath(broken) { throw brokenBy! }
+            return false
         }
-        cachedAvail = index
+        // 1...N new entries are valid; the limit is 0 once the queue is broken, so this one
+        // compare also turns a broken queue away.
+        guard cursor.accepts(index) else { throw refillFailure(index: index) }
+        // The queue's copy is written by the pop that follows (one store, not two).
+        cursor = cursor.reading(index)
         return true
     }
 
-    /// Pops the chain at `lastAvail`, which is known to be before `cachedAvail`. Returns `nil`
-    /// only when the arena is full.
+    /// The error for an available index that moved too far, or the queue's own if it is broken.
+    @inlinable
+    mutating func refillFailure(index: UInt16) -> VirtqueueError {
+        if broken { return brokenBy! }
+        return fail(.availIndexTooFarAhead(availIndex: index, lastSeen: lastAvail))
+    }
+
+    /// Pops the chain at `cursor.next`, which is known to be before `cursor.end`. Returns
+    /// `nil` only when the arena is full.
     @inlinable @inline(__always)
-    mutating func popCached() throws(VirtqueueError) -> DescriptorChain? {
-        let head = ring.availRing.entry(wrapping: lastAvail)
-        guard head < layout.queueSize else { throw fail(.headOutOfRange(head)) }
-        guard inFlight[Int(head)] == 0 else { throw fail(.headInFlight(head)) }
+    mutating func popCached(_ availRing: UnsafeAvailRing, _ cursor: RingCursor) throws(VirtqueueError) -> DescriptorChain? {
+        // The ring's mask (N - 1) serves both the slot and the range check (head < N).
+        let head = availRing.entry(wrapping: cursor.next)
+        guard head & ~UInt16(truncatingIfNeeded: availRing.mask) == 0 else { throw fail(.headOutOfRange(head)) }
+        let tag = Self.inFlightTag(epoch)
+        guard inFlight[Int(head)] != tag else { throw fail(.headInFlight(head)) }
+        // Marked at once, while the flag's address is at hand (the descriptor loads below
+        // are atomics, after which the compiler reloads it); undone if the chain waits.
+        inFlight[Int(head)] = tag
         // The common chain is one descriptor: no link, no table. (head < N, the table's size,
         // and the table's alignment was checked at setup.)
         let d = ring.descriptorTable.loadValidated(Int(head))
         let chain: DescriptorChain
         if _fastPath(d.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == 0) {
             let isWritable = d.flags.contains(.write)
-            arena.view.segments[Int(head) &* UnsafeSegmentArena.blockSize] =
-                ChainSegment(address: d.address, length: d.length, isWritable: isWritable)
-            chain = DescriptorChain(headIndex: head, epoch: epoch, segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
+            // Its one segment travels in the chain value: nothing is written to the arena.
+            chain = DescriptorChain(headIndex: head, epoch: epoch, first: ChainSegment(address: d.address, descriptorWord: d.word1),
+                                    segmentCount: 1, readableSegmentCount: isWritable ? 0 : 1,
                                     readableLength: isWritable ? 0 : UInt64(d.length),
                                     writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
         } else {
-            guard let long = try walkChain(head: head, first: d) else { return nil }
+            guard let long = try walkChain(head: head, first: d) else {
+                inFlight[Int(head)] = 0
+                availCursor = cursor
+                return nil
+            }
             chain = long
         }
-        inFlight[Int(head)] = 1
-        lastAvail &+= 1
+        availCursor = cursor.advanced()
         return chain
     }
 
@@ -68,12 +91,14 @@ extension SplitDeviceQueue {
     @inlinable @inline(__always)
     public mutating func processAvailable(limit: Int = .max,
                                           _ body: (DescriptorChain, Memory) throws(VirtqueueError) -> UInt32) throws(VirtqueueError) -> Int {
-        if lastAvail == cachedAvail {
-            guard try refillAvailable() else { return 0 }
+        let availRing = ring.availRing
+        var cursor = availCursor
+        if cursor.isCaughtUp {
+            guard try refillAvailable(availRing, &cursor) else { return 0 }
         }
         var processed = 0
-        while lastAvail != cachedAvail && processed < limit {
-            guard let chain = try popCached() else { break }
+        while !cursor.isCaughtUp && processed < limit {
+            guard let chain = try popCached(availRing, cursor) else { break }
             let length: UInt32
             do {
                 length = try body(chain, memory)
@@ -82,6 +107,7 @@ extension SplitDeviceQueue {
             }
             addUsed(chain, length: length)
             processed &+= 1
+            cursor = availCursor
         }
         return processed
     }
@@ -101,8 +127,10 @@ extension SplitDeviceQueue {
         var readable: UInt64 = 0
         var writable: UInt64 = 0
         var block = Int(head)
-        var slot = arena.view.segments + block &* blockSize
-        var slotsLeft = blockSize
+        // The first segment goes in the chain value; the others from slot 1 of the head's block.
+        var firstSegment = ChainSegment(address: 0, descriptorWord: 0)
+        var slot = arena.view.segments + (block &* blockSize &+ 1)
+        var slotsLeft = blockSize &- 1
         var taken = 0
         while true {
             if _slowPath(d.flags.contains(.indirect)) {
@@ -134,22 +162,27 @@ extension SplitDeviceQueue {
                 readableCount = count
                 readable &+= UInt64(d.length)
             }
-            if _slowPath(slotsLeft == 0) {
-                guard freeOverflow > 0 else {
-                    releaseOverflow(after: Int(head), count: taken)
-                    return nil
+            let segment = ChainSegment(address: d.address, descriptorWord: d.word1)
+            if count == 1 {
+                firstSegment = segment
+            } else {
+                if _slowPath(slotsLeft == 0) {
+                    guard freeOverflow > 0 else {
+                        releaseOverflow(after: Int(head), count: taken)
+                        return nil
+                    }
+                    freeOverflow &-= 1
+                    let next = arena.freeStack[freeOverflow]
+                    arena.view.setLink(after: block, to: next)
+                    block = Int(next)
+                    slot = arena.view.segments + block &* blockSize
+                    slotsLeft = blockSize
+                    taken &+= 1
                 }
-                freeOverflow &-= 1
-                let next = arena.freeStack[freeOverflow]
-                arena.view.links[block] = next
-                block = Int(next)
-                slot = arena.view.segments + block &* blockSize
-                slotsLeft = blockSize
-                taken &+= 1
+                slot.initialize(to: segment)
+                slot += 1
+                slotsLeft &-= 1
             }
-            slot.initialize(to: ChainSegment(address: d.address, length: d.length, isWritable: isWritable))
-            slot += 1
-            slotsLeft &-= 1
             if !d.flags.contains(.next) { break }
             guard Int(d.next) < table.count else { throw fail(.nextOutOfRange(next: d.next, tableSize: table.count)) }
             d = table.load(Int(d.next))
@@ -157,8 +190,9 @@ extension SplitDeviceQueue {
         // At most 32768 segments of less than 2^32 bytes each: the sums cannot overflow, so the
         // total is checked once here rather than per descriptor.
         guard readable &+ writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
-        return DescriptorChain(headIndex: head, epoch: epoch, segmentCount: count, readableSegmentCount: readableCount,
-                               readableLength: readable, writableLength: writable, view: arena.view)
+        return DescriptorChain(headIndex: head, epoch: epoch, first: firstSegment, segmentCount: count,
+                               readableSegmentCount: readableCount, readableLength: readable, writableLength: writable,
+                               view: arena.view)
     }
 
     /// Returns the `count` overflow blocks linked behind block `head` to the free stack.
@@ -166,7 +200,7 @@ extension SplitDeviceQueue {
     mutating func releaseOverflow(after head: Int, count: Int) {
         var block = head
         for _ in 0..<count {
-            block = Int(arena.view.links[block])
+            block = arena.view.link(after: block)
             arena.freeStack[freeOverflow] = UInt32(block)
             freeOverflow &+= 1
         }

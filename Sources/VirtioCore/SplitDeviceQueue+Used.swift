@@ -10,10 +10,14 @@ extension SplitDeviceQueue {
     ///   writable length (these are the embedder's own bugs, not the peer's).
     @inlinable @inline(__always)
     public mutating func addUsed(_ chain: DescriptorChain, length: UInt32) {
-        // A reset or a failure ends the epoch: its chains are dropped.
-        guard chain.epoch == epoch else { return }
-        let head = Int(chain.headIndex)
-        precondition(inFlight[head] != 0, "chain completed twice")
+        let head = chain.head
+        // The head's in-flight tag is the epoch it was popped in (see popCached): one compare
+        // with the chain's own tells both checks apart only when it fails.
+        if _slowPath(inFlight[head] != SplitDeviceQueue.inFlightTag(chain.epoch)) {
+            // A reset or a failure ends the epoch (and clears the tags): its chains are dropped.
+            guard chain.epoch == epoch else { return }
+            preconditionFailure("chain completed twice")
+        }
         precondition(UInt64(length) <= chain.writableLength, "used length exceeds the chain's writable length")
         if _slowPath(chain.segmentTotal > UnsafeSegmentArena.blockSize) {
             releaseOverflow(after: head, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)

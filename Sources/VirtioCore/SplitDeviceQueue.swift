@@ -23,11 +23,13 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline let indirectEnabled: Bool
     @usableFromInline let statusCell: DeviceStatusCell?
     @usableFromInline let storage: UnsafeAllocation
-    @usableFromInline let inFlight: UnsafeMutablePointer<UInt8>
+    /// Per head: ``inFlightTag(_:)`` of the epoch it was popped in while in flight, 0 otherwise.
+    /// A reset or a failure clears every tag.
+    @usableFromInline let inFlight: UnsafeMutablePointer<UInt32>
     @usableFromInline let arena: UnsafeSegmentArena
 
-    @usableFromInline var lastAvail: UInt16
-    @usableFromInline var cachedAvail: UInt16
+    /// The position in the available ring, `avail.idx` as last read and its limit.
+    @usableFromInline var availCursor: RingCursor
     @usableFromInline var usedIndex: UInt16
     @usableFromInline var signalledUsed: UInt16
     @usableFromInline var freeOverflow: Int
@@ -36,6 +38,13 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline var availBase: UInt16
     @usableFromInline var usedBase: UInt16
     @usableFromInline var brokenBy: VirtqueueError?
+    /// The next available-ring position to pop.
+    @inlinable
+    var lastAvail: UInt16 { availCursor.next }
+    /// The in-flight tag of chains popped in `epoch`: never 0.
+    @inlinable
+    static func inFlightTag(_ epoch: UInt32) -> UInt32 { epoch &<< 1 | 1 }
+
     /// The number of popped chains not yet completed: each pop moves the available position
     /// and each completion the used position by one.
     @inlinable
@@ -68,10 +77,10 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         let n = ring.layout.count
         let overflow = max(overflowBlocks ?? UnsafeSegmentArena.defaultOverflowBlocks(queueSize: n), 1)
         var plan = AllocationPlan()
-        let inFlightOffset = plan.reserve(UInt8.self, count: n)
+        let inFlightOffset = plan.reserve(UInt32.self, count: n)
         let arenaOffsets = UnsafeSegmentArena.plan(&plan, queueSize: n, overflowBlocks: overflow)
         storage = UnsafeAllocation(byteCount: plan.size)
-        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt8.self, capacity: n)
+        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt32.self, capacity: n)
         arena = UnsafeSegmentArena(allocation: storage, offsets: arenaOffsets, queueSize: n, overflowBlocks: overflow)
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout
@@ -82,8 +91,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
         indirectEnabled = features.contains(.indirectDescriptors)
-        lastAvail = nextAvailIndex
-        cachedAvail = nextAvailIndex
+        availCursor = RingCursor(position: nextAvailIndex, limit: ring.layout.queueSize)
         availBase = nextAvailIndex
         self.usedIndex = usedIndex
         usedBase = usedIndex
@@ -110,7 +118,8 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
             broken = true
             brokenBy = error
             epoch &+= 1
-            cachedAvail = lastAvail
+            inFlight.update(repeating: 0, count: layout.count)
+            availCursor = availCursor.closed()
             statusCell?.setNeedsReset()
         }
         return brokenBy ?? error
@@ -122,8 +131,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public mutating func reset(nextAvailIndex: UInt16 = 0, usedIndex: UInt16 = 0) {
         inFlight.initialize(repeating: 0, count: layout.count)
         freeOverflow = arena.resetFreeStack()
-        lastAvail = nextAvailIndex
-        cachedAvail = nextAvailIndex
+        availCursor = RingCursor(position: nextAvailIndex, limit: layout.queueSize)
         availBase = nextAvailIndex
         self.usedIndex = usedIndex
         usedBase = usedIndex

@@ -24,27 +24,41 @@ public struct UsedBuffer: Hashable, Sendable {
 }
 
 /// The driver's private record of an exposed chain, indexed by its head descriptor: the
-/// caller's token and one packed word (two stores to write, two loads to check).
+/// caller's token and one packed word (two stores to write, two loads to check, one array
+/// base to load).
 @frozen @usableFromInline
 struct ChainRecord {
     @usableFromInline var token: UInt64
     /// Bits 0–31: writable capacity, clamped to `UInt32.max` (a used length cannot say more);
     /// bits 32–47: descriptors the chain holds in the table, 0 when the head is not
-    /// outstanding; bits 48–63: the indirect table it uses, or `noTable`.
+    /// outstanding; bits 48–63: the indirect table it uses plus one, 0 for none. A free head's
+    /// word is 0, and a one-descriptor direct chain's upper half is 1.
     @usableFromInline var packed: UInt64
+
+    @inlinable
+    init(token: UInt64, packed: UInt64) {
+        self.token = token
+        self.packed = packed
+    }
 
     @inlinable
     init(token: UInt64, capacity: UInt32, descriptorCount: UInt16, table: UInt16) {
         self.token = token
-        packed = UInt64(capacity) | UInt64(descriptorCount) &<< 32 | UInt64(table) &<< 48
+        packed = UInt64(capacity) | UInt64(descriptorCount) &<< 32 | UInt64(table &+ 1) &<< 48
     }
 
     @inlinable var capacity: UInt32 { UInt32(truncatingIfNeeded: packed) }
     @inlinable var descriptorCount: UInt16 { UInt16(truncatingIfNeeded: packed &>> 32) }
-    @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) }
+    /// The indirect table, or `noTable`.
+    @inlinable var table: UInt16 { UInt16(truncatingIfNeeded: packed &>> 48) &- 1 }
+    /// Whether the head is outstanding: an outstanding chain holds at least one descriptor, and
+    /// a free head's word is 0, so the upper half alone tells.
+    @inlinable var isOutstanding: Bool { packed &>> 32 != 0 }
+    /// Whether the chain is one descriptor in the table (no indirect table).
+    @inlinable var isSingleDirect: Bool { packed &>> 32 == 1 }
 
-    /// The record of a head that is not outstanding.
-    @inlinable static var free: ChainRecord { ChainRecord(token: 0, capacity: 0, descriptorCount: 0, table: .max) }
+    /// The packed word of a head that is not outstanding.
+    @inlinable static var freeWord: UInt64 { 0 }
 }
 
 /// The driver (front-end) side of a split virtqueue (VIRTIO 1.2 §2.7).
@@ -73,19 +87,42 @@ public struct SplitDriverQueue: @unchecked Sendable {
     /// `links[i]`: the descriptor after `i` in its chain (driver-private, never read back from
     /// shared memory).
     @usableFromInline let links: UnsafeMutablePointer<UInt16>
-    /// The free descriptors, a ring: taken at `freeTake`, returned at `freeGive`.
+    /// The free descriptors, a ring: taken at `freeTake`, returned at `freeEnd`.
     @usableFromInline let freeRing: UnsafeMutablePointer<UInt16>
 
     @usableFromInline var freeTake: Int = 0
-    @usableFromInline var freeGive: Int = 0
-    @usableFromInline var availIndex: UInt16 = 0
+    /// Where the next returned descriptor goes, plus N: `freeEnd - freeTake` is the free count
+    /// (one subtraction to check room), and since N is a multiple of the ring size,
+    /// `freeEnd & mask` is still the slot.
+    @usableFromInline var freeEnd: Int
+    /// The available index in its low 16 bits (the upper bits count wraps and mean nothing),
+    /// kept in 32 bits: the compiler widens some loads of it to 32 bits, and a 16-bit store
+    /// cannot be forwarded to a wider load (the load would wait for the store to reach the
+    /// cache, on every chain).
+    @usableFromInline var availIndexWord: UInt32 = 0
+    @inlinable var availIndex: UInt16 {
+        @inline(__always) get { UInt16(truncatingIfNeeded: availIndexWord) }
+        @inline(__always) set { availIndexWord = UInt32(newValue) }
+    }
     @usableFromInline var kickedAvail: UInt16 = 0
-    @usableFromInline var lastUsed: UInt16 = 0
-    @usableFromInline var cachedUsed: UInt16 = 0
+    /// The position in the used ring and `used.idx` as last read; the limit is N, or 0 once
+    /// the queue is broken.
+    @usableFromInline var usedCursor: RingCursor
+    /// The next used-ring position to take back.
+    @inlinable
+    var lastUsed: UInt16 { usedCursor.next }
     @usableFromInline var callbacksEnabled = true
     /// EVENT_IDX negotiated and used-buffer notifications wanted: `used_event` follows each reap.
-    @usableFromInline var tracksUsedEvent = false
+    /// Kept as a flag of the used cursor, which every reap reads anyway.
+    @inlinable
+    var tracksUsedEvent: Bool {
+        get { usedCursor.flags & Self.tracksUsedEventFlag != 0 }
+        set { usedCursor = usedCursor.flagged(newValue ? Self.tracksUsedEventFlag : 0) }
+    }
+    @inlinable static var tracksUsedEventFlag: UInt16 { 1 }
     @usableFromInline var broken = false
+    /// The most segments an add may place, plus one: N, or 0 once broken (see `add`).
+    @usableFromInline var addLimit: Int
     @usableFromInline var brokenBy: DriverQueueError?
 
     @usableFromInline static var noTable: UInt16 { .max }
@@ -111,17 +148,20 @@ public struct SplitDriverQueue: @unchecked Sendable {
         self.indirectTables = features.contains(.indirectDescriptors) ? indirectTables : nil
         mask = n - 1
         eventIndexEnabled = features.contains(.eventIndex)
-        tracksUsedEvent = eventIndexEnabled
+        freeEnd = n
+        addLimit = n
+        usedCursor = RingCursor(position: 0, limit: ring.layout.queueSize)
+            .flagged(features.contains(.eventIndex) ? Self.tracksUsedEventFlag : 0)
         for i in 0..<n {
             freeRing[i] = UInt16(truncatingIfNeeded: i)
-            records[i] = .free
+            records[i] = ChainRecord(token: 0, packed: ChainRecord.freeWord)
         }
         ring.zero()
     }
 
     /// Free descriptors in the table.
     @inlinable
-    public var freeDescriptorCount: Int { layout.count &- (freeTake &- freeGive) }
+    public var freeDescriptorCount: Int { freeEnd &- freeTake }
     /// Chains exposed to the device and not yet used.
     @inlinable
     public var outstandingCount: Int { Int(availIndex &- lastUsed) }
@@ -137,9 +177,19 @@ public struct SplitDriverQueue: @unchecked Sendable {
         if !broken {
             broken = true
             brokenBy = error
-            cachedUsed = lastUsed   // every later reap goes through the check that rethrows
+            addLimit = 0            // every later add goes through the check that rethrows
+            usedCursor = usedCursor.closed()   // every later reap goes through the check that rethrows
         }
         return brokenBy ?? error
+    }
+
+    /// The record of the chain whose head is `head` (free if the head is not outstanding).
+    @inlinable @inline(__always)
+    func record(_ head: Int) -> ChainRecord { records[head] }
+
+    @inlinable @inline(__always)
+    func setRecord(_ record: ChainRecord, _ head: Int) {
+        records[head] = record
     }
 
     /// Takes the next free descriptor (the caller checked there is one).
@@ -150,10 +200,11 @@ public struct SplitDriverQueue: @unchecked Sendable {
         return index
     }
 
-    /// Returns a descriptor to the free ring.
+    /// Returns a descriptor to the free ring (`mask` is N - 1, whichever copy the caller has
+    /// at hand).
     @inlinable @inline(__always)
-    mutating func giveDescriptor(_ index: UInt16) {
-        freeRing[freeGive & mask] = index
-        freeGive &+= 1
+    mutating func giveDescriptor(_ index: UInt16, mask: Int) {
+        freeRing[freeEnd & mask] = index
+        freeEnd &+= 1
     }
 }

@@ -22,10 +22,11 @@ struct AllocationPlan {
 
     @usableFromInline init() {}
 
-    /// Reserves `count` elements of `T` and returns their byte offset.
+    /// Reserves `count` elements of `T`, aligned to at least `alignment` bytes (a power of 2 up
+    /// to the allocation's 64), and returns their byte offset.
     @usableFromInline
-    mutating func reserve<T>(_: T.Type, count: Int) -> Int {
-        let a = MemoryLayout<T>.alignment
+    mutating func reserve<T>(_: T.Type, count: Int, alignment: Int = 1) -> Int {
+        let a = Swift.max(MemoryLayout<T>.alignment, alignment)
         let offset = (size + a - 1) & ~(a - 1)
         size = offset + MemoryLayout<T>.stride * count
         return offset
@@ -34,14 +35,24 @@ struct AllocationPlan {
 
 /// Private storage for the segments of popped chains.
 ///
-/// Segments live in blocks of ``blockSize``. Block `h` belongs to the chain whose head is
-/// descriptor `h` (a head is in flight at most once, so block `h` is always free when that
-/// head is popped); longer chains continue in overflow blocks taken from a free stack and
-/// linked behind it. Popping a chain of up to four segments therefore allocates nothing
-/// and completing it frees nothing.
+/// Segments live in blocks of ``blockSize``, aligned to their size. Block `h` belongs to the
+/// chain whose head is descriptor `h` (a head is in flight at most once, so block `h` is
+/// always free when that head is popped): the chain's first segment is kept in the chain
+/// value itself, segments 1 to 3 in slots 1 to 3 of block `h` (slot 0 is unused); longer
+/// chains continue in overflow blocks taken from a free stack and linked behind it. Popping a
+/// chain of up to four segments therefore allocates nothing and completing it frees nothing,
+/// and a chain of one segment does not touch the arena at all.
 @frozen @usableFromInline
 struct UnsafeSegmentArena: @unchecked Sendable {
     @usableFromInline static var blockSize: Int { 4 }
+    /// A block's size in bytes; blocks are aligned to it.
+    @inlinable static var blockBytes: Int { blockSize &* MemoryLayout<ChainSegment>.stride }
+
+    /// Whether `slot` is the first of its block (blocks are aligned to their size).
+    @inlinable @inline(__always)
+    static func isBlockStart(_ slot: UnsafeMutablePointer<ChainSegment>) -> Bool {
+        UInt(bitPattern: slot) & UInt(blockBytes &- 1) == 0
+    }
 
     /// What a chain needs to read its segments back: the blocks and their links.
     @usableFromInline let view: SegmentView
@@ -57,19 +68,24 @@ struct UnsafeSegmentArena: @unchecked Sendable {
         max(2 * ((queueSize + blockSize - 1) / blockSize), 8)
     }
 
+    /// Reserves the links, then the segments right behind them (the view finds the links
+    /// below its segment pointer), then the free stack.
     @usableFromInline
     static func plan(_ plan: inout AllocationPlan, queueSize: Int, overflowBlocks: Int) -> (Int, Int, Int) {
         let blocks = queueSize + overflowBlocks
-        return (plan.reserve(ChainSegment.self, count: blocks * blockSize),
-                plan.reserve(UInt32.self, count: blocks),
+        return (plan.reserve(UInt32.self, count: blocks),
+                plan.reserve(ChainSegment.self, count: blocks * blockSize, alignment: blockBytes),
                 plan.reserve(UInt32.self, count: overflowBlocks))
     }
 
     @usableFromInline
     init(allocation: UnsafeAllocation, offsets: (Int, Int, Int), queueSize: Int, overflowBlocks: Int) {
-        view = SegmentView(
-            segments: (allocation.base + offsets.0).bindMemory(to: ChainSegment.self, capacity: (queueSize + overflowBlocks) * Self.blockSize),
-            links: (allocation.base + offsets.1).bindMemory(to: UInt32.self, capacity: queueSize + overflowBlocks))
+        let blocks = queueSize + overflowBlocks
+        // The links end at or below the segments (SegmentView.linkSlot relies on it).
+        precondition(offsets.1 - offsets.0 >= blocks * MemoryLayout<UInt32>.stride)
+        precondition(offsets.1 % Self.blockBytes == 0 && Int(bitPattern: allocation.base) % Self.blockBytes == 0)
+        (allocation.base + offsets.0).bindMemory(to: UInt32.self, capacity: blocks)
+        view = SegmentView(segments: (allocation.base + offsets.1).bindMemory(to: ChainSegment.self, capacity: blocks * Self.blockSize))
         freeStack = (allocation.base + offsets.2).bindMemory(to: UInt32.self, capacity: overflowBlocks)
         headBlocks = queueSize
         self.overflowBlocks = overflowBlocks
@@ -84,58 +100,29 @@ struct UnsafeSegmentArena: @unchecked Sendable {
 }
 
 /// The blocks of a segment arena and the links between them.
+///
+/// One pointer: block `b`'s link (the block that continues its chain) is stored at index
+/// `-1 - b` below the segments, so a chain carries a single pointer and reaching a link
+/// costs no extra register.
 @frozen @usableFromInline
 struct SegmentView: @unchecked Sendable {
     @usableFromInline let segments: UnsafeMutablePointer<ChainSegment>
-    @usableFromInline let links: UnsafeMutablePointer<UInt32>
 
     @inlinable
-    init(segments: UnsafeMutablePointer<ChainSegment>, links: UnsafeMutablePointer<UInt32>) {
+    init(segments: UnsafeMutablePointer<ChainSegment>) {
         self.segments = segments
-        self.links = links
     }
 
-    /// A cursor at the first segment of block `block`.
     @inlinable
-    func cursor(block: Int) -> Cursor { Cursor(view: self, block: block) }
-
-    /// Reads segments block by block.
-    @frozen @usableFromInline
-    struct Cursor {
-        @usableFromInline let view: SegmentView
-        @usableFromInline var block: Int
-        @usableFromInline var position: Int
-
-        @inlinable
-        init(view: SegmentView, block: Int) {
-            self.view = view
-            self.block = block
-            position = 0
-        }
-
-        @inlinable
-        mutating func next() -> ChainSegment {
-            if _slowPath(position == UnsafeSegmentArena.blockSize) {
-                block = Int(view.links[block])
-                position = 0
-            }
-            defer { position &+= 1 }
-            return view.segments[block &* UnsafeSegmentArena.blockSize &+ position]
-        }
-
-        /// Skips `n` segments.
-        @inlinable
-        mutating func advance(by n: Int) {
-            var n = n
-            while n > 0 {
-                if position == UnsafeSegmentArena.blockSize {
-                    block = Int(view.links[block])
-                    position = 0
-                }
-                let step = Swift.min(n, UnsafeSegmentArena.blockSize &- position)
-                position &+= step
-                n &-= step
-            }
-        }
+    func linkSlot(_ block: Int) -> UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(segments).assumingMemoryBound(to: UInt32.self) - 1 - block
     }
+
+    /// The block that continues the chain after block `block`.
+    @inlinable
+    func link(after block: Int) -> Int { Int(linkSlot(block).pointee) }
+
+    /// Records that block `next` continues the chain after block `block`.
+    @inlinable
+    func setLink(after block: Int, to next: UInt32) { linkSlot(block).pointee = next }
 }

@@ -144,6 +144,12 @@ public struct UnsafeAvailRing: @unchecked Sendable {
         atomic16(base + 4 + (Int(position) & mask) &<< 1).pointee.store(head.littleEndian, ordering: .relaxed)
     }
 
+    /// Writes `ring[position mod N]`, for a free-running non-negative position (N is a power of 2).
+    @inlinable
+    func setEntry(position: Int, _ head: UInt16) {
+        atomic16(base + 4 + (position & mask) &<< 1).pointee.store(head.littleEndian, ordering: .relaxed)
+    }
+
     /// Writes `ring[slot]`.
     @inlinable
     public func setEntry(_ slot: Int, _ head: UInt16) {

@@ -84,6 +84,20 @@ struct DriverValidationTests {
         expectBroken(&h, .usedIndexTooFarAhead(usedIndex: 0, lastSeen: 1, outstanding: 2))
     }
 
+    @Test("GHT-USD-05: once broken, the queue rethrows whatever the device does to the used ring next")
+    func brokenStaysBroken() throws {
+        var h = try exposedThree()
+        let error = DriverQueueError.usedIndexTooFarAhead(usedIndex: 4, lastSeen: 0, outstanding: 3)
+        h.ring.usedRing.storeIndex(4)
+        #expect(throws: error) { _ = try h.driver.reapUsed() }
+        // The device repairs the ring: a valid element under a sane index. Nothing is handed out.
+        use(h, [UsedElement(id: 0, length: 1)])
+        #expect(throws: error) { _ = try h.driver.reapUsed() }
+        // Nothing new at all: still the error, not "nothing used".
+        h.ring.usedRing.storeIndex(0)
+        #expect(throws: error) { _ = try h.driver.reapUsed() }
+    }
+
     @Test("GHT-USD-05: reapAllUsed stops at the first bad element and hands out only valid ones")
     func reapAllStops() throws {
         var h = try exposedThree()
@@ -149,6 +163,31 @@ struct DriverValidationTests {
         #expect(h.driver.freeDescriptorCount == 4)
         #expect(h.driver.nextAvailIndex == 0)
         try h.driver.add(readable: [BufferSegment(address: 0, length: .max), BufferSegment(address: 0, length: 1)], writable: [], token: 0)
+    }
+
+    @Test("GHT-DRV-03: a chain of several descriptors that does not fit is refused, and nothing is exposed")
+    func linkedChainQueueFull() throws {
+        var h = RingHarness(queueSize: 4)
+        for t in 0..<3 { try h.driver.add(readable: [BufferSegment(address: 0, length: 1)], writable: [], token: UInt64(t)) }
+        let two = [BufferSegment(address: 0, length: 1), BufferSegment(address: 1, length: 1)]
+        #expect(throws: DriverQueueError.queueFull) { try h.driver.add(readable: two, writable: [], token: 9) }
+        #expect(h.driver.freeDescriptorCount == 1)
+        #expect(h.driver.nextAvailIndex == 3)
+    }
+
+    @Test("IND-DRV-03, SPL-DRV-02: indirect chains longer than a table or over 4 GiB are refused")
+    func indirectRefused() throws {
+        var h = RingHarness(queueSize: 8, features: [.version1, .indirectDescriptors], indirectTables: 2, entriesPerTable: 4)
+        let five = (0..<5).map { BufferSegment(address: UInt64($0), length: 1) }
+        #expect(throws: DriverQueueError.chainTooLong(segments: 5, limit: 4)) {
+            try h.driver.add(readable: five, writable: [], token: 0, layout: .indirect)
+        }
+        let huge = [BufferSegment(address: 0, length: .max), BufferSegment(address: 0, length: 2)]
+        #expect(throws: DriverQueueError.totalLengthOverflow) {
+            try h.driver.add(readable: huge, writable: [], token: 0, layout: .indirect)
+        }
+        #expect(h.driver.freeDescriptorCount == 8)
+        #expect(h.driver.nextAvailIndex == 0)
     }
 
     @Test("GHT-DRV-02: freed descriptors are reused first-in first-out")
