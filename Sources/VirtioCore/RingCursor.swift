@@ -41,6 +41,10 @@ struct RingCursor {
     @inlinable
     func advanced() -> RingCursor { RingCursor(word: word &+ 1 &<< 48) }
 
+    /// The cursor one position back (a consumed entry given back).
+    @inlinable
+    func retreated() -> RingCursor { RingCursor(word: word &- 1 &<< 48) }
+
     /// The cursor with the peer's index read as `index`.
     @inlinable
     func reading(_ index: UInt16) -> RingCursor { RingCursor(word: word & ~0xFFFF | UInt64(index)) }

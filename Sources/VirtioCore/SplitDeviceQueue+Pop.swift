@@ -205,4 +205,26 @@ extension SplitDeviceQueue {
             freeOverflow &+= 1
         }
     }
+
+    /// Un-pops `chain`, the chain popped last: it is no longer in flight and the next pop
+    /// reads its available-ring entry and descriptors again from shared memory (validating
+    /// them again: the driver may have changed them meanwhile).
+    ///
+    /// For a chain the device cannot process *yet* rather than a malformed one: in the
+    /// vhost-user IOTLB mode a buffer at an IOVA the front-end has not mapped is a miss, which
+    /// is reported and retried once the mapping arrives (GHT-IOVA-06). A chain of an earlier
+    /// epoch (popped before a reset or a failure) is ignored.
+    ///
+    /// - Precondition: `chain` is the chain popped last and is still in flight (the
+    ///   embedder's own bug otherwise).
+    public mutating func giveBack(_ chain: DescriptorChain) {
+        guard chain.epoch == epoch, !broken else { return }
+        let head = chain.head
+        precondition(inFlight[head] == Self.inFlightTag(epoch), "giving back a chain that is not in flight")
+        if chain.segmentTotal > UnsafeSegmentArena.blockSize {
+            releaseOverflow(after: head, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
+        }
+        inFlight[head] = 0
+        availCursor = availCursor.retreated()
+    }
 }

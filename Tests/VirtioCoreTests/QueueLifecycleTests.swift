@@ -130,3 +130,37 @@ struct QueueLifecycleTests {
         #expect(reader.remaining == 0)
     }
 }
+
+@Suite("Giving a chain back", .tags(.ring))
+struct GiveBackTests {
+    @Test("GHT-IOVA-06: a chain given back is popped again, re-read and revalidated from shared memory; nothing stays in flight")
+    func giveBackAndPopAgain() throws {
+        var h = RingHarness(queueSize: 8, overflowBlocks: 2)
+        // One direct descriptor, and a six-descriptor chain that needs an overflow block.
+        try h.driver.add(readable: [BufferSegment(address: RingHarness.page(0), length: 16)], writable: [], token: 1)
+        try h.driver.add(readable: (1...3).map { BufferSegment(address: RingHarness.page($0), length: 16) },
+                         writable: (4...6).map { BufferSegment(address: RingHarness.page($0), length: 64) }, token: 2)
+        h.driver.publish()
+        let first = try #require(try h.device.popAvailable())
+        let second = try #require(try h.device.popAvailable())
+        #expect(h.device.inFlightCount == 2)
+        h.device.giveBack(second)
+        #expect(h.device.inFlightCount == 1)
+        let again = try #require(try h.device.popAvailable())
+        #expect(again.headIndex == second.headIndex && again.segmentCount == 6)
+        #expect(Array(again.segments.map(\.address)) == (1...6).map { RingHarness.page($0) })
+        h.device.giveBack(again)
+        h.device.giveBack(first)   // not the last popped in ring order, but the same rewind: first is next again
+        #expect(h.device.inFlightCount == 0)
+        // Its overflow block came back: the long chain pops again and again without exhausting the arena.
+        for _ in 0..<5 {
+            let c = try #require(try h.device.popAvailable())
+            #expect(c.headIndex == first.headIndex)
+            h.device.giveBack(c)
+        }
+        // Revalidated: the driver rewrites the head into a loop; the next pop catches it.
+        h.writeDescriptor(Int(first.headIndex), address: RingHarness.page(0), length: 16, flags: .next, next: first.headIndex)
+        #expect(throws: VirtqueueError.self) { _ = try h.device.popAvailable() }
+        #expect(h.device.isBroken)
+    }
+}

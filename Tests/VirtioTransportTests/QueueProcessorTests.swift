@@ -1,6 +1,7 @@
 import Testing
 import VirtioCore
 import VirtioDevices
+import VirtioGrants
 import VirtioTransport
 
 @Suite("Queue processing with a device", .tags(.transport))
@@ -63,5 +64,49 @@ struct QueueProcessorTests {
         #expect(device.requestsAnswered == 0)
         #expect(s.status.status.contains(.deviceNeedsReset))
         #expect(s.region.read(at: 0x11000, count: 8) == [UInt8](repeating: 0, count: 8), "nothing was written")
+    }
+}
+
+@Suite("Queue processing over IOVAs", .tags(.transport))
+struct IOVAQueueProcessorTests {
+    @Test("GHT-IOVA-06, GHT-IOVA-02: an unmapped buffer gives its chain back and records a miss; the chains before it complete, the rest after the update")
+    func missIsRetriedAfterUpdate() throws {
+        let region = GuestMemoryRegion(size: 1 << 20)
+        let layout = SplitRingLayout(queueSize: 16)!
+        let features: VirtioFeatures = [.version1, .accessPlatform]
+        let ring = try SplitRing(layout: layout, contiguous: region.range.slice(offset: 0, length: 4096))
+        var driver = SplitDriverQueue(ring: ring, features: features)
+        let space = IOVASpace()
+        // The ring and the first 64 KiB of buffers are mapped; 0x10000... is not, yet.
+        try space.update(iova: 0xA000_0000, size: 0x10000, host: region.range.slice(offset: 0, length: 0x10000), permissions: .readWrite)
+        let cache = IOVACache(space: space)
+        let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
+        let queue = try SplitDeviceQueue(queueSize: 16, addresses: SplitRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
+                                         memory: cache.translator, features: features, statusCell: status)
+        let device = EchoDevice()
+        var processor = QueueProcessor(queue: queue, index: 0, device: device)
+        let buffers: [(UInt64, UInt64)] = [(0x8000, 0x9000), (0x10000, 0x11000), (0xA000, 0xB000)]
+        for (i, (request, reply)) in buffers.enumerated() {
+            region.write(Array(repeating: UInt8(i + 1), count: 32), at: request)
+            try driver.add(readable: [BufferSegment(address: 0xA000_0000 + request, length: 32)],
+                           writable: [BufferSegment(address: 0xA000_0000 + reply, length: 32)], token: UInt64(i))
+        }
+        driver.publish()
+        let first = try processor.drain()
+        #expect(first.processed == 1 && processor.isWaitingForMapping)
+        #expect(!processor.queue.isBroken && !status.status.contains(.deviceNeedsReset))
+        #expect(try driver.reapUsed() == UsedBuffer(token: 0, writtenLength: 32))
+        #expect(try driver.reapUsed() == nil)
+        #expect(space.takeMisses().map(\.iova) == [0xA001_0000])
+        #expect(device.requestsAnswered == 1, "nothing of the unmapped chain reached the device")
+        // Still unmapped: another attempt gives it back again.
+        #expect(try processor.drain().processed == 0 && processor.isWaitingForMapping)
+        try space.update(iova: 0xA001_0000, size: 0x10000, host: region.range.slice(offset: 0x10000, length: 0x10000), permissions: .readWrite)
+        let second = try processor.drain()
+        #expect(second.processed == 2 && !processor.isWaitingForMapping)
+        #expect(try driver.reapUsed() == UsedBuffer(token: 1, writtenLength: 32))
+        #expect(try driver.reapUsed() == UsedBuffer(token: 2, writtenLength: 32))
+        #expect(region.read(at: 0x11000, count: 32) == Array(repeating: 2, count: 32))
+        #expect(region.read(at: 0xB000, count: 32) == Array(repeating: 3, count: 32))
     }
 }

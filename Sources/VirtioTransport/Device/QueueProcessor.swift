@@ -15,6 +15,9 @@ public struct QueueProcessor<Memory: MemoryTranslator> {
     private var spans: [(readable: Range<Int>, writable: Range<Int>)] = []
     /// Called after each batch, when no chain of this queue is in flight (grant revocations).
     let quiescentPoint: (() -> Void)?
+    /// Whether the last batch stopped at a chain naming an address that is not mapped yet:
+    /// draining stops until the next call (a mapping arrived, or the driver kicked).
+    public private(set) var isWaitingForMapping = false
     /// Chains processed since creation.
     public private(set) var processed = 0
     /// Batches handed to the device since creation.
@@ -38,12 +41,18 @@ public struct QueueProcessor<Memory: MemoryTranslator> {
         chains.removeAll(keepingCapacity: true)
         spans.removeAll(keepingCapacity: true)
         while chains.count < limit, let chain = try queue.popAvailable() {
-            chains.append(chain)
             do {
                 spans.append(try resolver.resolve(chain, through: queue.memory))
             } catch {
-                throw queue.fail(error)
+                // GHT-IOVA-06: a buffer the front-end has not mapped yet is not a violation.
+                // The chain goes back; the batch so far is processed; the queue waits for
+                // the mapping (the miss is reported at the quiescent point below).
+                guard case .memoryFault(let fault) = error, fault.kind == .notMapped else { throw queue.fail(error) }
+                queue.giveBack(chain)
+                isWaitingForMapping = true
+                break
             }
+            chains.append(chain)
         }
         guard !chains.isEmpty else {
             quiescentPoint?()
@@ -69,14 +78,15 @@ public struct QueueProcessor<Memory: MemoryTranslator> {
     public mutating func drain(batchLimit: Int = 64) throws(VirtqueueError) -> (processed: Int, notify: Bool) {
         var total = 0
         var notify = false
+        isWaitingForMapping = false
         repeat {
             while true {
                 let r = try runBatch(limit: batchLimit)
                 total += r.processed
                 notify = notify || r.notify
-                if r.processed == 0 { break }
+                if r.processed == 0 || isWaitingForMapping { break }
             }
-        } while queue.enableNotifications()
+        } while !isWaitingForMapping && queue.enableNotifications()
         return (total, notify)
     }
 
