@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "VirtioGrants", targets: ["VirtioGrants"]),
         .library(name: "VirtioTransport", targets: ["VirtioTransport"]),
         .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
+        .library(name: "VirtioFuzzTargets", targets: ["VirtioFuzzTargets"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -27,11 +28,15 @@ let package = Package(
         .target(name: "VirtioTransport", dependencies: ["VirtioCore", "VirtioGrants", "CVirtioShim"]),
         // Sample devices built only on the public API, used by the demo and the benchmarks.
         .target(name: "VirtioDevices", dependencies: ["VirtioCore", "VirtioTransport"]),
+        // The bodies of the fuzz targets: Fuzz/ links them into libFuzzer binaries, and the
+        // tests replay the corpora through them.
+        .target(name: "VirtioFuzzTargets", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
         .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
+        .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
     ],
     swiftLanguageModes: [.v6]
 )

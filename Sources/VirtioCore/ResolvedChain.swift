@@ -30,7 +30,9 @@ public struct ChainResolver: Sendable {
         for segment in chain.segments {
             var address = segment.address
             var left = Int(segment.length)
-            repeat {
+            // GHT-CHN-02: an empty segment contributes nothing and is not translated (as in the
+            // chain reader and writer), wherever its address points.
+            while left > 0 {
                 let range: HostRange
                 do {
                     range = try memory.translate(address, length: left, access: segment.access)
@@ -45,7 +47,7 @@ public struct ChainResolver: Sendable {
                     storage.removeSubrange(first...)
                     throw .memoryFault(TranslationFault(.outOfRange, address: address, length: left, access: segment.access))
                 }
-            } while left > 0
+            }
             index &+= 1
             if index == chain.readableSegmentCount { readableEnd = storage.count }
         }

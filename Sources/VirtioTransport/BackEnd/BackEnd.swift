@@ -65,9 +65,7 @@ public final class BackEnd: @unchecked Sendable {
             let session = BackEndSession(id: id, socket: connection, device: device, configuration: configuration)
             configuration.log?("session \(id): connected")
             let thread = WorkerThread(name: "session\(id)") { [weak self] in
-                _ = session.run()
-                let report = session.currentReport
-                session.configuration.onSessionEnd?(report)
+                let report = session.serve()
                 self?.state.withLock { s in s.finished.append(report) }
                 try? self?.wake.signal()
             }
@@ -85,6 +83,14 @@ public final class BackEnd: @unchecked Sendable {
         }
         for (_, thread) in done { thread.join() }
         _ = try? wake.drain()
+    }
+
+    /// Serves one front-end that is already connected (a back-end started with a connected
+    /// socket, as vhost-user back-ends are with `--fd`) on the calling thread, until it
+    /// disconnects or breaks the protocol; returns the session's report.
+    public static func serve(connection: UnixSocket, device: any VirtioDevice,
+                             configuration: BackEndConfiguration = BackEndConfiguration(), id: Int = 1) -> SessionReport {
+        BackEndSession(id: id, socket: connection, device: device, configuration: configuration).serve()
     }
 
     /// Stops accepting, ends every session (closing its connection) and waits for them.

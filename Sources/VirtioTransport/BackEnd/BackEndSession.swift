@@ -103,6 +103,14 @@ final class BackEndSession: @unchecked Sendable {
         return end
     }
 
+    /// Runs the session to its end and reports it (``BackEndConfiguration/onSessionEnd``).
+    func serve() -> SessionReport {
+        _ = run()
+        let report = currentReport
+        configuration.onSessionEnd?(report)
+        return report
+    }
+
     /// Stops every queue, unmaps every region and the grant table, closes every descriptor
     /// and resets the device.
     func teardown() {

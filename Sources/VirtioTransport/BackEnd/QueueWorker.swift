@@ -58,7 +58,9 @@ final class QueueWorker: @unchecked Sendable {
             var events: [PollEvent] = []
             events.reserveCapacity(4)
             var broken = false
-            while !control.stopping.load(ordering: .acquiring) {
+            // Chains made available before the queue started are processed even if it is
+            // stopped at once: the first drain comes before the first look at `stopping`.
+            while true {
                 if !broken {
                     do throws(VirtqueueError) {
                         let r = try processor.drain(batchLimit: batchLimit)
@@ -76,6 +78,7 @@ final class QueueWorker: @unchecked Sendable {
                     }
                 }
                 statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+                if control.stopping.load(ordering: .acquiring) { break }
                 _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
                 for event in events {
                     if event.token == 0 {

@@ -124,6 +124,15 @@ public final class UnixSocket: Sendable {
         try nothingOrErrno("shutdown") { Glibc.shutdown(raw, Int32(SHUT_RDWR)) }
     }
 
+    /// Shuts down the sending direction only: the peer reads what was sent, then end of file;
+    /// this side can still receive.
+    ///
+    /// The corresponding C call is `shutdown(fd, SHUT_WR)`.
+    public func shutdownWriting() throws(SystemError) {
+        let raw = fd.rawValue
+        try nothingOrErrno("shutdown") { Glibc.shutdown(raw, Int32(SHUT_WR)) }
+    }
+
     /// Closes the socket; a listener also removes its socket file. Later calls do nothing.
     ///
     /// The file is removed only while this socket is still open (closing ``fd`` directly
