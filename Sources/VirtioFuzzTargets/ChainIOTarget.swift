@@ -15,7 +15,7 @@ import VirtioGrants
 /// writer puts the bytes exactly in the writable segments and never writes a page granted
 /// read-only; the fragment reader and writer (the device's batch view) agree with both.
 public enum ChainIOTarget {
-    static let pages = 16
+    static let pages = 10
     static let firstPayloadPage = 2
 
     public static func run(_ data: UnsafeRawBufferPointer) {
@@ -73,14 +73,14 @@ public enum ChainIOTarget {
             var device = SplitDeviceQueue(ring: ring, memory: memory, features: features)
             var resolver = ChainResolver()
             var chains = 0
-            while !input.isExhausted && chains < 24 {
+            let payloadSize = (ChainIOTarget.pages - ChainIOTarget.firstPayloadPage) * GrantHandle.pageSize
+            region.write((0..<payloadSize).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }, at: UInt64(ChainIOTarget.firstPayloadPage * GrantHandle.pageSize))
+            while !input.isExhausted && chains < 16 {
                 chains += 1
                 let readableCount = Int(input.byte() % 6), writableCount = Int(input.byte() % 6)
                 let readable = (0..<readableCount).map { _ in piece(&input) }
                 let writable = (0..<writableCount).map { _ in piece(&input) }
                 let chainLayout: ChainLayout = [.automatic, .direct, .indirect][Int(input.byte() % 3)]
-                let payloadSize = (ChainIOTarget.pages - ChainIOTarget.firstPayloadPage) * GrantHandle.pageSize
-                region.write((0..<payloadSize).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ chains) }, at: UInt64(ChainIOTarget.firstPayloadPage * GrantHandle.pageSize))
                 do {
                     try driver.add(readable: readable.map(segment), writable: writable.map(segment), token: UInt64(chains), layout: chainLayout)
                 } catch {

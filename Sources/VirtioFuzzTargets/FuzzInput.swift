@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The bytes of one fuzz input, consumed from the front as operation codes and operands.
 ///
 /// Running out is not an error: every read past the end yields zeros, so that every input,
@@ -55,4 +59,16 @@ public struct FuzzInput {
 public func fuzzCheck(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
                       file: StaticString = #fileID, line: UInt = #line) {
     if !condition() { fatalError("fuzz invariant violated: \(message())", file: file, line: line) }
+}
+
+/// Whether FUZZ_TRACE is set: the targets then print each operation, to read a finding.
+public let fuzzTracing = getenv("FUZZ_TRACE") != nil
+
+/// Prints `message` when tracing.
+@inline(__always)
+public func fuzzTrace(_ message: @autoclosure () -> String) {
+    if fuzzTracing {
+        var line = message() + "\n"
+        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
 }

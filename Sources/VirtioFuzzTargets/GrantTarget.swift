@@ -69,7 +69,7 @@ public enum GrantTarget {
         }
 
         func entry(_ ref: GrantReference) -> GrantEntry? {
-            Int(ref.rawValue) < GrantTarget.entries ? table.entries.load(ref) : nil
+            Int(ref.rawValue) < table.entries.count ? table.entries.load(ref) : nil
         }
 
         /// Whether `entry` lets the back-end map for `access` (the mapper's rules, restated).
@@ -84,18 +84,20 @@ public enum GrantTarget {
         }
 
         mutating func step(_ input: inout FuzzInput) {
-            switch input.byte() % 13 {
+            let op = input.byte() % 13
+            defer { fuzzTrace("op \(op): mappings \(mappings.map { "\($0.reference)/\($0.access)" }), writable \(writable.sorted()), tampered \(tampered.sorted())") }
+            switch op {
             case 0:
                 let frame = UInt32(input.byte() % UInt8(GrantTarget.frameCount + 2))
                 if let ref = try? table.grant(frame: frame, to: GrantTarget.backEnd, readOnly: input.bool()) {
                     fuzzCheck(Int(frame) < GrantTarget.frameCount, "granted a frame outside the region")
-                    tampered.remove(ref.rawValue)
+                    regranted(ref)
                 }
             case 1:
                 let count = 1 + Int(input.byte() % 4), first = UInt32(input.byte() % UInt8(GrantTarget.frameCount))
                 if let ref = try? table.grant(frames: (0..<UInt32(count)).map { (first + $0) % UInt32(GrantTarget.frameCount) },
                                               to: GrantTarget.backEnd, readOnly: input.bool()) {
-                    for k in 0..<count { tampered.remove(ref.rawValue + UInt32(k)) }
+                    for k in 0..<count { regranted(ref.advanced(by: k)) }
                 }
             case 2, 3:
                 let ref = reference(&input)
@@ -113,6 +115,7 @@ public enum GrantTarget {
                 let frame = input.bool() ? UInt32(input.byte() % 20) : input.integer(UInt32.self)
                 table.entries.store(GrantEntry(flags: flags, domain: domain, frame: frame), at: ref)
                 tampered.insert(ref.rawValue)
+                fuzzTrace("hostile write \(ref): \(table.entries.load(ref))")
             case 5:
                 let ref = reference(&input), access: MemoryAccess = input.bool() ? .write : .read
                 let before = entry(ref)
@@ -137,12 +140,17 @@ public enum GrantTarget {
                 let offset = Int(input.integer(UInt16.self) % 4096), length = Int(input.integer(UInt16.self) % 8192)
                 let before = entry(ref)
                 let cached = iotlb.contains(ref)
+                fuzzTrace("translate \(ref)+\(offset) len \(length) \(access), cached \(cached), entry \(String(describing: before))")
                 do {
                     let range = try iotlb.translator.translate(GrantHandle(reference: ref, offset: offset).rawValue, length: length, access: access)
                     fuzzCheck(inFrames(range) && range.count <= length, "a translation outside the frames region")
                     if access == .write {
                         fuzzCheck(allows(before, .write) || (cached && writable.contains(ref.rawValue)), "a write translation of \(ref) not allowed")
-                        if length <= 4096 - offset { writable.insert(ref.rawValue) }
+                        // The IOTLB may now hold write mappings of every page the request
+                        // touches: a crossing maps the following references while it looks for
+                        // pages that follow in host memory, even where the range stops short.
+                        let pages = (offset + max(length, 1) - 1) / 4096 + 1
+                        for k in 0..<pages { writable.insert(ref.rawValue &+ UInt32(k)) }
                     }
                 } catch {
                     // Refusals are the mapper's to make (revoking, out of mappings, crossing into an ungranted page).
@@ -203,6 +211,13 @@ public enum GrantTarget {
                     }
                 }
             }
+        }
+
+        /// A fresh grant makes a tampered entry trustworthy again, unless the back-end still maps
+        /// it: then the hostile write may have cleared the in-use bit that would have kept the
+        /// reference from being reused, and the granter cannot know (it lied to itself).
+        mutating func regranted(_ ref: GrantReference) {
+            if mapper.mappingCount(ref) == (0, 0) && !iotlb.contains(ref) { tampered.remove(ref.rawValue) }
         }
 
         /// Retries deferred ends of access; none may succeed while the page is mapped.

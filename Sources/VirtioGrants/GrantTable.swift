@@ -66,7 +66,7 @@ public final class GrantTable: @unchecked Sendable {
         let first: Int = try state.withLock { (s) throws(GrantTableError) -> Int in
             let held = s.granted[peer, default: 0]
             if let limit = s.quotas[peer], held + count > limit { throw .quotaExceeded(peer: peer, limit: limit) }
-            guard let first = Self.findRun(&s, count: count, total: entries.count) else { throw .tableFull(requested: count) }
+            guard let first = Self.findRun(&s, count: count, total: entries.count, isClean: isClean) else { throw .tableFull(requested: count) }
             for r in first..<(first + count) {
                 s.used[r / 64] |= 1 << UInt64(r % 64)
                 s.peerOf[r] = peer.rawValue
@@ -83,10 +83,17 @@ public final class GrantTable: @unchecked Sendable {
         return GrantReference(UInt32(first))
     }
 
+    /// Whether the shared entry of `r` shows no mapping. A reference free in the bitmap whose
+    /// entry still has an in-use bit (a table written by someone else, or a peer that never let
+    /// go) may still be mapped, so it is not reused (GHT-GNT-14).
+    private func isClean(_ r: Int) -> Bool {
+        entries.load(GrantReference(UInt32(r))).flags.isDisjoint(with: .inUse)
+    }
+
     /// Finds `count` consecutive free references, starting the search at the cursor so that
     /// freed references are reused as late as possible.
-    private static func findRun(_ s: inout State, count: Int, total: Int) -> Int? {
-        func isFree(_ r: Int) -> Bool { s.used[r / 64] & (1 << UInt64(r % 64)) == 0 }
+    private static func findRun(_ s: inout State, count: Int, total: Int, isClean: (Int) -> Bool) -> Int? {
+        func isFree(_ r: Int) -> Bool { s.used[r / 64] & (1 << UInt64(r % 64)) == 0 && isClean(r) }
         for pass in 0..<2 {
             var r = pass == 0 ? max(s.cursor, GrantReference.reservedCount) : GrantReference.reservedCount
             let end = pass == 0 ? total : min(s.cursor + count, total)

@@ -57,6 +57,23 @@ struct GrantTableTests {
         #expect(throws: GrantTableError.notGranted(ref)) { _ = try h.table.endAccess(ref) }
     }
 
+    @Test("GHT-GNT-14: a reference free in the front-end's records whose entry shows a mapping is not granted (found by the grants fuzz target)")
+    func inUseEntryNotReused() throws {
+        let h = GrantHarness(frameCount: 16, tableEntries: 16)
+        // Entry 9 was mapped by the back-end through a grant this table object does not know of.
+        h.table.entries.store(GrantEntry(flags: [.permitAccess, .readOnly, .reading], domain: GrantHarness.backEnd, frame: 7), at: GrantReference(9))
+        let first = try h.table.grant(frame: 1, to: GrantHarness.backEnd, readOnly: false)
+        #expect(first == GrantReference(8))
+        let run = try h.table.grant(frames: [2, 3], to: GrantHarness.backEnd, readOnly: false)
+        #expect(run == GrantReference(10), "the run skips 9")
+        #expect(h.table.entry(GrantReference(9)).flags.contains(.reading), "entry 9 untouched")
+        for f in 4..<8 { #expect(try h.table.grant(frame: UInt32(f), to: GrantHarness.backEnd, readOnly: true) != GrantReference(9)) }
+        #expect(throws: GrantTableError.tableFull(requested: 1)) { _ = try h.table.grant(frame: 9, to: GrantHarness.backEnd, readOnly: true) }
+        // Once the in-use bit is gone, the reference is free again.
+        h.table.entries.store(GrantEntry(flags: [], domain: DomainID(0), frame: 0), at: GrantReference(9))
+        #expect(try h.table.grant(frame: 9, to: GrantHarness.backEnd, readOnly: true) == GrantReference(9))
+    }
+
     @Test("GHT-GNT-04: the in-use bit of a kind is cleared only by the last unmap of that kind")
     func lastUnmapClears() throws {
         let h = GrantHarness()

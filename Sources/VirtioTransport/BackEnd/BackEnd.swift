@@ -90,7 +90,8 @@ public final class BackEnd: @unchecked Sendable {
     /// disconnects or breaks the protocol; returns the session's report.
     public static func serve(connection: UnixSocket, device: any VirtioDevice,
                              configuration: BackEndConfiguration = BackEndConfiguration(), id: Int = 1) -> SessionReport {
-        BackEndSession(id: id, socket: connection, device: device, configuration: configuration).serve()
+        let session = BackEndSession(id: id, socket: connection, device: device, configuration: configuration)
+        return withExtendedLifetime(session) { session.serve() }
     }
 
     /// Stops accepting, ends every session (closing its connection) and waits for them.
