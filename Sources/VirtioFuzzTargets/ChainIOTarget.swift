@@ -29,7 +29,7 @@ public enum ChainIOTarget {
         if grantMode {
             let tableMemory = GuestMemoryRegion(size: 64 * GrantEntry.size)
             let grants = GrantTable(table: tableMemory.range, domain: DomainID(1), frameCount: pages)
-            let mapper = GrantMapper(table: tableMemory.range, granter: DomainID(1), frames: region.range, domain: DomainID(0))
+            let mapper = GrantMapper(table: tableMemory.range, granter: DomainID(1), frames: region.range, domain: DomainID(0), owners: [tableMemory, region])
             // Reference r (from 8) grants frame r - 8; pages in `ungrantedPages` get no grant.
             var refOfPage: [Int: GrantReference] = [:]
             for page in 1..<pages {

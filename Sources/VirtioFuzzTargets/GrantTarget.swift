@@ -28,7 +28,7 @@ public enum GrantTarget {
         let tableMemory = GuestMemoryRegion(size: entries * GrantEntry.size)
         let table = GrantTable(table: tableMemory.range, domain: frontEnd, frameCount: frameCount, deferredCapacity: 4)
         if input.bool() { table.setQuota(Int(input.byte() % 32), for: backEnd) }
-        let mapper = GrantMapper(table: tableMemory.range, granter: frontEnd, frames: frames.range, domain: backEnd, maxMappings: 24)
+        let mapper = GrantMapper(table: tableMemory.range, granter: frontEnd, frames: frames.range, domain: backEnd, maxMappings: 24, owners: [tableMemory, frames])
         let iotlb = GrantIOTLB(mapper: mapper, capacity: 8)
         var model = Model(table: table, mapper: mapper, iotlb: iotlb, frames: frames.range)
         var steps = 0

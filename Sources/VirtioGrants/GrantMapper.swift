@@ -46,8 +46,17 @@ public final class GrantMapper: @unchecked Sendable {
     /// Bumped by every revoke request; translators compare it at quiescent points.
     let revocationEpoch = Atomic<UInt64>(0)
 
+    /// What keeps the table's and the frames' memory alive: mappings (and the pinned ranges
+    /// of an IOTLB) reach it through the mapper, so they must not outlive it.
+    private let memoryOwners: [AnyObject]
+
     /// A mapper of `granter`'s grants (table in `table`, memory in `frames`) for `domain`.
-    public init(table: HostRange, granter: DomainID, frames: HostRange, domain: DomainID, maxMappings: Int = 1 << 16) {
+    ///
+    /// - Parameter owners: the objects that own the memory of `table` and `frames`; the mapper
+    ///   keeps them alive as long as any mapping may reach that memory.
+    public init(table: HostRange, granter: DomainID, frames: HostRange, domain: DomainID, maxMappings: Int = 1 << 16,
+                owners: [AnyObject] = []) {
+        memoryOwners = owners
         self.table = UnsafeGrantTable(table)
         self.granter = granter
         self.domain = domain

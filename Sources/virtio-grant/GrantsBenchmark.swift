@@ -45,7 +45,7 @@ struct GrantsBenchCommand {
         let frames = GuestMemoryRegion(size: 1024 * GrantHandle.pageSize)
         let tableRegion = GuestMemoryRegion(size: 4096 * GrantEntry.size)
         let table = GrantTable(table: tableRegion.range, domain: DomainID(1), frameCount: 1024)
-        let mapper = GrantMapper(table: tableRegion.range, granter: DomainID(1), frames: frames.range, domain: DomainID(0))
+        let mapper = GrantMapper(table: tableRegion.range, granter: DomainID(1), frames: frames.range, domain: DomainID(0), owners: [tableRegion, frames])
         let backEnd = DomainID(0)
 
         let grantEnd = rate(opsPerCall: 256) {

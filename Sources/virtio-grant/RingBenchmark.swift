@@ -54,7 +54,7 @@ struct RingBenchmark {
         let tableRegion = GuestMemoryRegion(size: (Self.pages + GrantReference.reservedCount) * GrantEntry.size)
         let frontEnd = DomainID(1), backEnd = DomainID(0)
         let table = GrantTable(table: tableRegion.range, domain: frontEnd, frameCount: Self.pages)
-        let mapper = GrantMapper(table: tableRegion.range, granter: frontEnd, frames: frames.range, domain: backEnd)
+        let mapper = GrantMapper(table: tableRegion.range, granter: frontEnd, frames: frames.range, domain: backEnd, owners: [tableRegion, frames])
         let layout = SplitRingLayout(queueSize: Self.queueSize)!
         // Descriptor table and available ring in frames 0-1 (read-only), used ring in frame 2.
         let descRef = try! table.grant(frame: 0, to: backEnd, readOnly: true)

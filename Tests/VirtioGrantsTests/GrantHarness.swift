@@ -19,7 +19,8 @@ struct GrantHarness {
         tableRegion = GuestMemoryRegion(size: tableEntries * GrantEntry.size)
         let tableRange = tableRegion.range.slice(offset: 0, length: tableEntries * GrantEntry.size)
         table = GrantTable(table: tableRange, domain: Self.frontEnd, frameCount: frameCount, deferredCapacity: deferredCapacity)
-        mapper = GrantMapper(table: tableRange, granter: Self.frontEnd, frames: frames.range, domain: Self.backEnd, maxMappings: maxMappings)
+        mapper = GrantMapper(table: tableRange, granter: Self.frontEnd, frames: frames.range, domain: Self.backEnd, maxMappings: maxMappings,
+                             owners: [tableRegion, frames])
     }
 
     /// The guest address of frame `f` in the front-end's region.

@@ -98,7 +98,7 @@ extension BackEndSession {
             return .failure()
         }
         let mapper = GrantMapper(table: table.range, granter: info.granter, frames: region.range.slice(offset: 0, length: Int(frameBytes)),
-                                 domain: info.grantee)
+                                 domain: info.grantee, owners: [table, region.memory])
         grants = GrantState(info: info, table: table, mapper: mapper, frames: region.memory)
         report.withLock { $0.granter = info.granter }
         log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
