@@ -74,12 +74,4 @@ extension SplitDeviceQueue {
         virtioFullBarrier()
         return ring.availRing.loadIndex() != lastAvail
     }
-
-    /// A reader over the device-readable part of `chain`.
-    @inlinable
-    public func reader(for chain: DescriptorChain) -> ChainReader<Memory> { ChainReader(chain: chain, memory: memory) }
-
-    /// A writer over the device-writable part of `chain`.
-    @inlinable
-    public func writer(for chain: DescriptorChain) -> ChainWriter<Memory> { ChainWriter(chain: chain, memory: memory) }
 }

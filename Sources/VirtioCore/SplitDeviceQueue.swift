@@ -128,7 +128,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     /// Returns the queue to its initial state: indices to zero (or the given values), nothing
     /// in flight, not broken (QRST-DEV-02). Chains popped before the reset are forgotten;
     /// completing them afterwards does nothing.
-    public mutating func reset(nextAvailIndex: UInt16 = 0, usedIndex: UInt16 = 0) {
+    public mutating func reset(nextAvailIndex: UInt16, usedIndex: UInt16) {
         inFlight.initialize(repeating: 0, count: layout.count)
         freeOverflow = arena.resetFreeStack()
         availCursor = RingCursor(position: nextAvailIndex, limit: layout.queueSize)

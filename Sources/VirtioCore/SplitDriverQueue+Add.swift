@@ -156,13 +156,6 @@ extension SplitDriverQueue {
         return head
     }
 
-    /// Exposes a chain given as arrays (convenience over the `Span` form).
-    @discardableResult
-    public mutating func add(readable: [BufferSegment], writable: [BufferSegment], token: UInt64,
-                             layout chainLayout: ChainLayout = .automatic) throws(DriverQueueError) -> UInt16 {
-        try add(readable: readable.span, writable: writable.span, token: token, layout: chainLayout)
-    }
-
     /// Publishes every chain added so far with one release store of `avail.idx`: descriptors
     /// and ring entries are visible to the device before the index (SUP-DRV-01).
     @inlinable

@@ -1,16 +1,18 @@
-/// One of the three areas of a split virtqueue.
-public enum SplitRingArea: String, Hashable, Sendable {
+/// One of the areas of a virtqueue: the three of a split ring, the three of a packed ring.
+public enum RingArea: String, Hashable, Sendable {
     case descriptorTable, availRing, usedRing
+    case descriptorRing, driverEventArea, deviceEventArea
 }
 
-/// Why a split ring could not be set up from the addresses the driver configured.
+/// Why a ring could not be set up from the addresses the driver configured.
 public enum RingSetupError: Error, Hashable, Sendable {
-    /// The queue size is 0, not a power of 2, or above 32768 (SPL-DEF-01, TRN-M-04).
+    /// The queue size is 0 or above 32768, or (split) not a power of 2 (SPL-DEF-01, PKD-DEF-01,
+    /// TRN-M-04).
     case invalidQueueSize(Int)
     /// An area's address does not meet its alignment (SPL-DRV-01), in device or host terms.
-    case misaligned(SplitRingArea, address: UInt64)
+    case misaligned(RingArea, address: UInt64)
     /// An area could not be translated as one contiguous range with the access it needs.
-    case translation(SplitRingArea, TranslationFault)
+    case translation(RingArea, TranslationFault)
 }
 
 /// The three areas of a split virtqueue, resolved once to host memory (DESIGN §5: a ring
@@ -24,7 +26,7 @@ public struct SplitRing: @unchecked Sendable {
 
     /// A ring over host memory the caller owns (the driver side).
     public init(layout: SplitRingLayout, descriptorTable: HostRange, availRing: HostRange, usedRing: HostRange) throws(RingSetupError) {
-        let areas: [(SplitRingArea, HostRange, Int, Int)] = [
+        let areas: [(RingArea, HostRange, Int, Int)] = [
             (.descriptorTable, descriptorTable, layout.descriptorTableSize, SplitRingLayout.descriptorTableAlignment),
             (.availRing, availRing, layout.availRingSize, SplitRingLayout.availRingAlignment),
             (.usedRing, usedRing, layout.usedRingSize, SplitRingLayout.usedRingAlignment),
@@ -57,7 +59,7 @@ public struct SplitRing: @unchecked Sendable {
     /// (SPL-DRV-01) and translated once with the access the device needs — the descriptor
     /// table and available ring read-only (SPL-DEV-03), the used ring writable.
     public init<Memory: MemoryTranslator>(layout: SplitRingLayout, addresses: SplitRingAddresses, memory: Memory) throws(RingSetupError) {
-        func resolve(_ area: SplitRingArea, _ address: UInt64, _ size: Int, _ alignment: Int, _ access: MemoryAccess) throws(RingSetupError) -> HostRange {
+        func resolve(_ area: RingArea, _ address: UInt64, _ size: Int, _ alignment: Int, _ access: MemoryAccess) throws(RingSetupError) -> HostRange {
             guard address & UInt64(alignment - 1) == 0 else { throw .misaligned(area, address: address) }
             do {
                 return try memory.translateContiguous(address, length: size, access: access)

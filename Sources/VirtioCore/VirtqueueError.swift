@@ -34,6 +34,13 @@ public enum VirtqueueError: Error, Hashable, Sendable {
     case indirectTableFault(TranslationFault)
     /// A segment of a chain could not be reached while the device processed it.
     case memoryFault(TranslationFault)
+    /// Packed ring: a buffer id at or above the queue size (PKD-DEF-06).
+    case bufferIdOutOfRange(UInt16)
+    /// Packed ring: a later descriptor of a list is not available in its lap, although the
+    /// list's first one is (the driver exposes the first last: PKD-DEF-06, PKD-DRV-07).
+    case listDescriptorNotAvailable(slot: UInt16)
+    /// Packed ring: an INDIRECT descriptor inside a NEXT-linked list (PKD-IND-01).
+    case indirectInList
 }
 
 /// A violation of the ring protocol found by the driver side of a queue in what the device

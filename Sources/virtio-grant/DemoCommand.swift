@@ -12,13 +12,16 @@ import VirtioTransport
 struct DemoCommand {
     let seconds: Double
     let guests: Int
+    /// The virtqueue format the guests negotiate.
+    let ring: String
     let json: Bool
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "guests"], flags: ["json"])
+        let options = try Options(arguments, options: ["seconds", "guests", "ring"], flags: ["json"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         seconds = try options.seconds("seconds", default: 3, max: 600)
         guests = try options.int("guests", default: 2, in: 1...16)
+        ring = try options.choice("ring", default: "split", from: ["split", "packed"])
         json = options.flag("json")
     }
 
@@ -48,7 +51,7 @@ struct DemoCommand {
         }
         var running: [(domain: Int, command: SpawnedCommand)] = []
         for g in 1...guests {
-            var arguments = ["guest", "--socket", socket, "--domain", "\(g)", "--seconds", "\(seconds)"]
+            var arguments = ["guest", "--socket", socket, "--domain", "\(g)", "--seconds", "\(seconds)", "--ring", ring]
             if g == 1 { arguments.append("--bad-handle") }
             do {
                 running.append((g, try SpawnedCommand(arguments)))
@@ -118,6 +121,7 @@ struct DemoCommand {
             var line = JSONLine()
             line.add("demo", "multi-process")
             line.add("guests", results.count)
+            line.add("ring", ring)
             line.add("ok", problems.isEmpty)
             if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
             print(line.text)
@@ -125,7 +129,7 @@ struct DemoCommand {
         }
         print("""
             VirtioGrant demo: a back-end process serving a checksum echo device to \(results.count) guest \
-            process\(results.count == 1 ? "" : "es") over vhost-user, grant mode, \(JSONLine.format(seconds, decimals: 1)) s each.
+            process\(results.count == 1 ? "" : "es") over vhost-user, grant mode, \(ring) rings, \(JSONLine.format(seconds, decimals: 1)) s each.
             Guest 1 presents a grant handle it never granted halfway through.
 
             """)

@@ -29,12 +29,13 @@ struct GuestCommand {
     let domain: Int
     let badHandle: Bool
     let mode: FrontEndConfiguration.AddressMode
+    let ring: FrontEndConfiguration.RingFormat
     let queueSize: Int
     let outstanding: Int
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
         let options = try Options(arguments, options: ["socket", "workload", "seconds", "requests", "payload", "domain", "mode",
-                                                       "queue-size", "outstanding"], flags: ["bad-handle"])
+                                                       "queue-size", "outstanding", "ring"], flags: ["bad-handle"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         guard let socket = options.string("socket") else { throw UsageError(description: "guest needs --socket PATH") }
         self.socket = socket
@@ -45,14 +46,19 @@ struct GuestCommand {
         domain = try options.int("domain", default: 1, in: 1...0x7FEF)
         badHandle = options.flag("bad-handle")
         mode = try options.choice("mode", default: "grants", from: ["grants", "gpa"]) == "grants" ? .grants : .guestPhysical
+        ring = FrontEndConfiguration.RingFormat(rawValue: try options.choice("ring", default: "split", from: ["split", "packed"]))!
         queueSize = try options.int("queue-size", default: 256, in: 1...32768)
-        guard queueSize & (queueSize - 1) == 0 else { throw UsageError(description: "--queue-size must be a power of 2") }
+        // TRN-M-04: a split ring's size is a power of 2; a packed ring's need not be.
+        guard ring == .packed || queueSize & (queueSize - 1) == 0 else {
+            throw UsageError(description: "--queue-size must be a power of 2 for a split ring")
+        }
         outstanding = try options.int("outstanding", default: 64, in: 1...queueSize)
     }
 
     func run() -> Int32 {
         var configuration = FrontEndConfiguration()
         configuration.mode = mode
+        configuration.ring = ring
         configuration.domain = DomainID(UInt16(domain))
         configuration.queueSize = queueSize
         configuration.maxOutstanding = outstanding
@@ -62,6 +68,7 @@ struct GuestCommand {
         summary.add("guest", domain)
         summary.add("workload", workload.rawValue)
         summary.add("mode", mode == .grants ? "grants" : "gpa")
+        summary.add("ring", ring.rawValue)
         var session = GuestSession()
         let start = monotonicSeconds()
         do throws(FrontEndError) {

@@ -9,6 +9,7 @@ let usage = """
       demo                 a back-end process and guest processes over vhost-user, grant mode
         --seconds S        how long each guest streams (default 3)
         --guests N         guest processes (default 2); guest 1 presents an ungranted handle
+        --ring R           split (default) or packed virtqueues
         --json             JSON lines (one per guest, then the verdict) instead of the summary
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
@@ -24,7 +25,8 @@ let usage = """
         --payload B        largest (stream) or fixed request size (default 16384 / 4096)
         --domain D         this guest's grant domain (default 1)
         --mode M           grants (default) or gpa (guest-physical addresses)
-        --queue-size N     (default 256)    --outstanding N   requests in flight (default 64)
+        --ring R           split (default) or packed
+        --queue-size N     (default 256; packed rings need not be a power of 2)    --outstanding N   requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
       bench ring           workload W1: one thread plays driver and device of a split queue
         --descs 1,2        descriptors per chain (default 1,2)

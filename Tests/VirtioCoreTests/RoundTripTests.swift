@@ -30,12 +30,12 @@ struct RoundTripTests {
     }
 
     /// Runs `chains` random chains through `h`, with random batches, layouts and split points.
-    static func run(_ h: inout RingHarness, chains: Int, seed: UInt64, indirect: Bool) throws {
+    static func run<H: QueuePair>(_ h: inout H, chains: Int, seed: UInt64, indirect: Bool) throws {
         var random = TestRandom(seed: seed)
         var posted: [UInt64: Posted] = [:]
         var nextToken: UInt64 = 0
         var completed = 0
-        let maxOutstanding = h.layout.count
+        let maxOutstanding = h.queueSize
         while completed < chains {
             // Driver: a random batch.
             let batch = Int.random(in: 1...4, using: &random)
@@ -110,7 +110,7 @@ struct RoundTripTests {
         #expect(posted.isEmpty)
         #expect(h.driver.outstandingCount == 0)
         #expect(h.device.inFlightCount == 0)
-        #expect(h.driver.freeDescriptorCount == h.layout.count)
+        #expect(h.driver.freeDescriptorCount == h.queueSize)
     }
 
     @Test("GHT-CHN-02, GHT-CHN-03, FRM-DEV-01: thousands of random direct chains, byte for byte", arguments: [8, 16, 64])
@@ -123,6 +123,27 @@ struct RoundTripTests {
     func indirectChains() throws {
         var h = RingHarness(queueSize: 16, features: [.version1, .indirectDescriptors], indirectTables: 16, entriesPerTable: 16)
         try Self.run(&h, chains: 2000, seed: 77, indirect: true)
+    }
+
+    @Test("PKD-DEF-01, PKD-DEF-06, PKD-DEV-05: thousands of random direct lists over packed rings of any size, byte for byte",
+          arguments: [1, 3, 8, 13, 64])
+    func packedDirectLists(queueSize: Int) throws {
+        var h = PackedRingHarness(queueSize: queueSize)
+        try Self.run(&h, chains: 1500, seed: UInt64(queueSize) &+ 100, indirect: false)
+    }
+
+    @Test("PKD-DEF-07: thousands of random packed lists, direct and indirect, byte for byte")
+    func packedIndirectLists() throws {
+        var h = PackedRingHarness(queueSize: 12, features: [.version1, .ringPacked, .indirectDescriptors],
+                                  indirectTables: 12, entriesPerTable: 16)
+        try Self.run(&h, chains: 2000, seed: 78, indirect: true)
+    }
+
+    @Test("PKD-DEF-08: thousands of random packed lists with IN_ORDER batching, byte for byte")
+    func packedInOrderLists() throws {
+        var h = PackedRingHarness(queueSize: 16, features: [.version1, .ringPacked, .inOrder, .indirectDescriptors],
+                                  indirectTables: 16, entriesPerTable: 16)
+        try Self.run(&h, chains: 2000, seed: 79, indirect: true)
     }
 
     @Test("AVL-DEF-02: indices wrap at 65536 on both sides (start near 65535)")

@@ -10,7 +10,7 @@ struct QueueProcessorTests {
     struct Setup {
         let region = GuestMemoryRegion(size: 1 << 20)
         var driver: SplitDriverQueue
-        var processor: QueueProcessor<IdentityTranslator>
+        var processor: QueueProcessor<SplitDeviceQueue<IdentityTranslator>>
         let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
 
         init(device: any VirtioDevice, features: VirtioFeatures = [.version1, .eventIndex]) throws {

@@ -63,7 +63,7 @@ extension BackEndSession {
             try acknowledge(header)
         case .getVringBase(let state):
             let base = try getVringBase(state)
-            try send(.vringBase(VhostUserVringState(index: state.index, num: UInt32(base))))
+            try send(.vringBase(VhostUserVringState(index: state.index, num: base)))
         case .setVringKick(let file), .setVringCall(let file), .setVringErr(let file):
             try setVringFile(request, file, fd: fds.first)
             try acknowledge(header)

@@ -20,10 +20,22 @@ extension BackEndSession {
     func setVringSize(_ state: VhostUserVringState) throws {
         let i = try stoppedQueue(state.index, "SET_VRING_NUM")
         let size = Int(state.num)
-        guard SplitRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
-            throw Violation("queue size \(size) is not a power of 2 up to \(device.maxQueueSize) (TRN-M-04)")
-        }
+        try checkQueueSize(size, packed: (ackedFeatures ?? []).contains(.ringPacked))
         vrings[i].size = size
+    }
+
+    /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value;
+    /// neither above the device's maximum.
+    func checkQueueSize(_ size: Int, packed: Bool) throws {
+        if packed {
+            guard PackedRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
+                throw Violation("packed queue size \(size) is not in 1...\(device.maxQueueSize) (TRN-M-04)")
+            }
+        } else {
+            guard SplitRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
+                throw Violation("queue size \(size) is not a power of 2 up to \(device.maxQueueSize) (TRN-M-04)")
+            }
+        }
     }
 
     func setVringAddress(_ address: VhostUserVringAddress) throws {
@@ -34,14 +46,19 @@ extension BackEndSession {
 
     func setVringBase(_ state: VhostUserVringState) throws {
         let i = try stoppedQueue(state.index, "SET_VRING_BASE")
-        guard state.num <= UInt32(UInt16.max) else { throw Violation("split ring base \(state.num) beyond 16 bits") }
-        vrings[i].base = UInt16(state.num)
+        // GHT-PKD-08: a packed ring's base carries both positions with their wrap counters;
+        // it is checked against the queue size when the queue starts.
+        guard (ackedFeatures ?? []).contains(.ringPacked) || state.num <= UInt32(UInt16.max) else {
+            throw Violation("split ring base \(state.num) beyond 16 bits")
+        }
+        vrings[i].base = state.num
     }
 
-    /// GET_VRING_BASE: stops the queue and returns the next available index it would read.
-    func getVringBase(_ state: VhostUserVringState) throws -> UInt16 {
+    /// GET_VRING_BASE: stops the queue and returns where it stopped — for a split ring the next
+    /// available index; for a packed ring both positions and wrap counters (GHT-PKD-08).
+    func getVringBase(_ state: VhostUserVringState) throws -> UInt32 {
         let i = try queue(state.index)
-        if vrings[i].worker != nil { vrings[i].base = stopQueue(i).avail }
+        if vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
         vrings[i].kick = nil   // a stopped ring restarts with a new SET_VRING_KICK (vhost-user.rst)
         return vrings[i].base
     }
@@ -60,7 +77,7 @@ extension BackEndSession {
             notifier = nil
         }
         let wasRunning = vrings[i].worker != nil
-        if wasRunning { vrings[i].base = stopQueue(i).avail }
+        if wasRunning { vrings[i].base = stopQueue(i) }
         switch request {
         case .setVringKick:
             guard let notifier else { throw Violation("SET_VRING_KICK without a descriptor: polling is not supported") }
@@ -76,7 +93,7 @@ extension BackEndSession {
     func setVringEnable(_ state: VhostUserVringState) throws {
         let i = try queue(state.index)
         vrings[i].enabled = state.num == 1
-        if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i).avail }
+        if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
         try startReadyQueues()
     }
 
@@ -96,60 +113,100 @@ extension BackEndSession {
         for i in vrings.indices where canStart(i) { try startQueue(i) }
     }
 
-    /// Starts queue `i`: translates its ring once in the negotiated mode and starts its worker.
+    /// Starts queue `i`: translates its ring once in the negotiated mode and format and
+    /// starts its worker.
     func startQueue(_ i: Int) throws {
         let v = vrings[i]
-        let layout = SplitRingLayout(queueSize: v.size!)!
         let a = v.address!
-        let addresses = SplitRingAddresses(descriptorTable: a.descriptor, availRing: a.available, usedRing: a.used)
         let features = ackedFeatures!
+        let packed = features.contains(.ringPacked)
+        try checkQueueSize(v.size!, packed: packed)
+        let geometry: RingGeometry
+        if packed {
+            let layout = PackedRingLayout(queueSize: v.size!)!
+            let avail = PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: v.base))
+            let used = PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: v.base >> 16))
+            guard avail.isValid(count: layout.count), used.isValid(count: layout.count) else {
+                throw Violation("packed ring base 0x\(String(v.base, radix: 16)) names a slot beyond the queue size \(layout.count)")
+            }
+            geometry = .packed(layout, PackedRingAddresses(descriptorRing: a.descriptor, driverEventArea: a.available, deviceEventArea: a.used))
+        } else {
+            geometry = .split(SplitRingLayout(queueSize: v.size!)!,
+                              SplitRingAddresses(descriptorTable: a.descriptor, availRing: a.available, usedRing: a.used))
+        }
         let onBroken: @Sendable (VirtqueueError) -> Void = { [weak self, err = v.err] error in self?.queueBroke(i, error, err: err) }
         let started: Bool
         do {
             if features.contains(.accessPlatform), let grants {
-                started = try startGrantQueue(i, layout, addresses, features, grants.mapper, onBroken)
+                started = try startGrantQueue(i, geometry, features, grants.mapper, onBroken)
             } else if features.contains(.accessPlatform) {
-                started = try startIOVAQueue(i, layout, addresses, features, onBroken)
+                started = try startIOVAQueue(i, geometry, features, onBroken)
             } else {
-                started = try startGuestPhysicalQueue(i, layout, addresses, features, onBroken)
+                started = try startGuestPhysicalQueue(i, geometry, features, onBroken)
             }
         } catch {
             throw Violation("queue \(i) rings cannot be used: \(error)")
         }
         if started {
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
-            log("queue \(i) started: size \(layout.count), \(mode)")
+            log("queue \(i) started: \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
         }
     }
 
-    private func startWorker<Memory: MemoryTranslator>(_ i: Int, _ queue: SplitDeviceQueue<Memory>, quiescentPoint: (() -> Void)?,
+    /// Makes the device side of queue `i` over `ring` and starts its worker, resuming where
+    /// SET_VRING_BASE said (a split ring's used index is the one in its used ring).
+    private func startWorker<Memory: MemoryTranslator>(_ i: Int, _ ring: QueueRing, memory: Memory, _ features: VirtioFeatures,
+                                                       quiescentPoint: (() -> Void)?,
                                                        _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
+        let base = vrings[i].base
+        switch ring {
+        case .split(let ring):
+            try startWorker(i, SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status,
+                                                nextAvailIndex: UInt16(truncatingIfNeeded: base), usedIndex: ring.usedRing.loadIndex()),
+                            quiescentPoint: quiescentPoint, onBroken)
+        case .packed(let ring):
+            try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status,
+                                                 availPosition: PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: base)),
+                                                 usedPosition: PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: base >> 16))),
+                            quiescentPoint: quiescentPoint, onBroken)
+        }
+    }
+
+    private func startWorker<Queue: DeviceQueue>(_ i: Int, _ queue: Queue, quiescentPoint: (() -> Void)?,
+                                                 _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint)
         vrings[i].worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
                                            batchLimit: configuration.batchLimit, onBroken: onBroken)
     }
 
     /// Grant mode: the ring areas pinned through the mapper, buffers through a per-queue IOTLB.
-    private func startGrantQueue(_ i: Int, _ layout: SplitRingLayout, _ addresses: SplitRingAddresses, _ features: VirtioFeatures,
-                                 _ mapper: GrantMapper, _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
-        let granted = try GrantedSplitRing(layout: layout, addresses: addresses, mapper: mapper)
+    private func startGrantQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures, _ mapper: GrantMapper,
+                                 _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
+        let ring: QueueRing
+        let pinned: AnyObject
+        switch geometry {
+        case .split(let layout, let addresses):
+            let granted = try GrantedSplitRing(layout: layout, addresses: addresses, mapper: mapper)
+            (ring, pinned) = (.split(granted.ring), granted)
+        case .packed(let layout, let addresses):
+            let granted = try GrantedPackedRing(layout: layout, addresses: addresses, mapper: mapper)
+            (ring, pinned) = (.packed(granted.ring), granted)
+        }
         let iotlb = GrantIOTLB(mapper: mapper, capacity: configuration.iotlbEntries)
-        let queue = SplitDeviceQueue(ring: granted.ring, memory: iotlb.translator, features: features, statusCell: status,
-                                     nextAvailIndex: vrings[i].base, usedIndex: granted.ring.usedRing.loadIndex())
-        try startWorker(i, queue, quiescentPoint: { iotlb.quiesce() }, onBroken)
+        try startWorker(i, ring, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() }, onBroken)
         vrings[i].iotlb = iotlb
-        vrings[i].keepAlive = [granted, iotlb]
+        vrings[i].keepAlive = [pinned, iotlb]
         return true
     }
 
     /// IOVA mode (vhost-user IOMMU): rings and buffers through the IOVA space. The mode is
     /// miss-driven: a ring not yet mapped is reported as misses, and the queue starts when the
     /// updates arrive (``handleIOTLB(_:)`` retries).
-    private func startIOVAQueue(_ i: Int, _ layout: SplitRingLayout, _ addresses: SplitRingAddresses, _ features: VirtioFeatures,
+    private func startIOVAQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures,
                                 _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
         let cache = IOVACache(space: iovaSpace)
-        let ring: SplitRing
-        switch Result(catching: { () throws(RingSetupError) in try SplitRing(layout: layout, addresses: addresses, memory: cache.translator) }) {
+        let ring: QueueRing
+        switch Result(catching: { () throws(RingSetupError) in try geometry.resolve(through: cache.translator) }) {
         case .success(let r):
             ring = r
         case .failure(.translation(_, let fault)) where fault.kind == .notMapped:
@@ -158,29 +215,25 @@ extension BackEndSession {
         case .failure(let error):
             throw error
         }
-        let queue = SplitDeviceQueue(ring: ring, memory: cache.translator, features: features, statusCell: status,
-                                     nextAvailIndex: vrings[i].base, usedIndex: ring.usedRing.loadIndex())
-        try startWorker(i, queue, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
+        try startWorker(i, ring, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
         vrings[i].iovaCache = cache
         vrings[i].keepAlive = [cache]
         return true
     }
 
     /// Guest-physical mode: rings at the front-end's user addresses, buffers at guest-physical ones.
-    private func startGuestPhysicalQueue(_ i: Int, _ layout: SplitRingLayout, _ addresses: SplitRingAddresses, _ features: VirtioFeatures,
+    private func startGuestPhysicalQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures,
                                          _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
-        let ring = try SplitRing(layout: layout, addresses: addresses, memory: try userAddressTranslator())
-        let queue = SplitDeviceQueue(ring: ring, memory: try guestPhysicalTranslator(), features: features, statusCell: status,
-                                     nextAvailIndex: vrings[i].base, usedIndex: ring.usedRing.loadIndex())
-        try startWorker(i, queue, quiescentPoint: nil, onBroken)
+        let ring = try geometry.resolve(through: try userAddressTranslator())
+        try startWorker(i, ring, memory: try guestPhysicalTranslator(), features, quiescentPoint: nil, onBroken)
         vrings[i].keepAlive = regions.map(\.memory)
         return true
     }
 
     /// Stops queue `i`'s worker and releases what its translator held; returns where it stopped.
     @discardableResult
-    func stopQueue(_ i: Int) -> (avail: UInt16, used: UInt16) {
-        guard let worker = vrings[i].worker else { return (vrings[i].base, 0) }
+    func stopQueue(_ i: Int) -> UInt32 {
+        guard let worker = vrings[i].worker else { return vrings[i].base }
         let position = worker.stop()
         let s = worker.statistics
         let tlb = vrings[i].iotlb?.statistics
@@ -221,4 +274,24 @@ extension BackEndSession {
             }
         }
     }
+}
+
+/// A queue's ring as the front-end configured it: format, size and device-visible addresses.
+enum RingGeometry {
+    case split(SplitRingLayout, SplitRingAddresses)
+    case packed(PackedRingLayout, PackedRingAddresses)
+
+    /// The ring's areas translated once through `memory`.
+    func resolve<Memory: MemoryTranslator>(through memory: Memory) throws(RingSetupError) -> QueueRing {
+        switch self {
+        case .split(let layout, let addresses): return .split(try SplitRing(layout: layout, addresses: addresses, memory: memory))
+        case .packed(let layout, let addresses): return .packed(try PackedRing(layout: layout, addresses: addresses, memory: memory))
+        }
+    }
+}
+
+/// A queue's ring, resolved to host memory.
+enum QueueRing {
+    case split(SplitRing)
+    case packed(PackedRing)
 }

@@ -32,7 +32,8 @@ final class BackEndSession: @unchecked Sendable {
     struct Vring {
         var size: Int?
         var address: VhostUserVringAddress?
-        var base: UInt16 = 0
+        /// SET_VRING_BASE as received (split: 16 bits; packed: both positions, GHT-PKD-08).
+        var base: UInt32 = 0
         var kick: EventNotifier?
         var call: EventNotifier?
         var err: EventNotifier?

@@ -35,7 +35,7 @@ final class QueueWorker: @unchecked Sendable {
     /// State shared with the thread.
     private final class Control: Sendable {
         let stopping = Atomic<Bool>(false)
-        let finalIndices = Mutex<(avail: UInt16, used: UInt16)?>(nil)
+        let finalBase = Mutex<UInt32?>(nil)
     }
 
     /// Starts serving `processor` on a new thread.
@@ -44,7 +44,7 @@ final class QueueWorker: @unchecked Sendable {
     ///   - kick: the available-buffer doorbell (front-end to back-end).
     ///   - call: the used-buffer doorbell (back-end to front-end), if the front-end gave one.
     ///   - onBroken: called once, on the worker thread, with the violation that broke the queue.
-    init<Memory: MemoryTranslator>(processor: QueueProcessor<Memory>, kick: EventNotifier, call: EventNotifier?,
+    init<Queue: DeviceQueue>(processor: QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
                                    batchLimit: Int = 64, onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws(SystemError) {
         index = processor.index
         wake = try EventNotifier()
@@ -88,7 +88,7 @@ final class QueueWorker: @unchecked Sendable {
                     }
                 }
             }
-            control.finalIndices.withLock { $0 = (processor.queue.nextAvailIndex, processor.queue.nextUsedIndex) }
+            control.finalBase.withLock { $0 = processor.queue.vringBase }
             statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
         }
     }
@@ -96,24 +96,25 @@ final class QueueWorker: @unchecked Sendable {
     /// Wakes the worker so that it passes a quiescent point (pending grant revocations).
     func nudge() { try? wake.signal() }
 
-    /// Stops the worker and waits for it; returns where the queue stopped (GET_VRING_BASE).
+    /// Stops the worker and waits for it; returns where the queue stopped, in GET_VRING_BASE's
+    /// encoding (``DeviceQueue/vringBase``).
     @discardableResult
-    func stop() -> (avail: UInt16, used: UInt16) {
+    func stop() -> UInt32 {
         control.stopping.store(true, ordering: .releasing)
         try? wake.signal()
         thread?.join()
         thread = nil
-        return control.finalIndices.withLock { $0 } ?? (0, 0)
+        return control.finalBase.withLock { $0 } ?? 0
     }
 
     deinit { stop() }
 }
 
 /// Hands a (non-Sendable) processor to the worker thread exactly once.
-private final class ProcessorBox<Memory: MemoryTranslator>: @unchecked Sendable {
-    private var processor: QueueProcessor<Memory>?
-    init(_ processor: QueueProcessor<Memory>) { self.processor = processor }
-    func take() -> QueueProcessor<Memory> {
+private final class ProcessorBox<Queue: DeviceQueue>: @unchecked Sendable {
+    private var processor: QueueProcessor<Queue>?
+    init(_ processor: QueueProcessor<Queue>) { self.processor = processor }
+    func take() -> QueueProcessor<Queue> {
         defer { processor = nil }
         return processor!
     }

@@ -4,10 +4,11 @@ import VirtioCore
 /// through the queue's translator, hands the batch to the device, adds the used entries,
 /// publishes once and decides on the used-buffer notification (event index).
 ///
-/// Transport-independent: the thread that waits on the kick doorbell calls ``runBatch(limit:)``
-/// and signals the call doorbell when it returns `notify`.
-public struct QueueProcessor<Memory: MemoryTranslator> {
-    public private(set) var queue: SplitDeviceQueue<Memory>
+/// Transport-independent and ring-format-independent (split or packed, through
+/// ``DeviceQueue``): the thread that waits on the kick doorbell calls ``runBatch(limit:)`` and
+/// signals the call doorbell when it returns `notify`.
+public struct QueueProcessor<Queue: DeviceQueue> {
+    public private(set) var queue: Queue
     public let index: Int
     let device: any VirtioDevice
     private var resolver = ChainResolver()
@@ -23,7 +24,7 @@ public struct QueueProcessor<Memory: MemoryTranslator> {
     /// Batches handed to the device since creation.
     public private(set) var batches = 0
 
-    public init(queue: SplitDeviceQueue<Memory>, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil) {
+    public init(queue: Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil) {
         self.queue = queue
         self.index = index
         self.device = device

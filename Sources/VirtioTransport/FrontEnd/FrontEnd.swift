@@ -107,6 +107,13 @@ public final class FrontEnd: @unchecked Sendable {
             try? setStatus([.acknowledge, .driver, .failed])
             throw .negotiation("VERSION_1 is not offered")
         }
+        if configuration.ring == .packed {
+            guard offered.contains(.ringPacked) else {
+                try? setStatus([.acknowledge, .driver, .failed])
+                throw .negotiation("RING_PACKED is not offered")
+            }
+            wanted.insert(.ringPacked)
+        }
         if configuration.useEventIndex { wanted.insert(.eventIndex) }
         if configuration.useIndirectDescriptors { wanted.insert(.indirectDescriptors) }
         features = wanted.intersection(offered)

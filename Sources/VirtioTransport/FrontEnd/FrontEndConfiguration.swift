@@ -12,7 +12,14 @@ public struct FrontEndConfiguration: Sendable {
         case guestPhysical
     }
 
+    /// The virtqueue format (VIRTIO 1.2 §2.7 split, §2.8 packed).
+    public enum RingFormat: String, Sendable, Equatable {
+        case split, packed
+    }
+
     public var mode: AddressMode = .grants
+    /// Packed rings need RING_PACKED offered (negotiation fails otherwise).
+    public var ring: RingFormat = .split
     /// This front-end's domain (the granter).
     public var domain = DomainID(1)
     /// The back-end's domain (the grantee).

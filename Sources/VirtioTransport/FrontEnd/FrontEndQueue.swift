@@ -25,7 +25,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// back-end's death).
     let poller: Poller
     var events: [PollEvent] = []
-    var driver: SplitDriverQueue?
+    var driver: FrontEndRing?
     var freeSlots: [Int] = []
     var slotOfToken: [UInt64: Int] = [:]
     var nextToken: UInt64 = 1
@@ -54,7 +54,8 @@ public final class FrontEndQueue: @unchecked Sendable {
         func pages(_ bytes: Int) -> Int { (bytes + GrantHandle.pageSize - 1) / GrantHandle.pageSize }
         requestPages = pages(c.maxRequestSize)
         replyPages = pages(c.maxReplySize)
-        descriptors = try frontEnd.allocate(pages: pages(16 * size), readOnly: true)
+        // A packed ring's descriptors are written by the device too (used descriptors).
+        descriptors = try frontEnd.allocate(pages: pages(16 * size), readOnly: c.ring == .split)
         avail = try frontEnd.allocate(pages: pages(6 + 2 * size), readOnly: true)
         used = try frontEnd.allocate(pages: pages(6 + 8 * size), readOnly: false)
         tables = try frontEnd.allocate(pages: pages(size * Self.tableEntries * 16), readOnly: true)
@@ -75,15 +76,22 @@ public final class FrontEndQueue: @unchecked Sendable {
 
     /// Sets the queue up (again): zeroed rings, the vring messages, enabled (QRST-DRV-02).
     func configure() throws(FrontEndError) {
-        let layout = SplitRingLayout(queueSize: size)!
-        let ring: SplitRing
+        let pool = IndirectTablePool(block: tables.host, deviceAddress: tables.deviceAddress(0), tableCount: size, entriesPerTable: Self.tableEntries)
+        let packed = frontEnd.features.contains(.ringPacked)
         do {
-            ring = try SplitRing(layout: layout, descriptorTable: descriptors.host, availRing: avail.host, usedRing: used.host)
+            if packed {
+                // The avail and used runs hold the driver and device event-suppression areas.
+                let ring = try PackedRing(layout: PackedRingLayout(queueSize: size)!, descriptorRing: descriptors.host,
+                                          driverEventArea: avail.host, deviceEventArea: used.host)
+                driver = .packed(PackedDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool))
+            } else {
+                let ring = try SplitRing(layout: SplitRingLayout(queueSize: size)!, descriptorTable: descriptors.host,
+                                         availRing: avail.host, usedRing: used.host)
+                driver = .split(SplitDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool))
+            }
         } catch {
             throw .protocolViolation("ring layout: \(error)")
         }
-        let pool = IndirectTablePool(block: tables.host, deviceAddress: tables.deviceAddress(0), tableCount: size, entriesPerTable: Self.tableEntries)
-        driver = SplitDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool)
         freeSlots = Array((0..<slots).reversed())
         slotOfToken = [:]
         let grants = frontEnd.configuration.mode == .grants
@@ -92,7 +100,8 @@ public final class FrontEndQueue: @unchecked Sendable {
         try frontEnd.request(.setVringNum(VhostUserVringState(index: i, num: UInt32(size))))
         try frontEnd.request(.setVringAddress(VhostUserVringAddress(index: i, flags: [], descriptor: address(descriptors),
                                                                      used: address(used), available: address(avail), log: 0)))
-        try frontEnd.request(.setVringBase(VhostUserVringState(index: i, num: 0)))
+        // Packed: slot 0 with wrap counter 1 on both sides (GHT-PKD-08).
+        try frontEnd.request(.setVringBase(VhostUserVringState(index: i, num: packed ? 0x8000_8000 : 0)))
         try frontEnd.request(.setVringKick(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [kick.fd.rawValue])
         try frontEnd.request(.setVringCall(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [call.fd.rawValue])
         try frontEnd.request(.setVringErr(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [err.fd.rawValue])
@@ -232,5 +241,56 @@ public final class FrontEndQueue: @unchecked Sendable {
         _ = driver?.detachAllOutstanding()
         _ = try? err.drain()
         _ = try? call.drain()
+    }
+}
+
+/// A front-end queue's driver side in either format. Each operation takes the queue out of
+/// the enum, runs, and puts it back (the front-end's own path, not the back-end's hot path).
+enum FrontEndRing {
+    case split(SplitDriverQueue)
+    case packed(PackedDriverQueue)
+    case empty
+
+    @inline(__always)
+    @discardableResult
+    private mutating func run<R>(_ split: (inout SplitDriverQueue) throws(DriverQueueError) -> R,
+                                 _ packed: (inout PackedDriverQueue) throws(DriverQueueError) -> R) throws(DriverQueueError) -> R {
+        switch self {
+        case .split(var q):
+            self = .empty
+            defer { self = .split(q) }
+            return try split(&q)
+        case .packed(var q):
+            self = .empty
+            defer { self = .packed(q) }
+            return try packed(&q)
+        case .empty:
+            preconditionFailure("driver queue re-entered")
+        }
+    }
+
+    mutating func add(readable: [BufferSegment], writable: [BufferSegment], token: UInt64) throws(DriverQueueError) {
+        try run({ q throws(DriverQueueError) in try q.add(readable: readable, writable: writable, token: token) },
+                { q throws(DriverQueueError) in try q.add(readable: readable, writable: writable, token: token) })
+    }
+
+    mutating func publish() {
+        try! run({ $0.publish() }, { $0.publish() })
+    }
+
+    mutating func kickNeeded() -> Bool {
+        try! run({ $0.kickNeeded() }, { $0.kickNeeded() })
+    }
+
+    mutating func reapAllUsed(_ body: (UsedBuffer) -> Void) throws(DriverQueueError) {
+        try run({ q throws(DriverQueueError) in try q.reapAllUsed(body) }, { q throws(DriverQueueError) in try q.reapAllUsed(body) })
+    }
+
+    mutating func enableUsedNotifications() -> Bool {
+        try! run({ $0.enableUsedNotifications() }, { $0.enableUsedNotifications() })
+    }
+
+    mutating func detachAllOutstanding() -> [UInt64] {
+        try! run({ $0.detachAllOutstanding() }, { $0.detachAllOutstanding() })
     }
 }

@@ -1,0 +1,107 @@
+extension PackedDeviceQueue {
+    /// Returns `chain` to the driver with `length` bytes written into its device-writable
+    /// part: writes a used descriptor (id, len, WRITE when the chain has a writable part, AVAIL
+    /// and USED equal to the device's wrap counter) in one release store at the next used
+    /// slot, then moves past as many slots as the list took (PKD-DEF-04..06).
+    ///
+    /// With IN_ORDER, consecutive completions are batched into one used descriptor carrying the
+    /// last buffer's id at the batch's first slot (PKD-DEF-08), as long as every buffer but the
+    /// last was fully used (the driver counts skipped buffers as fully used); the batch is
+    /// written by the next completion that cannot join it or by ``publishUsed()``.
+    ///
+    /// A chain popped before a reset, or any chain after the queue broke, is dropped silently.
+    ///
+    /// - Precondition: `chain` is in flight on this queue and `length` does not exceed its
+    ///   writable length.
+    @inlinable @inline(__always)
+    public mutating func addUsed(_ chain: DescriptorChain, length: UInt32) {
+        let id = chain.head
+        if _slowPath(inFlight[id] != Self.inFlightTag(chain.epoch)) {
+            guard chain.epoch == epoch else { return }
+            preconditionFailure("chain completed twice")
+        }
+        precondition(UInt64(length) <= chain.writableLength, "used length exceeds the chain's writable length")
+        if _slowPath(chain.segmentTotal > UnsafeSegmentArena.blockSize) {
+            releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
+        }
+        inFlight[id] = 0
+        completedCount &+= 1
+        let slots = Int(slotCounts[id])
+        let wrote = chain.writableLength > 0
+        if _slowPath(inOrderEnabled) {
+            let full = UInt64(length) == chain.writableLength
+            if var batch = pendingUsed, batch.full {
+                batch.id = UInt16(truncatingIfNeeded: id)
+                batch.length = length
+                batch.wrote = wrote
+                batch.full = full
+                pendingUsed = batch
+            } else {
+                writePendingUsed()
+                pendingUsed = PendingUsed(position: usedPosition, id: UInt16(truncatingIfNeeded: id), length: length,
+                                          wrote: wrote, full: full)
+            }
+        } else {
+            let position = usedPosition
+            ring.descriptorRing.storeUsed(position.slot, id: UInt16(truncatingIfNeeded: id), length: length,
+                                          flags: Self.usedFlags(position.wrapCounter, wrote: wrote))
+        }
+        usedPosition = usedPosition.advanced(by: slots, count: count)
+        usedSinceSignal &+= slots
+    }
+
+    @inlinable @inline(__always)
+    static func usedFlags(_ wrapCounter: Bool, wrote: Bool) -> PackedDescriptorFlags {
+        PackedDescriptorFlags(rawValue: PackedDescriptorFlags.used(wrapCounter: wrapCounter).rawValue
+                                        | (wrote ? PackedDescriptorFlags.write.rawValue : 0))
+    }
+
+    /// Writes the IN_ORDER batch, if any.
+    @inlinable
+    mutating func writePendingUsed() {
+        guard let batch = pendingUsed else { return }
+        pendingUsed = nil
+        ring.descriptorRing.storeUsed(batch.position.slot, id: batch.id, length: batch.length,
+                                      flags: Self.usedFlags(batch.position.wrapCounter, wrote: batch.wrote))
+    }
+
+    /// Makes every completion visible: each used descriptor is published by its own release
+    /// store, so this only writes a pending IN_ORDER batch.
+    @inlinable
+    public mutating func publishUsed() {
+        guard !broken else { return }
+        writePendingUsed()
+    }
+
+    /// Whether the driver wants a used-buffer notification for what was used since the last
+    /// call: a full barrier, then the driver's event-suppression area (VIRTIO 1.2 §2.8.10,
+    /// PKD-EVT-01). DESC without EVENT_IDX is invalid (PKD-EVT-02) and read as ENABLE.
+    @inlinable
+    public mutating func needsNotification() -> Bool {
+        guard !broken else { return false }
+        virtioFullBarrier()
+        let moved = usedSinceSignal
+        usedSinceSignal = 0
+        var mode = ring.driverEventArea.mode
+        if !eventIndexEnabled, case .descriptor = mode { mode = .enable }
+        return mode.needsNotification(new: usedPosition, moved: moved, count: count)
+    }
+
+    /// Asks the driver not to kick (RING_EVENT_FLAGS_DISABLE in the device area).
+    @inlinable
+    public mutating func disableNotifications() {
+        ring.deviceEventArea.mode = .disable
+    }
+
+    /// Asks the driver to kick for the next list it makes available — with EVENT_IDX for the
+    /// slot at the device's position, otherwise for any — then re-checks that slot to close the
+    /// race with a list published meanwhile.
+    ///
+    /// - Returns: `true` when a list is already available (process it instead of sleeping).
+    @inlinable
+    public mutating func enableNotifications() -> Bool {
+        ring.deviceEventArea.mode = eventIndexEnabled ? .descriptor(availPosition) : .enable
+        virtioFullBarrier()
+        return hasAvailable
+    }
+}
