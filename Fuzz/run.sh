@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs one libFuzzer target of VirtioGrant.
 #
-#   Fuzz/run.sh TARGET SECONDS     fuzz TARGET (split-device, split-driver, grants, chain-io,
-#                                  vhost-user, or all) for SECONDS each; fails on any finding
+#   Fuzz/run.sh TARGET SECONDS     fuzz TARGET (split-device, split-driver, packed-device,
+#                                  packed-driver, grants, chain-io, vhost-user, or all) for
+#                                  SECONDS each; fails on any finding
 #   Fuzz/run.sh --seeds            rewrite Fuzz/Corpus from the seed generator
 #
 # The build is a release build with coverage and AddressSanitizer (SWIFT.md A3: the fuzzer flag
@@ -24,10 +25,11 @@ if [[ $# -ne 2 ]] || ! [[ "$2" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
-declare -A binaries=([split-device]=FuzzSplitDevice [split-driver]=FuzzSplitDriver [grants]=FuzzGrants
+declare -A binaries=([split-device]=FuzzSplitDevice [split-driver]=FuzzSplitDriver [packed-device]=FuzzPackedDevice
+                     [packed-driver]=FuzzPackedDriver [grants]=FuzzGrants
                      [chain-io]=FuzzChainIO [vhost-user]=FuzzVhostUser)
 if [[ "$1" == all ]]; then
-    targets=(split-device split-driver grants chain-io vhost-user)
+    targets=(split-device split-driver packed-device packed-driver grants chain-io vhost-user)
 elif [[ -n "${binaries[$1]:-}" ]]; then
     targets=("$1")
 else

@@ -104,6 +104,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public var failure: VirtqueueError? { brokenBy }
     /// The number of popped chains not yet completed.
     public var inFlightCount: Int { poppedCount &- completedCount }
+    /// IN_ORDER: whether completions are batched but not written yet (``publishUsed()`` writes them).
+    public var hasUnwrittenUsed: Bool { pendingUsed != nil }
 
     /// Breaks the queue with `error` (STAT-DEV-02); see ``SplitDeviceQueue/fail(_:)``.
     @discardableResult

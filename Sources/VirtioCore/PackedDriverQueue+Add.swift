@@ -12,11 +12,21 @@ extension PackedDriverQueue {
     /// - Returns: the buffer id.
     /// - Throws: ``DriverQueueError/queueFull`` when the ring has no room for the whole list
     ///   or no id is free (nothing is placed: PKD-DRV-06).
-    @inlinable
+    @inlinable @inline(__always)
     @discardableResult
     public mutating func add(readable: Span<BufferSegment>, writable: Span<BufferSegment>, token: UInt64,
                              layout chainLayout: ChainLayout = .automatic) throws(DriverQueueError) -> UInt16 {
         if _slowPath(broken) { throw brokenBy! }
+        if _fastPath(readable.count &+ writable.count == 1 && chainLayout != .indirect) {
+            return try addOne(readable: readable, writable: writable, token: token)
+        }
+        return try addList(readable: readable, writable: writable, token: token, layout: chainLayout)
+    }
+
+    /// A list of several descriptors, or an indirect one, or a mistake.
+    @inlinable
+    mutating func addList(readable: Span<BufferSegment>, writable: Span<BufferSegment>, token: UInt64,
+                          layout chainLayout: ChainLayout) throws(DriverQueueError) -> UInt16 {
         let total = readable.count &+ writable.count
         guard total > 0 else { throw .emptyChain }
         guard total <= count else { throw .chainTooLong(segments: total, limit: count) }   // PKD-DRV-04
@@ -60,6 +70,30 @@ extension PackedDriverQueue {
         freeSlots &-= slots
         availPosition = head.advanced(by: slots, count: count)
         addedSinceKick &+= slots
+        return id
+    }
+
+    /// The common request: one buffer, one slot, nothing to sum or link.
+    @inlinable @inline(__always)
+    mutating func addOne(readable: Span<BufferSegment>, writable: Span<BufferSegment>, token: UInt64) throws(DriverQueueError) -> UInt16 {
+        guard freeIdCount > 0, freeSlots > 0 else { throw .queueFull }
+        freeIdCount &-= 1
+        let id = freeIds[freeIdCount]
+        let head = availPosition
+        let isWritable = readable.isEmpty
+        let seg = isWritable ? writable[0] : readable[0]
+        ring.descriptorRing.store(PackedDescriptor(address: seg.address, length: seg.length, id: id,
+                                                   flags: isWritable ? [.write, .available(wrapCounter: head.wrapCounter)]
+                                                                     : .available(wrapCounter: head.wrapCounter)),
+                                  at: head.slot, publishing: true)
+        records[Int(id)] = ChainRecord(token: token, capacity: isWritable ? seg.length : 0, descriptorCount: 1, table: ChainRecord.noTable)
+        if _slowPath(inOrderEnabled) {
+            order[(orderStart &+ orderCount) % count] = id
+            orderCount &+= 1
+        }
+        freeSlots &-= 1
+        availPosition = head.advanced(by: 1, count: count)
+        addedSinceKick &+= 1
         return id
     }
 

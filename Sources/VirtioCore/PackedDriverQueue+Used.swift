@@ -6,10 +6,10 @@ extension PackedDriverQueue {
     /// made available before the named one come back first, as fully used (PKD-DEF-08).
     ///
     /// - Returns: the buffer's token and written length, or `nil` when nothing new was used.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func reapUsed() throws(DriverQueueError) -> UsedBuffer? {
         if _slowPath(broken) { throw brokenBy! }
-        if let end = batchEnd { return retireInOrder(end) }
+        if _slowPath(batchEnd != nil) { return retireInOrder(batchEnd!) }
         // Nothing outstanding: the slot is not read at all, whatever the device wrote there.
         guard freeIdCount < count else { return nil }
         let position = usedPosition
@@ -25,7 +25,7 @@ extension PackedDriverQueue {
         guard length <= record.capacity else {
             throw fail(.usedLengthExceedsBuffer(id: UInt32(id), length: length, capacity: UInt64(record.capacity)))
         }
-        if inOrderEnabled { return retireInOrder((Int(id), length)) }
+        if _slowPath(inOrderEnabled) { return retireInOrder((Int(id), length)) }
         retire(Int(id), record)
         return UsedBuffer(token: record.token, writtenLength: length)
     }
@@ -58,16 +58,16 @@ extension PackedDriverQueue {
     }
 
     /// Frees buffer `id` and its slots, moving the used position past its list.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func retire(_ id: Int, _ record: ChainRecord) {
         records[id].packed = ChainRecord.freeWord
         freeIds[freeIdCount] = UInt16(truncatingIfNeeded: id)
         freeIdCount &+= 1
         let slots = Int(record.descriptorCount)
         freeSlots &+= slots
-        if record.table != ChainRecord.noTable { indirectTables!.give(Int(record.table)) }
+        if _slowPath(record.table != ChainRecord.noTable) { indirectTables!.give(Int(record.table)) }
         usedPosition = usedPosition.advanced(by: slots, count: count)
-        if tracksUsedEvent { ring.driverEventArea.mode = .descriptor(usedPosition) }
+        if _slowPath(tracksUsedEvent) { ring.driverEventArea.mode = .descriptor(usedPosition) }
     }
 
     /// Asks the device not to send used-buffer notifications (RING_EVENT_FLAGS_DISABLE).

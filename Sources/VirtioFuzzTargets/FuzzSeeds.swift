@@ -11,6 +11,8 @@ public enum FuzzTargets {
     public static let all: [(name: String, run: @Sendable (UnsafeRawBufferPointer) -> Void)] = [
         ("split-device", SplitDeviceTarget.run),
         ("split-driver", SplitDriverTarget.run),
+        ("packed-device", PackedDeviceTarget.run),
+        ("packed-driver", PackedDriverTarget.run),
         ("grants", GrantTarget.run),
         ("chain-io", ChainIOTarget.run),
         ("vhost-user", VhostUserTarget.run),
@@ -21,6 +23,8 @@ public enum FuzzTargets {
         switch name {
         case "split-device": return FuzzSeeds.splitDevice()
         case "split-driver": return FuzzSeeds.splitDriver()
+        case "packed-device": return FuzzSeeds.packedDevice()
+        case "packed-driver": return FuzzSeeds.packedDriver()
         case "grants": return FuzzSeeds.grants()
         case "chain-io": return FuzzSeeds.chainIO()
         case "vhost-user": return FuzzSeeds.vhostUser()
@@ -54,13 +58,49 @@ enum FuzzSeeds {
             driver.publish()
             region.write((0..<0x4000).map { UInt8(truncatingIfNeeded: $0 * 3) }, at: 0x4000)
             let image = region.read(at: 0, count: 0x9000)
-            var seed: [UInt8] = [UInt8(log2), features] + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(image.count)) + image
-            // pop, read (split 17), write 40 bytes, add used, publish; twice; then process the rest.
-            for _ in 0..<2 { seed += [0, 2, 0, 0, 16, 3, 0, 0, 40, 0, 4, 0, 0, 8, 0, 0, 0, 5] }
-            seed += [10, 7, 5, 6, 1, 11, 0, 0, 1]
-            seeds.append(seed)
+            seeds.append([UInt8(log2), features] + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(image.count)) + image + deviceScript)
         }
         return seeds
+    }
+
+    /// The device script of the device-side seeds: pop, read, write 40 bytes, add used,
+    /// publish; twice; then process the rest.
+    static let deviceScript: [UInt8] = Array([[UInt8]](repeating: [0, 2, 0, 0, 16, 3, 0, 0, 40, 0, 4, 0, 0, 8, 0, 0, 0, 5], count: 2).joined())
+        + [10, 7, 5, 6, 1, 11, 0, 0, 1]
+
+    /// Packed rings written by the driver side: sizes that are and are not powers of 2, lists
+    /// that straddle the wrap, indirect lists, IN_ORDER; then the device script.
+    static func packedDevice() -> [[UInt8]] {
+        var seeds: [[UInt8]] = []
+        for (size, features, chains) in [(8, UInt8(0), 1), (5, UInt8(1), 4), (12, UInt8(3), 6), (100, UInt8(6), 12), (3, UInt8(4), 2)] {
+            let region = GuestMemoryRegion(size: 64 * 1024)
+            let layout = PackedRingLayout(queueSize: size)!
+            let ring = try! PackedRing(layout: layout, contiguous: region.range.slice(offset: 0, length: layout.contiguousOffsets.totalSize))
+            var f: VirtioFeatures = [.version1, .ringPacked]
+            if features & 1 != 0 { f.insert(.indirectDescriptors) }
+            if features & 2 != 0 { f.insert(.eventIndex) }
+            if features & 4 != 0 { f.insert(.inOrder) }
+            let pool = IndirectTablePool(block: region.range.slice(offset: 0x3000, length: 0x1000), deviceAddress: 0x3000, tableCount: 16, entriesPerTable: 16)
+            var driver = PackedDriverQueue(ring: ring, features: f, indirectTables: f.contains(.indirectDescriptors) ? pool : nil)
+            for c in 0..<chains {
+                let readable = (0..<(1 + c % 3)).map { BufferSegment(address: UInt64(0x4000 + c * 0x800 + $0 * 0x100), length: UInt32(16 + $0 * 8)) }
+                let writable = (0..<(c % 2 + 1)).map { BufferSegment(address: UInt64(0x9000 + c * 0x400 + $0 * 0x100), length: 64) }
+                _ = try? driver.add(readable: readable, writable: writable, token: UInt64(c))
+            }
+            region.write((0..<0x4000).map { UInt8(truncatingIfNeeded: $0 * 3) }, at: 0x4000)
+            let image = region.read(at: 0, count: 0x9000)
+            let start = PackedRingPosition.start.rawValue
+            seeds.append(le(UInt16(size - 1)) + [features] + le(start) + le(start) + le(UInt16(image.count)) + image + deviceScript)
+        }
+        return seeds
+    }
+
+    /// The split-driver scripts over packed rings of several sizes and features.
+    static func packedDriver() -> [[UInt8]] {
+        splitDriver().enumerated().flatMap { (i, seed) -> [[UInt8]] in
+            let script = Array(seed.dropFirst(2))
+            return [le(UInt16([7, 2, 4][i % 3])) + [seed[1]] + script, le(UInt16([2, 99, 0][i % 3])) + [seed[1] | 4] + script]
+        }
     }
 
     /// Adds, publishes, honest completions and reaps; then a hostile element and index.

@@ -28,10 +28,11 @@ let usage = """
         --ring R           split (default) or packed
         --queue-size N     (default 256; packed rings need not be a power of 2)    --outstanding N   requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
-      bench ring           workload W1: one thread plays driver and device of a split queue
+      bench ring           workload W1: one thread plays driver and device of a queue
         --descs 1,2        descriptors per chain (default 1,2)
         --batch 1,32       chains per publish (default 1,32)
         --translator T     identity, grant or both (default both)
+        --ring R           split, packed or both (default both)
         --seconds S        CPU-seconds per run (default 1)
         --runs R           runs per variant; the median is reported (default 5)
         --reference PATH   also run the C reference binary built from shared/bench/ring_ref.c

@@ -82,4 +82,27 @@ struct EndpointTests {
         try Self.stream(frontEnd, count: 500)
         frontEnd.close()
     }
+
+    @Test("PKD-DEF-01, GHT-PKD-08, QRST-DEV-02: a packed-ring front-end of a size that is not a power of 2 streams in grant and guest-physical mode, resets, and GET_VRING_BASE reports both positions",
+          arguments: [FrontEndConfiguration.AddressMode.grants, .guestPhysical])
+    func packedRing(mode: FrontEndConfiguration.AddressMode) throws {
+        let path = temporarySocketPath("packed")
+        let backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice() }
+        backEnd.start()
+        defer { backEnd.stop() }
+        var configuration = FrontEndConfiguration()
+        configuration.mode = mode
+        configuration.ring = .packed
+        configuration.queueSize = 100
+        let frontEnd = try FrontEnd.connect(socketPath: path, configuration: configuration)
+        #expect(frontEnd.features.isSuperset(of: [.ringPacked, .eventIndex, .indirectDescriptors]))
+        try Self.stream(frontEnd, count: 700)
+        // QRST-DEV-02: after a reset both sides start again at slot 0, wrap counter 1.
+        try frontEnd.reset()
+        // Every request is one slot (an indirect list): 2050 slots are 20 laps (wrap counter
+        // back at 1) and 50 slots.
+        try Self.stream(frontEnd, count: 2050)
+        #expect(try frontEnd.stopQueue(0) == 0x8032_8032)
+        frontEnd.close()
+    }
 }

@@ -131,11 +131,13 @@ struct ProcessTests {
         #expect(goodReport.chains == UInt64(jsonInteger(goodSummary, "chains") ?? -1))
     }
 
-    @Test("The demo: a back-end process and two guest processes, every check held")
-    func demo() throws {
-        let demo = try ProgramUnderTest(["demo", "--seconds", "1", "--json"])
+    @Test("The demo: a back-end process and two guest processes, every check held, over split and packed rings",
+          arguments: ["split", "packed"])
+    func demo(ring: String) throws {
+        let demo = try ProgramUnderTest(["demo", "--seconds", "1", "--json", "--ring", ring])
         let verdict = try demo.line(containing: "\"demo\"", timeoutMilliseconds: 60_000)
         #expect(try demo.finish() == .exited(0), "\(verdict)")
         #expect(verdict.contains("\"ok\":true") && jsonInteger(verdict, "guests") == 2)
+        #expect(verdict.contains("\"ring\":\"\(ring)\""))
     }
 }

@@ -96,6 +96,27 @@ struct SessionRuleTests {
                 try c.send(.setStatus(s))
             }
         },
+        ViolationCase(name: "GHT-PKD-08: a packed ring base naming a slot beyond the queue", reason: "beyond the queue size") { c in
+            try c.negotiate([.replyAck, .status])
+            try c.shareMemory()
+            try c.send(.setFeatures([.version1, .ringPacked, .vhostUserProtocolFeatures]))
+            let base = UInt64(c.pool.range.startAddress)
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 12)))
+            try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: base, used: base + 0x1004, available: base + 0x1000, log: 0)))
+            try c.send(.setVringBase(VhostUserVringState(index: 0, num: 0x8000_800C)))   // used slot 0, avail slot 12 of 12
+            let kick = try EventNotifier()
+            try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
+            try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))
+            for s: DeviceStatus in [[.acknowledge], [.acknowledge, .driver], [.acknowledge, .driver, .featuresOK],
+                                    [.acknowledge, .driver, .featuresOK, .driverOK]] {
+                try c.send(.setStatus(s))
+            }
+        },
+        ViolationCase(name: "TRN-M-04: a split queue size that is not a power of 2", reason: "not a power of 2") { c in
+            try c.negotiate()
+            try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 12)))
+        },
         ViolationCase(name: "a queue index past the device's queues", reason: "does not exist") { c in
             try c.negotiate()
             try c.send(.setVringNum(VhostUserVringState(index: 7, num: 16)))

@@ -159,6 +159,17 @@ public final class FrontEnd: @unchecked Sendable {
         guard case .config(let c) = try request(.getConfig(.request(offset: 0, size: size))) else { throw .protocolViolation("GET_CONFIG") }
         return c.data
     }
+    /// Stops queue `index` (VHOST_USER_GET_VRING_BASE) and returns where the back-end
+    /// stopped: a split ring's next available index, or a packed ring's next available and
+    /// used slots with their wrap counters (bits 0–15 and 16–31, GHT-PKD-08). The queue stays
+    /// stopped until the front-end is reset.
+    public func stopQueue(_ index: Int) throws(FrontEndError) -> UInt32 {
+        guard case .vringBase(let state) = try request(.getVringBase(VhostUserVringState(index: UInt32(index), num: 0))) else {
+            throw .protocolViolation("GET_VRING_BASE")
+        }
+        return state.num
+    }
+
 
     /// Resets the device (writing status 0, RST-DRV-01: done once status reads 0) and brings it
     /// up again with fresh rings: the way back from DEVICE_NEEDS_RESET (STAT-DRV-04).
