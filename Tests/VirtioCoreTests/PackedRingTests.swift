@@ -213,7 +213,7 @@ struct PackedRingTests {
         }
     }
 
-    @Test("PKD-DEF-07: in indirect entries only WRITE counts; ids, other flags and the INDIRECT descriptor's WRITE are ignored")
+    @Test("PKD-DEF-07, GHT-PKD-06: in indirect entries only WRITE counts; ids, other flags and the INDIRECT descriptor's WRITE are ignored")
     func indirectJunk() throws {
         var h = PackedRingHarness(queueSize: 4, features: [.version1, .ringPacked, .indirectDescriptors])
         h.writeIndirectTable(at: RingHarness.indirectBase, [
@@ -268,7 +268,7 @@ struct PackedRingTests {
         #expect(h.driver.nextUsedPosition == PackedRingPosition(slot: 6, wrapCounter: true))
     }
 
-    @Test("PKD-DEF-08: with IN_ORDER the device writes one used descriptor per batch and the driver retires all of it")
+    @Test("PKD-DEF-08, GHT-PKD-10: with IN_ORDER the device writes one used descriptor per batch and the driver retires all of it")
     func inOrderBatch() throws {
         var h = PackedRingHarness(queueSize: 8, features: [.version1, .ringPacked, .inOrder])
         for i in 0..<4 {
@@ -322,7 +322,7 @@ struct PackedRingTests {
         expectDriverBroken(&l, .usedLengthExceedsBuffer(id: UInt32(id), length: 9, capacity: 8))
     }
 
-    @Test("GHT-PKD-07, PKD-DEF-05: a used descriptor without WRITE reports 0 bytes whatever its len; nothing outstanding reads nothing")
+    @Test("GHT-PKD-07, GHT-PKD-10, PKD-DEF-05: a used descriptor without WRITE reports 0 bytes whatever its len; nothing outstanding reads nothing")
     func usedWithoutWrite() throws {
         var h = PackedRingHarness(queueSize: 4)
         // A device marking slots used with nothing outstanding is not looked at.

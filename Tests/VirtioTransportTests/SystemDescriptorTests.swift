@@ -49,6 +49,21 @@ extension SystemTests {
             }
         }
 
+        @Test("GHT-OS-04: descriptor identities tell open files apart (eventfds included) and follow duplicates")
+        func identities() throws {
+            let a = try EventNotifier(), b = try EventNotifier()
+            let memory = try SharedMemory.create(name: "identity-test", size: 4096)
+            let ia = try #require(fileIdentity(of: a.fd.rawValue)), ib = try #require(fileIdentity(of: b.fd.rawValue))
+            #expect(ia != ib && ia.hasPrefix("anon_inode:[eventfd]#"))
+            #expect(try #require(fileIdentity(of: memory.fd.rawValue)).contains("memfd:identity-test"))
+            let copy = dup(a.fd.rawValue)
+            #expect(fileIdentity(of: copy) == ia)
+            #expect(try openFileIdentities().filter { $0 == ia }.count == 2)
+            close(copy)
+            #expect(try openFileIdentities().filter { $0 == ia }.count == 1)
+            #expect(fileIdentity(of: copy) == nil || fileIdentity(of: copy) != ia)
+        }
+
         @Test("GHT-OS-04: a descriptor is closed exactly once: close() is idempotent and deinit closes")
         func closedOnce() throws {
             let baseline = try openFileDescriptorCount()
