@@ -35,10 +35,8 @@ extension PackedDeviceQueue {
     mutating func claim(_ id: UInt16, slots: Int) throws(VirtqueueError) -> UInt16 {
         guard Int(id) < count else { throw fail(.bufferIdOutOfRange(id)) }
         let tag = Self.inFlightTag(epoch)
-        guard inFlight[Int(id)] != tag else { throw fail(.headInFlight(id)) }
-        inFlight[Int(id)] = tag
-        slotCounts[Int(id)] = UInt16(truncatingIfNeeded: slots)
-        poppedCount &+= 1
+        guard UInt32(truncatingIfNeeded: inFlight[Int(id)]) != tag else { throw fail(.headInFlight(id)) }
+        inFlight[Int(id)] = UInt64(tag) | UInt64(slots) &<< 32
         return id
     }
 
@@ -135,13 +133,13 @@ extension PackedDeviceQueue {
     public mutating func giveBack(_ chain: DescriptorChain) {
         guard chain.epoch == epoch, !broken else { return }
         let id = chain.head
-        precondition(inFlight[id] == Self.inFlightTag(epoch), "giving back a chain that is not in flight")
+        let entry = inFlight[id]
+        precondition(UInt32(truncatingIfNeeded: entry) == Self.inFlightTag(epoch), "giving back a chain that is not in flight")
         if chain.segmentTotal > UnsafeSegmentArena.blockSize {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        poppedCount &-= 1
-        availPosition = availPosition.retreated(by: Int(slotCounts[id]), count: count)
+        availPosition = availPosition.retreated(by: Int(entry &>> 32), count: count)
     }
 
     /// Whether the slot at the device's position is available now (a look, not a pop).

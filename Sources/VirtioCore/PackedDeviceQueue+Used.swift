@@ -16,7 +16,8 @@ extension PackedDeviceQueue {
     @inlinable @inline(__always)
     public mutating func addUsed(_ chain: DescriptorChain, length: UInt32) {
         let id = chain.head
-        if _slowPath(inFlight[id] != Self.inFlightTag(chain.epoch)) {
+        let entry = inFlight[id]
+        if _slowPath(UInt32(truncatingIfNeeded: entry) != Self.inFlightTag(chain.epoch)) {
             guard chain.epoch == epoch else { return }
             preconditionFailure("chain completed twice")
         }
@@ -25,8 +26,7 @@ extension PackedDeviceQueue {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        completedCount &+= 1
-        let slots = Int(slotCounts[id])
+        let slots = Int(entry &>> 32)
         let wrote = chain.writableLength > 0
         if _slowPath(inOrderEnabled) {
             let full = UInt64(length) == chain.writableLength
@@ -47,7 +47,6 @@ extension PackedDeviceQueue {
                                           flags: Self.usedFlags(position.wrapCounter, wrote: wrote))
         }
         usedPosition = usedPosition.advanced(by: slots, count: count)
-        usedSinceSignal &+= slots
     }
 
     @inlinable @inline(__always)
@@ -80,8 +79,8 @@ extension PackedDeviceQueue {
     public mutating func needsNotification() -> Bool {
         guard !broken else { return false }
         virtioFullBarrier()
-        let moved = usedSinceSignal
-        usedSinceSignal = 0
+        let moved = usedPosition.distance(from: signalledPosition, count: count)
+        signalledPosition = usedPosition
         var mode = ring.driverEventArea.mode
         if !eventIndexEnabled, case .descriptor = mode { mode = .enable }
         return mode.needsNotification(new: usedPosition, moved: moved, count: count)

@@ -21,10 +21,10 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline let inOrderEnabled: Bool
     @usableFromInline let statusCell: DeviceStatusCell?
     @usableFromInline let storage: UnsafeAllocation
-    /// Per buffer id: the in-flight tag of the epoch it was popped in, 0 when not in flight.
-    @usableFromInline let inFlight: UnsafeMutablePointer<UInt32>
-    /// Per buffer id in flight: the ring slots its list took (1 for an indirect list).
-    @usableFromInline let slotCounts: UnsafeMutablePointer<UInt16>
+    /// Per buffer id: the in-flight tag of the epoch it was popped in (bits 0–31; 0 when not
+    /// in flight) and the ring slots its list took (bits 32–47; 1 for an indirect list): one
+    /// load and one store per pop and per completion.
+    @usableFromInline let inFlight: UnsafeMutablePointer<UInt64>
     /// Segment blocks: one per buffer id, plus a staging block (index N) that a list is walked
     /// into before its id (in its last descriptor) is known.
     @usableFromInline let arena: UnsafeSegmentArena
@@ -33,14 +33,12 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline var availPosition: PackedRingPosition
     /// The next slot to write a used descriptor to, with the device's wrap counter.
     @usableFromInline var usedPosition: PackedRingPosition
-    /// Used slots since the last notification decision.
-    @usableFromInline var usedSinceSignal = 0
+    /// The used position at the last notification decision.
+    @usableFromInline var signalledPosition: PackedRingPosition
     @usableFromInline var freeOverflow: Int
     @usableFromInline var epoch: UInt32 = 0
     @usableFromInline var broken = false
     @usableFromInline var brokenBy: VirtqueueError?
-    @usableFromInline var poppedCount = 0
-    @usableFromInline var completedCount = 0
     /// IN_ORDER: the used descriptor being batched (PKD-DEF-08), not yet written.
     @usableFromInline var pendingUsed: PendingUsed?
 
@@ -70,12 +68,10 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         let n = ring.layout.count
         let overflow = max(overflowBlocks ?? UnsafeSegmentArena.defaultOverflowBlocks(queueSize: n), 1)
         var plan = AllocationPlan()
-        let inFlightOffset = plan.reserve(UInt32.self, count: n)
-        let slotsOffset = plan.reserve(UInt16.self, count: n)
+        let inFlightOffset = plan.reserve(UInt64.self, count: n)
         let arenaOffsets = UnsafeSegmentArena.plan(&plan, queueSize: n + 1, overflowBlocks: overflow)
         storage = UnsafeAllocation(byteCount: plan.size)
-        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt32.self, capacity: n)
-        slotCounts = (storage.base + slotsOffset).bindMemory(to: UInt16.self, capacity: n)
+        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt64.self, capacity: n)
         arena = UnsafeSegmentArena(allocation: storage, offsets: arenaOffsets, queueSize: n + 1, overflowBlocks: overflow)
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout
@@ -91,6 +87,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         // is the embedder's value) starts over at slot 0 of the same lap.
         self.availPosition = availPosition.isValid(count: n) ? availPosition : PackedRingPosition(slot: 0, wrapCounter: availPosition.wrapCounter)
         self.usedPosition = usedPosition.isValid(count: n) ? usedPosition : PackedRingPosition(slot: 0, wrapCounter: usedPosition.wrapCounter)
+        signalledPosition = self.usedPosition
     }
 
     /// The next slot the device will pop, with its wrap counter (vhost-user GET_VRING_BASE).
@@ -103,7 +100,11 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     /// The error that broke the queue, if any.
     public var failure: VirtqueueError? { brokenBy }
     /// The number of popped chains not yet completed.
-    public var inFlightCount: Int { poppedCount &- completedCount }
+    /// (Counted over the ids: not for a hot path.)
+    public var inFlightCount: Int {
+        let tag = UInt64(Self.inFlightTag(epoch))
+        return (0..<count).reduce(0) { $0 + (inFlight[$1] & 0xFFFF_FFFF == tag ? 1 : 0) }
+    }
     /// IN_ORDER: whether completions are batched but not written yet (``publishUsed()`` writes them).
     public var hasUnwrittenUsed: Bool { pendingUsed != nil }
 
@@ -128,9 +129,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         freeOverflow = arena.resetFreeStack()
         self.availPosition = availPosition.isValid(count: count) ? availPosition : .start
         self.usedPosition = usedPosition.isValid(count: count) ? usedPosition : .start
-        usedSinceSignal = 0
-        poppedCount = 0
-        completedCount = 0
+        signalledPosition = self.usedPosition
         pendingUsed = nil
         epoch &+= 1
         broken = false

@@ -69,7 +69,6 @@ extension PackedDriverQueue {
         }
         freeSlots &-= slots
         availPosition = head.advanced(by: slots, count: count)
-        addedSinceKick &+= slots
         return id
     }
 
@@ -93,7 +92,6 @@ extension PackedDriverQueue {
         }
         freeSlots &-= 1
         availPosition = head.advanced(by: 1, count: count)
-        addedSinceKick &+= 1
         return id
     }
 
@@ -156,8 +154,8 @@ extension PackedDriverQueue {
     @inlinable
     public mutating func kickNeeded() -> Bool {
         virtioFullBarrier()
-        let moved = addedSinceKick
-        addedSinceKick = 0
+        let moved = availPosition.distance(from: kickedPosition, count: count)
+        kickedPosition = availPosition
         var mode = ring.deviceEventArea.mode
         if !eventIndexEnabled, case .descriptor = mode { mode = .enable }
         return mode.needsNotification(new: availPosition, moved: moved, count: count)

@@ -35,7 +35,8 @@ public struct PackedDriverQueue: @unchecked Sendable {
     @usableFromInline var availPosition: PackedRingPosition = .start
     /// The next slot to read a used descriptor from, with the wrap counter it must carry.
     @usableFromInline var usedPosition: PackedRingPosition = .start
-    @usableFromInline var addedSinceKick = 0
+    /// The available position at the last kick decision.
+    @usableFromInline var kickedPosition: PackedRingPosition = .start
     /// Whether the driver's event area is in DESC mode and follows each reap.
     @usableFromInline var tracksUsedEvent = false
     /// IN_ORDER: the id and length of the used descriptor whose batch is being retired.
@@ -114,7 +115,7 @@ public struct PackedDriverQueue: @unchecked Sendable {
         batchEnd = nil
         availPosition = .start
         usedPosition = .start
-        addedSinceKick = 0
+        kickedPosition = .start
         if tracksUsedEvent { ring.driverEventArea.mode = .descriptor(usedPosition) }
         ring.zero()
         return result

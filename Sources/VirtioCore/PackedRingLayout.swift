@@ -108,6 +108,15 @@ public struct PackedRingPosition: Hashable, Sendable {
         return PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: s) | (rawValue & 0x8000))
     }
 
+    /// How many slots lie from `earlier` to this position, at most `count` (the same slot in
+    /// the other lap is a whole ring away; in the same lap, nothing).
+    @inlinable
+    public func distance(from earlier: PackedRingPosition, count: Int) -> Int {
+        let d = slot &- earlier.slot
+        if wrapCounter == earlier.wrapCounter { return d >= 0 ? d : d &+ 2 &* count }
+        return d &+ count
+    }
+
     /// Whether this is a legal position in a ring of `count` slots.
     @inlinable
     public func isValid(count: Int) -> Bool { slot < count }
