@@ -61,6 +61,9 @@ extension SystemTests {
             do {
                 let regions = try (0..<4).map { _ in try SharedMemory.create(name: name, size: SharedMemory.pageSize) }
                 let fds = regions.map(\.fd.rawValue)
+                // The numbers are used below: the regions (which close them) must live that long,
+                // also in an optimized build.
+                defer { withExtendedLifetime(regions) {} }
                 #expect(memfdDescriptorCount(named: name) == 4)
                 // 3 is the interesting limit: CMSG_SPACE(12) has room for a fourth descriptor.
                 for allowed in [2, 3, 0] {
