@@ -358,6 +358,30 @@ struct PackedRingTests {
         #expect(h.driver.freeDescriptorCount == 2)
     }
 
+    @Test("PKD-DEV-02, PKD-DEV-04, PKD-DRV-02: the device writes only writable buffers and each used slot once; the driver leaves published slots alone")
+    func storeDiscipline() throws {
+        var h = PackedRingHarness(queueSize: 8)
+        let request = RingHarness.page(0), reply = RingHarness.page(1)
+        h.region.write(Array(repeating: 0xAB, count: 16), at: request)
+        try h.driver.add(readable: [BufferSegment(address: request, length: 16)], writable: [BufferSegment(address: reply, length: 8)], token: 1)
+        let published = h.region.read(at: RingHarness.ringBase, count: 32)
+        // PKD-DRV-02: adding more lists does not touch the slots already published.
+        try h.driver.add(readable: Self.one, writable: [], token: 2)
+        #expect(h.region.read(at: RingHarness.ringBase, count: 32) == published)
+        let chain = try #require(try h.device.popAvailable())
+        var writer = h.device.writer(for: chain)
+        #expect(throws: ChainAccessError.self) { try writer.write(contentsOf: [UInt8](repeating: 1, count: 9)) }
+        #expect(h.region.read(at: request, count: 16) == Array(repeating: 0xAB, count: 16), "PKD-DEV-02: the readable buffer is untouched")
+        h.device.addUsed(chain, length: 8)
+        let used = h.region.read(at: RingHarness.ringBase, count: 16)
+        // PKD-DEV-04: the used slot is not written again by later pops and completions.
+        let other = try #require(try h.device.popAvailable())
+        h.device.addUsed(other, length: 0)
+        h.device.publishUsed()
+        _ = h.device.needsNotification()
+        #expect(h.region.read(at: RingHarness.ringBase, count: 16) == used)
+    }
+
     // MARK: notifications
 
     @Test("PKD-EVT-01, PKD-EVT-02, PKD-SUP-03: kicks and used notifications under ENABLE, DISABLE and DESC")
