@@ -69,20 +69,35 @@ struct QueueProcessorTests {
 
 @Suite("Queue processing over IOVAs", .tags(.transport))
 struct IOVAQueueProcessorTests {
-    @Test("GHT-IOVA-06, GHT-IOVA-02: an unmapped buffer gives its chain back and records a miss; the chains before it complete, the rest after the update")
-    func missIsRetriedAfterUpdate() throws {
+    @Test("GHT-IOVA-06, GHT-IOVA-02: an unmapped buffer gives its chain back and records a miss; the chains before it complete, the rest after the update (split and packed rings)",
+          arguments: [false, true])
+    func missIsRetriedAfterUpdate(packed: Bool) throws {
         let region = GuestMemoryRegion(size: 1 << 20)
-        let layout = SplitRingLayout(queueSize: 16)!
-        let features: VirtioFeatures = [.version1, .accessPlatform]
-        let ring = try SplitRing(layout: layout, contiguous: region.range.slice(offset: 0, length: 4096))
-        var driver = SplitDriverQueue(ring: ring, features: features)
         let space = IOVASpace()
         // The ring and the first 64 KiB of buffers are mapped; 0x10000... is not, yet.
         try space.update(iova: 0xA000_0000, size: 0x10000, host: region.range.slice(offset: 0, length: 0x10000), permissions: .readWrite)
         let cache = IOVACache(space: space)
         let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
-        let queue = try SplitDeviceQueue(queueSize: 16, addresses: SplitRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
-                                         memory: cache.translator, features: features, statusCell: status)
+        let ringBlock = region.range.slice(offset: 0, length: 4096)
+        if packed {
+            let features: VirtioFeatures = [.version1, .accessPlatform, .ringPacked]
+            let layout = PackedRingLayout(queueSize: 16)!
+            var driver = PackedDriverQueue(ring: try PackedRing(layout: layout, contiguous: ringBlock), features: features)
+            let queue = try PackedDeviceQueue(queueSize: 16, addresses: PackedRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
+                                              memory: cache.translator, features: features, statusCell: status)
+            try Self.run(&driver, queue, region: region, space: space, status: status)
+        } else {
+            let features: VirtioFeatures = [.version1, .accessPlatform]
+            let layout = SplitRingLayout(queueSize: 16)!
+            var driver = SplitDriverQueue(ring: try SplitRing(layout: layout, contiguous: ringBlock), features: features)
+            let queue = try SplitDeviceQueue(queueSize: 16, addresses: SplitRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
+                                             memory: cache.translator, features: features, statusCell: status)
+            try Self.run(&driver, queue, region: region, space: space, status: status)
+        }
+    }
+
+    static func run<Driver: DriverQueue, Queue: DeviceQueue>(_ driver: inout Driver, _ queue: Queue, region: GuestMemoryRegion,
+                                                              space: IOVASpace, status: DeviceStatusCell) throws {
         let device = EchoDevice()
         var processor = QueueProcessor(queue: queue, index: 0, device: device)
         let buffers: [(UInt64, UInt64)] = [(0x8000, 0x9000), (0x10000, 0x11000), (0xA000, 0xB000)]
