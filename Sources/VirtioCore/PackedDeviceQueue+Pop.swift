@@ -206,7 +206,7 @@ struct SegmentStaging {
 
     /// Moves the staged segments from the staging block to block `target`: three slots and
     /// one link, whatever the chain's length (the overflow blocks stay where they are).
-    @inlinable
+    @inlinable @inline(__always)
     func move(to target: Int, view: SegmentView) {
         guard count > 1 else { return }
         let from = view.segments + (headBlock &* UnsafeSegmentArena.blockSize &+ 1)

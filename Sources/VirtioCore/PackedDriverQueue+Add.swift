@@ -39,7 +39,8 @@ extension PackedDriverQueue {
         totalBytes &+= writableBytes
         guard totalBytes <= 1 << 32 else { throw .totalLengthOverflow }
         var indirect = false
-        if total > 1 { indirect = try useIndirect(total: total, layout: chainLayout) }
+        // The pool is looked at only when there is one (copying the optional costs a retain).
+        if total > 1 && (hasIndirectTables || chainLayout == .indirect) { indirect = try useIndirect(total: total, layout: chainLayout) }
         let slots = indirect ? 1 : total
         guard freeIdCount > 0, freeSlots >= slots else { throw .queueFull }
         freeIdCount &-= 1

@@ -15,6 +15,7 @@ public struct PackedDriverQueue: @unchecked Sendable {
     public let ring: PackedRing
     public let features: VirtioFeatures
     @usableFromInline var indirectTables: IndirectTablePool?
+    @usableFromInline let hasIndirectTables: Bool
 
     @usableFromInline let count: Int
     @usableFromInline let eventIndexEnabled: Bool
@@ -63,6 +64,7 @@ public struct PackedDriverQueue: @unchecked Sendable {
         self.ring = ring
         self.features = features
         self.indirectTables = features.contains(.indirectDescriptors) ? indirectTables : nil
+        hasIndirectTables = self.indirectTables != nil
         count = n
         eventIndexEnabled = features.contains(.eventIndex)
         inOrderEnabled = features.contains(.inOrder)
