@@ -91,7 +91,7 @@ public enum VhostUserTarget {
             let doorbell = try EventNotifier()
             let (ours, theirs) = try UnixSocket.pair()
             ownIdentities = [memory.fd.rawValue, doorbell.fd.rawValue, ours.fd.rawValue, theirs.fd.rawValue].compactMap { fileIdentity(of: $0) }
-            let reports = Mutex<SessionReport?>(nil)
+            let reports = Locked<SessionReport?>(nil)
             let session = WorkerThread(name: "fuzz-session") {
                 let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256))
                 reports.withLock { $0 = report }

@@ -42,7 +42,7 @@ public final class GrantMapper: @unchecked Sendable {
         var completedRevocations: [GrantReference] = []
         var statistics = GrantMapperStatistics()
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// Bumped by every revoke request; translators compare it at quiescent points.
     let revocationEpoch = Atomic<UInt64>(0)
 
@@ -62,7 +62,7 @@ public final class GrantMapper: @unchecked Sendable {
         self.domain = domain
         self.frames = frames
         self.maxMappings = maxMappings
-        state = Mutex(State(readers: [UInt16](repeating: 0, count: self.table.count),
+        state = Locked(State(readers: [UInt16](repeating: 0, count: self.table.count),
                             writers: [UInt16](repeating: 0, count: self.table.count)))
     }
 

@@ -28,7 +28,7 @@ public final class GrantTable: @unchecked Sendable {
         var deferred: [GrantReference] = []
         var statistics = GrantTableStatistics()
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// A granting side over `table` (which it zeroes), for a domain whose shared region holds
     /// `frameCount` frames.
@@ -40,7 +40,7 @@ public final class GrantTable: @unchecked Sendable {
         table.fill(with: 0)
         var used = [UInt64](repeating: 0, count: (entries.count + 63) / 64)
         for r in 0..<min(GrantReference.reservedCount, entries.count) { used[r / 64] |= 1 << UInt64(r % 64) }
-        state = Mutex(State(used: used, cursor: GrantReference.reservedCount,
+        state = Locked(State(used: used, cursor: GrantReference.reservedCount,
                             peerOf: [UInt16](repeating: 0, count: entries.count)))
     }
 

@@ -49,7 +49,7 @@ public final class IOVASpace: @unchecked Sendable {
         var droppedMisses = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Bumped on every change.
     let generationCounter = Atomic<UInt64>(1)
     /// The most ranges the space holds.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import VirtioCore
 import Testing
 import VirtioTransport
 
@@ -117,7 +118,7 @@ final class TestThread<Result: Sendable>: Sendable {
 }
 
 private final class ResultSlot<Result: Sendable>: Sendable {
-    let value = Mutex<Result?>(nil)
+    let value = Locked<Result?>(nil)
 }
 
 private final class ThreadStart {

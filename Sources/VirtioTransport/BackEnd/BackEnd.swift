@@ -15,7 +15,7 @@ public final class BackEnd: @unchecked Sendable {
     private let wake: EventNotifier
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
-    private let state = Mutex<State>(State())
+    private let state = Locked<State>(State())
     private var acceptThread: WorkerThread?
 
     private struct State {

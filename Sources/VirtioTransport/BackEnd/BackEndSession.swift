@@ -25,8 +25,8 @@ final class BackEndSession: @unchecked Sendable {
     var regions: [MappedMemoryRegion] = []
     var vrings: [Vring]
     var grants: GrantState?
-    let backendChannel = Mutex<UnixSocket?>(nil)
-    let report: Mutex<SessionReport>
+    let backendChannel = Locked<UnixSocket?>(nil)
+    let report: Locked<SessionReport>
 
     /// A queue's configuration and, once started, its worker and the objects its translator needs.
     struct Vring {
@@ -67,7 +67,7 @@ final class BackEndSession: @unchecked Sendable {
         offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).union(BackEndConfiguration.transportFeatures)
             .union(.vhostUserProtocolFeatures)
         vrings = Array(repeating: Vring(), count: device.queueCount)
-        report = Mutex(SessionReport(id: id))
+        report = Locked(SessionReport(id: id))
     }
 
     func log(_ message: String) { configuration.log?("session \(id): \(message)") }

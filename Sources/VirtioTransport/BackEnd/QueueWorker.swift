@@ -35,7 +35,7 @@ final class QueueWorker: @unchecked Sendable {
     /// State shared with the thread.
     private final class Control: Sendable {
         let stopping = Atomic<Bool>(false)
-        let finalBase = Mutex<UInt32?>(nil)
+        let finalBase = Locked<UInt32?>(nil)
     }
 
     /// Starts serving `processor` on a new thread.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVirtioShim
+import VirtioCore
 import Synchronization
 
 /// A process started with `posix_spawn`, for the multi-process demo and for tests.
@@ -36,7 +37,7 @@ public final class ChildProcess: Sendable {
     private let pidfd: FileDescriptor?
     // The status once reaped. `kill` and `waitpid` run under this lock, so a signal is never
     // sent after the pid has been reaped and possibly reused.
-    private let reaped = Mutex<ExitStatus?>(nil)
+    private let reaped = Locked<ExitStatus?>(nil)
 
     private init(pid: pid_t, pidfd: FileDescriptor?) {
         self.pid = pid
