@@ -8,8 +8,11 @@ extension PackedDriverQueue {
     /// - Returns: the buffer's token and written length, or `nil` when nothing new was used.
     @inlinable @inline(__always)
     public mutating func reapUsed() throws(DriverQueueError) -> UsedBuffer? {
-        if _slowPath(broken) { throw brokenBy! }
-        if _slowPath(batchEnd != nil) { return retireInOrder(batchEnd!) }
+        // One test for both unusual states: broken, or an IN_ORDER batch being retired.
+        if _slowPath(unusual) {
+            if broken { throw brokenBy! }
+            return retireInOrder(batchEnd!)
+        }
         // Nothing outstanding: the slot is not read at all, whatever the device wrote there.
         guard freeIdCount < count else { return nil }
         let position = usedPosition

@@ -41,8 +41,14 @@ public struct PackedDriverQueue: @unchecked Sendable {
     /// Whether the driver's event area is in DESC mode and follows each reap.
     @usableFromInline var tracksUsedEvent = false
     /// IN_ORDER: the id and length of the used descriptor whose batch is being retired.
-    @usableFromInline var batchEnd: (id: Int, length: UInt32)?
-    @usableFromInline var broken = false
+    @usableFromInline var batchEnd: (id: Int, length: UInt32)? {
+        didSet { unusual = broken || batchEnd != nil }
+    }
+    @usableFromInline var broken = false {
+        didSet { unusual = broken || batchEnd != nil }
+    }
+    /// `broken || batchEnd != nil`, kept so that a reap tests one flag.
+    @usableFromInline var unusual = false
     @usableFromInline var brokenBy: DriverQueueError?
 
     /// Sets up the driver side over `ring`, zeroing it first (PKD-DEF-03, QRST-DRV-02).
