@@ -43,6 +43,8 @@ public final class GuestMemoryRegion: @unchecked Sendable {
     /// Reads `count` bytes at guest address `address`.
     public func read(at address: UInt64, count: Int) -> [UInt8] {
         guard let r = hostRange(at: address, count: count) else { preconditionFailure("read outside region") }
+        // No zero-capacity initializer: it writes the count into the shared empty-array storage.
+        guard count > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             initialized = r.copyBytes(into: UnsafeMutableRawBufferPointer(buffer))
         }

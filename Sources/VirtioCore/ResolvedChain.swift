@@ -124,6 +124,8 @@ public struct FragmentReader {
     /// Reads exactly `count` bytes, or throws without consuming when fewer remain.
     public mutating func readBytes(_ count: Int) throws(ChainAccessError) -> [UInt8] {
         guard count <= remaining else { throw .endOfChain(needed: count, available: remaining) }
+        // No zero-capacity initializer: it writes the count into the shared empty-array storage.
+        guard count > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             initialized = read(into: UnsafeMutableRawBufferPointer(buffer))
         }

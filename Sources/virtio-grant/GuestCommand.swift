@@ -232,6 +232,7 @@ struct GuestSession {
 enum Payload {
     static func bytes(_ n: Int, length: Int) -> [UInt8] {
         var state = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15 | 1
+        guard length > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
             var i = 0
             while i < length {
