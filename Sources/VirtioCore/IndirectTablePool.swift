@@ -66,3 +66,25 @@ public struct IndirectTablePool: @unchecked Sendable {
     @inlinable
     func address(_ index: Int) -> UInt64 { deviceAddress &+ UInt64(index &* entriesPerTable &* Descriptor.size) }
 }
+
+extension ChainLayout {
+    /// Whether a chain of `total` (at least 2 for `.automatic`) segments goes through an
+    /// indirect table from `pool` (nil when INDIRECT_DESC is not negotiated or no pool was
+    /// given); throws when `.indirect` was asked for and cannot be had (IND-DRV-01,
+    /// PKD-IND-01).
+    @inlinable @inline(__always)
+    func placesIndirect(total: Int, pool: IndirectTablePool?) throws(DriverQueueError) -> Bool {
+        switch self {
+        case .direct:
+            return false
+        case .automatic:
+            guard total > 1, let pool else { return false }
+            return pool.availableCount > 0 && total <= pool.entriesPerTable
+        case .indirect:
+            guard let pool else { throw .indirectUnavailable }
+            guard total <= pool.entriesPerTable else { throw .chainTooLong(segments: total, limit: pool.entriesPerTable) }
+            guard pool.availableCount > 0 else { throw .queueFull }
+            return true
+        }
+    }
+}

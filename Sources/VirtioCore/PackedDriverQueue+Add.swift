@@ -111,20 +111,9 @@ extension PackedDriverQueue {
     }
 
     /// Whether a list of `total` (at least 2) segments goes through an indirect table.
-    @inlinable
+    @inlinable @inline(__always)
     func useIndirect(total: Int, layout chainLayout: ChainLayout) throws(DriverQueueError) -> Bool {
-        switch chainLayout {
-        case .direct:
-            return false
-        case .automatic:
-            guard let pool = indirectTables else { return false }
-            return pool.availableCount > 0 && total <= pool.entriesPerTable
-        case .indirect:
-            guard let pool = indirectTables else { throw .indirectUnavailable }
-            guard total <= pool.entriesPerTable else { throw .chainTooLong(segments: total, limit: pool.entriesPerTable) }
-            guard pool.availableCount > 0 else { throw .queueFull }
-            return true
-        }
+        try chainLayout.placesIndirect(total: total, pool: indirectTables)
     }
 
     /// Fills a free indirect table with the list (consecutive entries, WRITE the only flag:

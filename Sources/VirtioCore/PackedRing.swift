@@ -44,19 +44,11 @@ public struct PackedRing: @unchecked Sendable {
     /// device writes used descriptors into it), the driver's event area read-only, the device's
     /// writable.
     public init<Memory: MemoryTranslator>(layout: PackedRingLayout, addresses: PackedRingAddresses, memory: Memory) throws(RingSetupError) {
-        func resolve(_ area: RingArea, _ address: UInt64, _ size: Int, _ alignment: Int, _ access: MemoryAccess) throws(RingSetupError) -> HostRange {
-            guard address & UInt64(alignment - 1) == 0 else { throw .misaligned(area, address: address) }
-            do {
-                return try memory.translateContiguous(address, length: size, access: access)
-            } catch {
-                throw .translation(area, error)
-            }
-        }
-        let ring = try resolve(.descriptorRing, addresses.descriptorRing, layout.descriptorRingSize,
+        let ring = try memory.resolve(.descriptorRing, addresses.descriptorRing, layout.descriptorRingSize,
                                PackedRingLayout.descriptorRingAlignment, .write)
-        let driver = try resolve(.driverEventArea, addresses.driverEventArea, PackedRingLayout.eventAreaSize,
+        let driver = try memory.resolve(.driverEventArea, addresses.driverEventArea, PackedRingLayout.eventAreaSize,
                                  PackedRingLayout.eventAreaAlignment, .read)
-        let device = try resolve(.deviceEventArea, addresses.deviceEventArea, PackedRingLayout.eventAreaSize,
+        let device = try memory.resolve(.deviceEventArea, addresses.deviceEventArea, PackedRingLayout.eventAreaSize,
                                  PackedRingLayout.eventAreaAlignment, .write)
         try self.init(layout: layout, descriptorRing: ring, driverEventArea: driver, deviceEventArea: device)
     }

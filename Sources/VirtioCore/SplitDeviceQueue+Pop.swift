@@ -198,12 +198,7 @@ extension SplitDeviceQueue {
     /// Returns the `count` overflow blocks linked behind block `head` to the free stack.
     @inlinable
     mutating func releaseOverflow(after head: Int, count: Int) {
-        var block = head
-        for _ in 0..<count {
-            block = arena.view.link(after: block)
-            arena.freeStack[freeOverflow] = UInt32(block)
-            freeOverflow &+= 1
-        }
+        arena.releaseOverflow(after: head, count: count, freeCount: &freeOverflow)
     }
 
     /// Un-pops `chain`, the chain popped last: it is no longer in flight and the next pop

@@ -56,18 +56,7 @@ extension SplitDriverQueue {
     /// indirect table; throws when `.indirect` was asked for and cannot be had.
     @inlinable @inline(__always)
     func useIndirect(total: Int, layout chainLayout: ChainLayout) throws(DriverQueueError) -> Bool {
-        switch chainLayout {
-        case .direct:
-            return false
-        case .automatic:
-            guard total > 1, let pool = indirectTables else { return false }
-            return pool.availableCount > 0 && total <= pool.entriesPerTable
-        case .indirect:
-            guard let pool = indirectTables else { throw .indirectUnavailable }
-            guard total <= pool.entriesPerTable else { throw .chainTooLong(segments: total, limit: pool.entriesPerTable) }
-            guard pool.availableCount > 0 else { throw .queueFull }
-            return true
-        }
+        try chainLayout.placesIndirect(total: total, pool: indirectTables)
     }
 
     /// Places a direct chain of 1...N segments: descriptors linked in the order the free ring

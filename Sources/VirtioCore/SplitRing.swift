@@ -4,6 +4,20 @@ public enum RingArea: String, Hashable, Sendable {
     case descriptorRing, driverEventArea, deviceEventArea
 }
 
+extension MemoryTranslator {
+    /// A ring area at device-visible `address`: its alignment checked (SPL-DRV-01, PKD-DRV-01),
+    /// then translated once as one contiguous range with `access`.
+    func resolve(_ area: RingArea, _ address: UInt64, _ size: Int, _ alignment: Int,
+                 _ access: MemoryAccess) throws(RingSetupError) -> HostRange {
+        guard address & UInt64(alignment - 1) == 0 else { throw .misaligned(area, address: address) }
+        do {
+            return try translateContiguous(address, length: size, access: access)
+        } catch {
+            throw .translation(area, error)
+        }
+    }
+}
+
 /// Why a ring could not be set up from the addresses the driver configured.
 public enum RingSetupError: Error, Hashable, Sendable {
     /// The queue size is 0 or above 32768, or (split) not a power of 2 (SPL-DEF-01, PKD-DEF-01,
@@ -59,17 +73,9 @@ public struct SplitRing: @unchecked Sendable {
     /// (SPL-DRV-01) and translated once with the access the device needs — the descriptor
     /// table and available ring read-only (SPL-DEV-03), the used ring writable.
     public init<Memory: MemoryTranslator>(layout: SplitRingLayout, addresses: SplitRingAddresses, memory: Memory) throws(RingSetupError) {
-        func resolve(_ area: RingArea, _ address: UInt64, _ size: Int, _ alignment: Int, _ access: MemoryAccess) throws(RingSetupError) -> HostRange {
-            guard address & UInt64(alignment - 1) == 0 else { throw .misaligned(area, address: address) }
-            do {
-                return try memory.translateContiguous(address, length: size, access: access)
-            } catch {
-                throw .translation(area, error)
-            }
-        }
-        let desc = try resolve(.descriptorTable, addresses.descriptorTable, layout.descriptorTableSize, SplitRingLayout.descriptorTableAlignment, .read)
-        let avail = try resolve(.availRing, addresses.availRing, layout.availRingSize, SplitRingLayout.availRingAlignment, .read)
-        let used = try resolve(.usedRing, addresses.usedRing, layout.usedRingSize, SplitRingLayout.usedRingAlignment, .write)
+        let desc = try memory.resolve(.descriptorTable, addresses.descriptorTable, layout.descriptorTableSize, SplitRingLayout.descriptorTableAlignment, .read)
+        let avail = try memory.resolve(.availRing, addresses.availRing, layout.availRingSize, SplitRingLayout.availRingAlignment, .read)
+        let used = try memory.resolve(.usedRing, addresses.usedRing, layout.usedRingSize, SplitRingLayout.usedRingAlignment, .write)
         try self.init(layout: layout, descriptorTable: desc, availRing: avail, usedRing: used)
     }
 

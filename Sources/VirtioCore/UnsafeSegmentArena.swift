@@ -91,6 +91,18 @@ struct UnsafeSegmentArena: @unchecked Sendable {
         self.overflowBlocks = overflowBlocks
     }
 
+    /// Returns the `count` overflow blocks linked behind block `head` to the free stack, whose
+    /// size is `freeCount`.
+    @inlinable
+    func releaseOverflow(after head: Int, count: Int, freeCount: inout Int) {
+        var block = head
+        for _ in 0..<count {
+            block = view.link(after: block)
+            freeStack[freeCount] = UInt32(block)
+            freeCount &+= 1
+        }
+    }
+
     /// Fills the free stack with every overflow block; returns the free count.
     @usableFromInline
     func resetFreeStack() -> Int {
