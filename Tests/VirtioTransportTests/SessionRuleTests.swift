@@ -112,6 +112,23 @@ struct SessionRuleTests {
                 try c.send(.setStatus(s))
             }
         },
+        ViolationCase(name: "GHT-PKD-08: a packed base left in place when the ring starts as a split one", reason: "beyond 16 bits") { c in
+            try c.negotiate([.replyAck, .status])
+            try c.shareMemory()
+            try c.send(.setFeatures([.version1, .ringPacked, .vhostUserProtocolFeatures]))
+            try c.send(.setVringBase(VhostUserVringState(index: 0, num: 0x8000_8000)))
+            try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+            let base = UInt64(c.pool.range.startAddress)
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 16)))
+            try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: base, used: base + 0x1000, available: base + 0x800, log: 0)))
+            let kick = try EventNotifier()
+            try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
+            try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))
+            for s: DeviceStatus in [[.acknowledge], [.acknowledge, .driver], [.acknowledge, .driver, .featuresOK],
+                                    [.acknowledge, .driver, .featuresOK, .driverOK]] {
+                try c.send(.setStatus(s))
+            }
+        },
         ViolationCase(name: "TRN-M-04: a split queue size that is not a power of 2", reason: "not a power of 2") { c in
             try c.negotiate()
             try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))

@@ -131,6 +131,8 @@ extension BackEndSession {
             }
             geometry = .packed(layout, PackedRingAddresses(descriptorRing: a.descriptor, driverEventArea: a.available, deviceEventArea: a.used))
         } else {
+            // A base accepted while RING_PACKED was negotiated, then features renegotiated.
+            guard v.base <= UInt32(UInt16.max) else { throw Violation("split ring base \(v.base) beyond 16 bits") }
             geometry = .split(SplitRingLayout(queueSize: v.size!)!,
                               SplitRingAddresses(descriptorTable: a.descriptor, availRing: a.available, usedRing: a.used))
         }
