@@ -70,15 +70,11 @@ func mappingLines(containing text: String) -> [String] {
     return lines
 }
 
-/// Whether the process-wide descriptor count comes back to `baseline`. Other suites may hold
-/// descriptors for a moment, so the count is re-read for up to a second before giving up; a
-/// real leak never comes back.
-func descriptorCountReturns(to baseline: Int) throws -> Bool {
-    for _ in 0..<100 {
-        if try openFileDescriptorCount() == baseline { return true }
-        usleep(10_000)
-    }
-    return false
+/// How many open descriptors refer to one of `identities` (``fileIdentity(of:)``): a leak check
+/// that other suites, opening and closing their own descriptors meanwhile, cannot disturb.
+func openDescriptorCount(referringTo identities: [String?]) throws -> Int {
+    let wanted = identities.compactMap { $0 }
+    return try openFileIdentities().filter { wanted.contains($0) }.count
 }
 
 /// Whether `fd` has FD_CLOEXEC set.
