@@ -139,6 +139,17 @@ public struct FragmentReader {
         return T(littleEndian: value)
     }
 
+    /// Hands up to `count` readable bytes to `body` piece by piece, each piece one contiguous
+    /// host range valid only during the call; `body` returns how many bytes of it it used, and
+    /// a piece used in part ends the walk. For devices that move payload with a system call
+    /// (a block device's `pwrite`) instead of a copy. Returns the bytes consumed.
+    @discardableResult
+    public mutating func consume(upTo count: Int, _ body: (UnsafeRawBufferPointer) -> Int) -> Int {
+        let n = cursor.advance(upTo: count) { piece, _ in piece.withUnsafeBytes { body($0) } }
+        bytesRead += n
+        return n
+    }
+
     /// Skips up to `count` bytes; returns how many.
     @discardableResult
     public mutating func skip(_ count: Int) -> Int {
@@ -187,6 +198,26 @@ public struct FragmentWriter {
         }
         bytesWritten += n
         return n
+    }
+
+    /// Offers up to `count` writable bytes to `body` piece by piece, each piece one contiguous
+    /// host range valid only during the call; `body` returns how many bytes it filled, and a
+    /// piece filled in part ends the walk. For devices that fill buffers with a system call (a
+    /// block device's `pread`). Returns the bytes produced, which count as written.
+    @discardableResult
+    public mutating func produce(upTo count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        let n = cursor.advance(upTo: count) { piece, _ in piece.withUnsafeMutableBytes { body($0) } }
+        bytesWritten += n
+        return n
+    }
+
+    /// Writes `count` zero bytes (or as many as fit); returns how many.
+    @discardableResult
+    public mutating func writeZeros(_ count: Int) -> Int {
+        produce(upTo: count) { piece in
+            piece.initializeMemory(as: UInt8.self, repeating: 0)
+            return piece.count
+        }
     }
 
     /// Writes all of `bytes`, or throws without writing when they do not fit.

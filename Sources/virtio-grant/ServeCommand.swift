@@ -13,17 +13,24 @@ struct ServeCommand {
     let socket: String
     let device: String
     let queues: Int
+    let image: String?
+    let readOnly: Bool
     let sessions: Int?
     let verbose: Bool
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["socket", "device", "queues", "sessions"], flags: ["verbose"])
+        let options = try Options(arguments, options: ["socket", "device", "queues", "sessions", "image"], flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH") }
         guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
         self.socket = socket
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo"])
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk"])
         queues = try options.int("queues", default: 1, in: 1...64)
+        image = options.string("image")
+        readOnly = options.flag("read-only")
+        guard (device == "blk") == (image != nil) else {
+            throw UsageError(description: device == "blk" ? "serve --device blk needs --image FILE" : "--image is for --device blk")
+        }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
     }
@@ -50,13 +57,16 @@ struct ServeCommand {
             let count = ended.add(1, ordering: .relaxed).newValue
             if let limit, count >= limit { try? done.signal() }
         }
-        let queues = self.queues, device = self.device
+        let makeDevice: @Sendable () -> any VirtioDevice
+        do {
+            makeDevice = try deviceFactory()
+        } catch {
+            report(error: "\(error)")
+            return 1
+        }
         let backEnd: BackEnd
         do {
-            backEnd = try BackEnd(socketPath: socket, configuration: configuration) {
-                device == "echo" ? EchoDevice(queueCount: queues, maxQueueSize: 32768) as any VirtioDevice
-                                 : ChecksumEchoDevice(queueCount: queues, maxQueueSize: 32768)
-            }
+            backEnd = try BackEnd(socketPath: socket, configuration: configuration, makeDevice: makeDevice)
         } catch {
             report(error: "cannot listen on \(socket): \(error)")
             return 1
@@ -81,6 +91,29 @@ struct ServeCommand {
         // The signal thread may still be in sigwait; the process ends without joining it.
         withExtendedLifetime(signalWaiter) {}
         return 0
+    }
+
+    /// What each connection is served: the image is opened once, before listening, so that a
+    /// missing or unreadable file is reported at start.
+    private func deviceFactory() throws -> @Sendable () -> any VirtioDevice {
+        let queues = self.queues
+        switch device {
+        case "echo":
+            return { EchoDevice(queueCount: queues, maxQueueSize: 32768) }
+        case "blk":
+            let file: StorageFile
+            do {
+                file = try StorageFile(path: image!, writable: !readOnly)
+            } catch {
+                throw UsageError(description: "cannot open image \(image!): \(error)")
+            }
+            var configuration = BlockDevice.Configuration()
+            configuration.queueCount = queues
+            configuration.readOnly = readOnly
+            return { [configuration] in BlockDevice(file: file, configuration: configuration) }
+        default:
+            return { ChecksumEchoDevice(queueCount: queues, maxQueueSize: 32768) }
+        }
     }
 
     private func report(error: String) {

@@ -13,8 +13,10 @@ let usage = """
         --json             JSON lines (one per guest, then the verdict) instead of the summary
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
-        --device D         checksum (default; reply: FNV-1a-64 + echo) or echo
-        --queues N         queues per device (default 1)
+        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, or blk (virtio-blk)
+        --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
+        --read-only        blk: offer RO; writes fail with IOERR
+        --queues N         queues per device (default 1; blk: request queues, MQ above 1)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
       guest                a front-end process: connects, negotiates, runs a workload, verifies
@@ -26,7 +28,8 @@ let usage = """
         --domain D         this guest's grant domain (default 1)
         --mode M           grants (default) or gpa (guest-physical addresses)
         --ring R           split (default) or packed
-        --queue-size N     (default 256; packed rings need not be a power of 2)    --outstanding N   requests in flight (default 64)
+        --queue-size N     (default 256; packed rings need not be a power of 2)
+        --outstanding N    requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
       bench ring           workload W1: one thread plays driver and device of a queue
         --descs 1,2        descriptors per chain (default 1,2)

@@ -44,6 +44,15 @@ int CVirtioShim_pidfd_open(pid_t pid);
 // error number like the other posix_spawn calls (ENOSYS on an older glibc).
 int CVirtioShim_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
+// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): deallocates the
+// range, which then reads as zeros, keeping the file size (a block device's DISCARD).
+int CVirtioShim_punch_hole(int fd, int64_t offset, int64_t length);
+
+// fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length): the range reads as
+// zeros afterwards (a block device's WRITE_ZEROES). -1 with EOPNOTSUPP where the file system
+// cannot; the caller then writes zeros.
+int CVirtioShim_zero_range(int fd, int64_t offset, int64_t length);
+
 // The CMSG_* macros, which Swift cannot import.
 static inline struct cmsghdr *CVirtioShim_CMSG_FIRSTHDR(const struct msghdr *msg) {
     return CMSG_FIRSTHDR(msg);

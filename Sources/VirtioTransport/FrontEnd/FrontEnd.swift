@@ -116,6 +116,7 @@ public final class FrontEnd: @unchecked Sendable {
         }
         if configuration.useEventIndex { wanted.insert(.eventIndex) }
         if configuration.useIndirectDescriptors { wanted.insert(.indirectDescriptors) }
+        wanted.formUnion(configuration.deviceFeatures.intersection(.deviceTypeBits))
         features = wanted.intersection(offered)
         try request(.setFeatures(features.union(.vhostUserProtocolFeatures)))
         try setStatus([.acknowledge, .driver, .featuresOK])

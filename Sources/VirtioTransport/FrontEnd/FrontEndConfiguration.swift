@@ -32,6 +32,9 @@ public struct FrontEndConfiguration: Sendable {
     public var maxReplySize = 64 * 1024
     /// Requests in flight per queue (each has its own request and reply buffers).
     public var maxOutstanding = 64
+    /// Device-type feature bits to accept when the device offers them (bits 0–23, 50–63;
+    /// VIRTIO 1.2 §5): a block device's DISCARD, say. Others are never accepted.
+    public var deviceFeatures: VirtioFeatures = []
     /// Use EVENT_IDX and INDIRECT_DESC when offered.
     public var useEventIndex = true
     public var useIndirectDescriptors = true

@@ -131,7 +131,8 @@ public final class FrontEndQueue: @unchecked Sendable {
         guard let slot = freeSlots.popLast() else { throw .exhausted("\(slots) requests already in flight") }
         let base = slot * requestPages * GrantHandle.pageSize
         _ = requests.host.copyBytes(to: base, from: request)
-        let n = max(1, min(parts, request.count))
+        // An empty request has no readable segment at all (a receive buffer).
+        let n = min(max(1, parts), request.count)
         var readable: [BufferSegment] = []
         readable.reserveCapacity(n)
         var at = 0
@@ -140,7 +141,8 @@ public final class FrontEndQueue: @unchecked Sendable {
             readable.append(BufferSegment(address: requests.deviceAddress(base + at), length: UInt32(end - at)))
             at = end
         }
-        let writable = [BufferSegment(address: replies.deviceAddress(slot * replyPages * GrantHandle.pageSize), length: UInt32(replyCapacity))]
+        let writable = replyCapacity == 0 ? []
+            : [BufferSegment(address: replies.deviceAddress(slot * replyPages * GrantHandle.pageSize), length: UInt32(replyCapacity))]
         do {
             let token = try add(readable: readable, writable: writable)
             slotOfToken[token] = slot

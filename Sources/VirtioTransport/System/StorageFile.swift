@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVirtioShim
+import VirtioCore
+
+/// A regular file (or block device node) a device stores data in: a block device's image.
+///
+/// Payload moves between the file and a request's resolved fragments with `pread`/`pwrite`
+/// straight into and out of guest memory, no intermediate copy. Every call is positional, so
+/// the queues of a multi-queue device may use one file from their own threads at once.
+public final class StorageFile: Sendable {
+    public let path: String
+    public let isWritable: Bool
+    /// The size in bytes when the file was opened (a device's capacity is fixed at creation).
+    public let size: UInt64
+    private let fd: FileDescriptor
+
+    /// Opens `path`, for reading and writing unless `writable` is false.
+    public init(path: String, writable: Bool = true) throws(SystemError) {
+        self.path = path
+        isWritable = writable
+        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        fd = FileDescriptor(adopting: try valueOrErrno("open") { Glibc.open(path, flags) })
+        let raw = fd.rawValue
+        var info = stat()
+        try nothingOrErrno("fstat") { fstat(raw, &info) }
+        if info.st_mode & S_IFMT == S_IFBLK {
+            // A block device node reports size 0 in st_size; its end is where lseek goes.
+            size = UInt64(try valueOrErrno("lseek") { lseek(raw, 0, SEEK_END) })
+        } else {
+            size = UInt64(info.st_size)
+        }
+    }
+
+    /// Reads `count` bytes at `offset` into the request's writable fragments. Bytes past the end
+    /// of the file read as zeros (a file shrunk behind the device's back, or a sparse tail).
+    ///
+    /// - Returns: the bytes produced (`count`, unless the request has less room).
+    @discardableResult
+    public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
+        let raw = fd.rawValue
+        var position = offset
+        var failure: SystemError?
+        var atEnd = false
+        let produced = writer.produce(upTo: count) { piece in
+            var done = 0
+            while done < piece.count {
+                let n: Int
+                do throws(SystemError) {
+                    n = try valueOrErrno("pread") {
+                        pread(raw, piece.baseAddress! + done, piece.count - done, off_t(Int64(bitPattern: position)))
+                    }
+                } catch {
+                    failure = error
+                    return done
+                }
+                if n == 0 {
+                    atEnd = true
+                    break
+                }
+                done += n
+                position += UInt64(n)
+            }
+            if atEnd { UnsafeMutableRawBufferPointer(rebasing: piece[done...]).initializeMemory(as: UInt8.self, repeating: 0) }
+            return piece.count
+        }
+        if let failure { throw failure }
+        return produced
+    }
+
+    /// Writes `count` bytes from the request's readable fragments at `offset`.
+    ///
+    /// - Returns: the bytes consumed (`count`, unless the request has fewer).
+    @discardableResult
+    public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
+        let raw = fd.rawValue
+        var position = offset
+        var failure: SystemError?
+        let consumed = reader.consume(upTo: count) { piece in
+            var done = 0
+            while done < piece.count {
+                do throws(SystemError) {
+                    let n = try valueOrErrno("pwrite") {
+                        pwrite(raw, piece.baseAddress! + done, piece.count - done, off_t(Int64(bitPattern: position)))
+                    }
+                    done += n
+                    position += UInt64(n)
+                } catch {
+                    failure = error
+                    return done
+                }
+            }
+            return done
+        }
+        if let failure { throw failure }
+        return consumed
+    }
+
+    /// Makes every completed write durable (`fdatasync`): a block device's FLUSH.
+    public func synchronize() throws(SystemError) {
+        let raw = fd.rawValue
+        try nothingOrErrno("fdatasync") { fdatasync(raw) }
+    }
+
+    /// Deallocates a range, which then reads as zeros; the size stays (a block device's DISCARD).
+    public func deallocate(at offset: UInt64, length: UInt64) throws(SystemError) {
+        let raw = fd.rawValue
+        try nothingOrErrno("fallocate(PUNCH_HOLE)") { CVirtioShim_punch_hole(raw, Int64(bitPattern: offset), Int64(bitPattern: length)) }
+    }
+
+    /// Makes a range read as zeros (a block device's WRITE_ZEROES): `fallocate(ZERO_RANGE)`, or
+    /// zeros written where the file system cannot.
+    public func zero(at offset: UInt64, length: UInt64) throws(SystemError) {
+        let raw = fd.rawValue
+        do throws(SystemError) {
+            try nothingOrErrno("fallocate(ZERO_RANGE)") { CVirtioShim_zero_range(raw, Int64(bitPattern: offset), Int64(bitPattern: length)) }
+            return
+        } catch {
+            guard error.errno == EOPNOTSUPP || error.errno == EINVAL else { throw error }
+        }
+        let chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var position = offset, left = length
+        while left > 0 {
+            let n = Int(min(UInt64(chunk.count), left))
+            let written = try chunk.withUnsafeBytes { bytes in
+                Result { () throws(SystemError) in
+                    try valueOrErrno("pwrite") { pwrite(raw, bytes.baseAddress!, n, off_t(Int64(bitPattern: position))) }
+                }
+            }.get()
+            position += UInt64(written)
+            left -= UInt64(written)
+        }
+    }
+}
