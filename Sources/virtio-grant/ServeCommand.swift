@@ -24,7 +24,7 @@ struct ServeCommand {
         guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH") }
         guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
         self.socket = socket
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk"])
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net"])
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
         readOnly = options.flag("read-only")
@@ -111,6 +111,10 @@ struct ServeCommand {
             configuration.queueCount = queues
             configuration.readOnly = readOnly
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
+        case "net":
+            // One switch for the process: every connection is a port of it.
+            let networkSwitch = NetworkSwitch()
+            return { NetworkDevice(switch: networkSwitch) }
         default:
             return { ChecksumEchoDevice(queueCount: queues, maxQueueSize: 32768) }
         }

@@ -13,7 +13,8 @@ let usage = """
         --json             JSON lines (one per guest, then the verdict) instead of the summary
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
-        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, or blk (virtio-blk)
+        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk) or
+                           net (virtio-net; every connection a port of one learning switch)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)
@@ -31,6 +32,12 @@ let usage = """
         --queue-size N     (default 256; packed rings need not be a power of 2)
         --outstanding N    requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
+      net-peer             a second guest on a net back-end: answers ARP and ping for --ip
+        --socket PATH      the back-end (required)
+        --ip A.B.C.D       its IPv4 address (default 10.0.2.2)
+        --seconds S        how long it answers (default 30)
+        --expect-echoes N  exit 1 unless at least N echo requests were answered (default 0)
+        --mode M           grants (default) or gpa
       bench ring           workload W1: one thread plays driver and device of a queue
         --descs 1,2        descriptors per chain (default 1,2)
         --batch 1,32       chains per publish (default 1,32)
@@ -73,6 +80,8 @@ do throws(UsageError) {
         exit(try ServeCommand(arguments.dropFirst()).run())
     case "guest":
         exit(try GuestCommand(arguments.dropFirst()).run())
+    case "net-peer":
+        exit(try NetPeerCommand(arguments.dropFirst()).run())
     case "bench":
         switch arguments.dropFirst().first {
         case "ring":

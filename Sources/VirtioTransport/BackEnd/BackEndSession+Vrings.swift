@@ -177,8 +177,10 @@ extension BackEndSession {
     private func startWorker<Queue: DeviceQueue>(_ i: Int, _ queue: Queue, quiescentPoint: (() -> Void)?,
                                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint)
-        vrings[i].worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
-                                           batchLimit: configuration.batchLimit, onBroken: onBroken)
+        let worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
+                                     batchLimit: configuration.batchLimit, onBroken: onBroken)
+        vrings[i].worker = worker
+        device.queueStarted(i, doorbell: worker.doorbell)
     }
 
     /// Grant mode: the ring areas pinned through the mapper, buffers through a per-queue IOTLB.
@@ -237,6 +239,7 @@ extension BackEndSession {
     func stopQueue(_ i: Int) -> UInt32 {
         guard let worker = vrings[i].worker else { return vrings[i].base }
         let position = worker.stop()
+        device.queueStopped(i)
         let s = worker.statistics
         let tlb = vrings[i].iotlb?.statistics
         report.withLock { r in

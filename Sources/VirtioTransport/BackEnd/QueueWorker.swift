@@ -96,6 +96,9 @@ final class QueueWorker: @unchecked Sendable {
     /// Wakes the worker so that it passes a quiescent point (pending grant revocations).
     func nudge() { try? wake.signal() }
 
+    /// A doorbell the device rings to make the worker drain again.
+    var doorbell: QueueDoorbell { QueueDoorbell(wake) }
+
     /// Stops the worker and waits for it; returns where the queue stopped, in GET_VRING_BASE's
     /// encoding (``DeviceQueue/vringBase``).
     @discardableResult

@@ -19,6 +19,9 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     /// Whether the last batch stopped at a chain naming an address that is not mapped yet:
     /// draining stops until the next call (a mapping arrived, or the driver kicked).
     public private(set) var isWaitingForMapping = false
+    /// Whether the last batch found the device unable to use another buffer
+    /// (``VirtioDevice/readyBuffers(queue:)`` was 0): draining stops until its doorbell rings.
+    public private(set) var isPacedByDevice = false
     /// Chains processed since creation.
     public private(set) var processed = 0
     /// Batches handed to the device since creation.
@@ -41,6 +44,11 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         resolver.removeAll()
         chains.removeAll(keepingCapacity: true)
         spans.removeAll(keepingCapacity: true)
+        var limit = limit
+        if let ready = device.readyBuffers(queue: index), ready < limit {
+            limit = ready
+            isPacedByDevice = ready == 0
+        }
         while chains.count < limit, let chain = try queue.popAvailable() {
             do {
                 spans.append(try resolver.resolve(chain, through: queue.memory))
@@ -80,12 +88,19 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         var total = 0
         var notify = false
         isWaitingForMapping = false
+        isPacedByDevice = false
         repeat {
             while true {
                 let r = try runBatch(limit: batchLimit)
                 total += r.processed
                 notify = notify || r.notify
-                if r.processed == 0 || isWaitingForMapping { break }
+                if r.processed == 0 || isWaitingForMapping || isPacedByDevice { break }
+            }
+            // A paced queue re-arms the kick too: the driver's next buffers are news only once
+            // the device can use them, but a kick then costs nothing and is never missed.
+            if isPacedByDevice {
+                _ = queue.enableNotifications()
+                break
             }
         } while !isWaitingForMapping && queue.enableNotifications()
         return (total, notify)

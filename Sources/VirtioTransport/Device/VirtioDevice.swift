@@ -30,9 +30,34 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func process(queue: Int, batch: inout RequestBatch)
     /// Returns to the initial state (device reset, or the front-end went away).
     func reset()
+
+    /// How many available buffers of `queue` the device can use now; the back-end pops no
+    /// more than that. `nil`, the default: every buffer the driver offers. A network device's
+    /// receive queue answers the frames waiting for it, so that buffers stay with the driver
+    /// until there is something to put in them.
+    func readyBuffers(queue: Int) -> Int?
+    /// `queue` started serving (DRIVER_OK, or after a restart); `doorbell` makes its worker look
+    /// at the queue again, for a device with buffers to fill on its own schedule.
+    func queueStarted(_ queue: Int, doorbell: QueueDoorbell)
+    /// `queue` stopped; its doorbell rings nobody.
+    func queueStopped(_ queue: Int)
+}
+
+/// Wakes one queue's worker so that it asks the device again how many buffers it can use
+/// (``VirtioDevice/readyBuffers(queue:)``): a frame arrived for a receive queue.
+public final class QueueDoorbell: Sendable {
+    private let notifier: EventNotifier
+
+    init(_ notifier: EventNotifier) { self.notifier = notifier }
+
+    /// Rings the doorbell; any thread, any number of times (rings coalesce).
+    public func ring() { try? notifier.signal() }
 }
 
 extension VirtioDevice {
+    public func readyBuffers(queue: Int) -> Int? { nil }
+    public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {}
+    public func queueStopped(_ queue: Int) {}
     public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
     public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { false }
     public func acceptFeatures(_ features: VirtioFeatures) -> Bool { true }
