@@ -27,6 +27,10 @@ public protocol DeviceQueue<Memory>: Sendable {
     mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain?
     /// Un-pops the chain popped last (a buffer not mapped yet, GHT-IOVA-06).
     mutating func giveBack(_ chain: DescriptorChain)
+    /// Why the last ``popAvailable()`` returned `nil` with chains still available: an indirect
+    /// table at an address not mapped yet (GHT-IOVA-06). Nothing was consumed; the pop is
+    /// retried once the mapping arrives. Reading it clears it.
+    mutating func takeMappingMiss() -> TranslationFault?
     /// Completes `chain` with `length` bytes written.
     mutating func addUsed(_ chain: DescriptorChain, length: UInt32)
     /// Makes the completions added so far visible to the driver.

@@ -36,13 +36,21 @@ public struct DeviceStatus: OptionSet, Hashable, Sendable, CustomStringConvertib
     /// one (STAT-DRV-02), define no unknown bit, not claim the device-owned
     /// DEVICE_NEEDS_RESET bit unless it was already set, and its progress bits must form a
     /// prefix of ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK (STAT-DRV-01). FAILED may be
-    /// added at any time; after FAILED only a reset is legal (STAT-DRV-03).
-    public static func validateDriverWrite(from old: DeviceStatus, to new: DeviceStatus) throws(StatusTransitionError) {
+    /// added at any time; after FAILED only a reset is legal (STAT-DRV-03). Without
+    /// `strictOrder`, the progress bits may come in any combination but DRIVER_OK without
+    /// FEATURES_OK: a vhost-user front-end's summary of the driver's writes (GHT-VU-23).
+    public static func validateDriverWrite(from old: DeviceStatus, to new: DeviceStatus, strictOrder: Bool = true) throws(StatusTransitionError) {
         if new.isEmpty { return }
         if !defined.isSuperset(of: new) { throw .undefinedBits(new.subtracting(defined)) }
         if old.contains(.failed) && new != old { throw .writeAfterFailed }
         if !new.isSuperset(of: old.subtracting(.deviceNeedsReset)) { throw .clearsBits(old.subtracting(new)) }
         if new.contains(.deviceNeedsReset) && !old.contains(.deviceNeedsReset) { throw .deviceOwnedBit }
+        if !strictOrder {
+            // GHT-VU-23: a vhost-user front-end reports what the driver has reached, not each
+            // write; only DRIVER_OK before FEATURES_OK stays illegal.
+            if new.contains(.driverOK) && !new.contains(.featuresOK) { throw .outOfOrder(.driverOK) }
+            return
+        }
         var gapSeen = false
         for bit in initializationOrder {
             if new.contains(bit) {

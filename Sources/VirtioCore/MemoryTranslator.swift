@@ -38,6 +38,9 @@ public struct TranslationFault: Error, Hashable, Sendable, CustomStringConvertib
         case notContiguous
         /// The mapper's resources for this peer are exhausted (too many mappings).
         case exhausted
+        /// A miss reported to the front-end again and again and never answered with a mapping
+        /// (IOVA mode, GHT-IOVA-07): the address is treated as unmapped for good.
+        case missUnanswered
     }
 
     public var kind: Kind

@@ -60,7 +60,10 @@ extension PackedDeviceQueue {
             do {
                 table = UnsafeDescriptorTable(try memory.translateContiguous(d.address, length: Int(d.length), access: .read))
             } catch {
-                throw fail(.indirectTableFault(error))
+                // GHT-IOVA-06: not mapped yet is a miss; nothing is consumed (see the split ring).
+                guard error.kind == .notMapped else { throw fail(.indirectTableFault(error)) }
+                mappingMiss = error
+                return nil
             }
             // PKD-DEF-07: entries follow each other (no links); only WRITE counts in them, and
             // the WRITE of the INDIRECT descriptor itself is ignored.
@@ -125,6 +128,11 @@ extension PackedDeviceQueue {
     /// ``SplitDeviceQueue/giveBack(_:)``; GHT-IOVA-06).
     ///
     /// - Precondition: `chain` is the chain popped last and is still in flight.
+    public mutating func takeMappingMiss() -> TranslationFault? {
+        defer { mappingMiss = nil }
+        return mappingMiss
+    }
+
     public mutating func giveBack(_ chain: DescriptorChain) {
         guard chain.epoch == epoch, !broken else { return }
         let id = chain.head

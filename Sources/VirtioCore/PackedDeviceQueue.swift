@@ -39,6 +39,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline var epoch: UInt32 = 0
     @usableFromInline var broken = false
     @usableFromInline var brokenBy: VirtqueueError?
+    /// Set when a pop stopped at an indirect table that is not mapped yet (GHT-IOVA-06).
+    @usableFromInline var mappingMiss: TranslationFault?
     /// IN_ORDER: the used descriptor being batched (PKD-DEF-08), not yet written.
     @usableFromInline var pendingUsed: PendingUsed?
 

@@ -144,7 +144,12 @@ extension SplitDeviceQueue {
                 do {
                     range = try memory.translateContiguous(d.address, length: Int(d.length), access: .read)
                 } catch {
-                    throw fail(.indirectTableFault(error))
+                    // GHT-IOVA-06: a table the front-end has not mapped yet is a miss, not a
+                    // violation: nothing is consumed and the pop is retried after the mapping.
+                    guard error.kind == .notMapped else { throw fail(.indirectTableFault(error)) }
+                    releaseOverflow(after: Int(head), count: taken)
+                    mappingMiss = error
+                    return nil
                 }
                 // IND-DEV-01: the WRITE flag of the descriptor pointing at the table is ignored.
                 table = UnsafeDescriptorTable(range)
@@ -193,6 +198,11 @@ extension SplitDeviceQueue {
         return DescriptorChain(headIndex: head, epoch: epoch, first: firstSegment, segmentCount: count,
                                readableSegmentCount: readableCount, readableLength: readable, writableLength: writable,
                                view: arena.view)
+    }
+
+    public mutating func takeMappingMiss() -> TranslationFault? {
+        defer { mappingMiss = nil }
+        return mappingMiss
     }
 
     /// Returns the `count` overflow blocks linked behind block `head` to the free stack.

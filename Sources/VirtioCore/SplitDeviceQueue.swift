@@ -38,6 +38,8 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     @usableFromInline var availBase: UInt16
     @usableFromInline var usedBase: UInt16
     @usableFromInline var brokenBy: VirtqueueError?
+    /// Set when a pop stopped at an indirect table that is not mapped yet (GHT-IOVA-06).
+    @usableFromInline var mappingMiss: TranslationFault?
     /// The next available-ring position to pop.
     @inlinable
     var lastAvail: UInt16 { availCursor.next }

@@ -46,6 +46,8 @@ public final class IOVASpace: @unchecked Sendable {
     struct State {
         var ranges: [Range] = []   // sorted by start, non-overlapping
         var misses: [(page: UInt64, access: MemoryAccess)] = []
+        /// How often each page still unmapped has been reported (GHT-IOVA-07).
+        var reports: [UInt64: Int] = [:]
         var droppedMisses = 0
     }
 
@@ -57,9 +59,15 @@ public final class IOVASpace: @unchecked Sendable {
     /// The most distinct pending misses kept (failure mode: unbounded miss growth).
     public let missCapacity: Int
 
-    public init(capacity: Int = 1 << 16, missCapacity: Int = 64) {
+    /// How many times one page is reported missing before the space stops asking: a front-end
+    /// that cannot translate an address (the guest mapped it without the access the device
+    /// needs) answers nothing, and the queue would otherwise retry forever.
+    public let missReportLimit: Int
+
+    public init(capacity: Int = 1 << 16, missCapacity: Int = 64, missReportLimit: Int = 8) {
         self.capacity = capacity
         self.missCapacity = missCapacity
+        self.missReportLimit = missReportLimit
     }
 
     /// The current generation (changes with every update or invalidation).
@@ -77,21 +85,26 @@ public final class IOVASpace: @unchecked Sendable {
             let i = s.ranges.firstIndex { $0.start > iova } ?? s.ranges.count
             s.ranges.insert(Range(start: iova, end: end, host: host.startAddress, permissions: permissions), at: i)
             s.misses.removeAll { $0.page >= iova >> 12 && ($0.page << 12) &- iova < size }
+            s.reports = s.reports.filter { !($0.key >= iova >> 12 && ($0.key << 12) &- iova < size) }
         }
         generationCounter.add(1, ordering: .releasing)
     }
 
-    /// Removes every mapping of `[iova, iova + size)`.
+    /// Removes every mapping of `[iova, iova + size)`. A size of 0 stands for 2^64 (QEMU
+    /// computes `addr_mask + 1` for a notifier spanning the whole space): everything from `iova`
+    /// on goes (GHT-IOVA-08).
     public func invalidate(iova: UInt64, size: UInt64) {
-        guard size > 0 else { return }
-        let end = iova <= UInt64.max - (size - 1) ? iova &+ size : 0
+        let end = size != 0 && iova <= UInt64.max - (size - 1) ? iova &+ size : 0
         state.withLock { Self.remove(&$0.ranges, iova, end) }
         generationCounter.add(1, ordering: .releasing)
     }
 
     /// Removes everything (device reset, ACCESS_PLATFORM renegotiated).
     public func invalidateAll() {
-        state.withLock { $0.ranges.removeAll() }
+        state.withLock { s in
+            s.ranges.removeAll()
+            s.reports.removeAll()
+        }
         generationCounter.add(1, ordering: .releasing)
     }
 
@@ -140,19 +153,25 @@ public final class IOVASpace: @unchecked Sendable {
         state.withLock { s in s.ranges.contains { $0.start <= iova && ($0.end == 0 || iova < $0.end) } }
     }
 
-    /// Records a miss (coalesced per page; beyond ``missCapacity`` distinct pages, dropped and counted).
-    func recordMiss(_ iova: UInt64, access: MemoryAccess) {
+    /// Records a miss (coalesced per page; beyond ``missCapacity`` distinct pages, dropped and
+    /// counted). Returns false once the page has been reported ``missReportLimit`` times with
+    /// no mapping since: the miss is then a fault, not a wait (GHT-IOVA-07).
+    func recordMiss(_ iova: UInt64, access: MemoryAccess) -> Bool {
         state.withLock { s in
             let page = iova >> 12
-            guard !s.misses.contains(where: { $0.page == page && $0.access == access }) else { return }
+            if s.reports[page, default: 0] >= missReportLimit { return false }
+            guard !s.misses.contains(where: { $0.page == page && $0.access == access }) else { return true }
             if s.misses.count < missCapacity { s.misses.append((page, access)) } else { s.droppedMisses += 1 }
+            return true
         }
     }
 
-    /// The pending misses (page-aligned IOVA and access), oldest first; the list is emptied.
+    /// The pending misses (page-aligned IOVA and access), oldest first; the list is emptied and
+    /// each page's report counted.
     public func takeMisses() -> [(iova: UInt64, access: MemoryAccess)] {
         state.withLock { s in
             defer { s.misses.removeAll() }
+            for m in s.misses { s.reports[m.page, default: 0] += 1 }
             return s.misses.map { ($0.page << 12, $0.access) }
         }
     }

@@ -83,8 +83,7 @@ public struct IOVATranslator: MemoryTranslator, @unchecked Sendable {
         guard let found = space.lookup(address, access: access) else {
             counters[2] &+= 1
             if space.isMapped(address) { return .failure(.permissionDenied) }
-            space.recordMiss(address, access: access)
-            return .failure(.notMapped)
+            return space.recordMiss(address, access: access) ? .failure(.notMapped) : .failure(.missUnanswered)
         }
         counters[1] &+= 1
         // Cache the page this address is in (the part of it the range covers).

@@ -27,6 +27,36 @@ struct IOVATranslatorTests {
         }
     }
 
+    @Test("GHT-IOVA-07: a page reported missing missReportLimit times with no mapping since becomes a missUnanswered fault; a mapping resets the count")
+    func unansweredMiss() throws {
+        let space = IOVASpace(missReportLimit: 3)
+        let cache = IOVACache(space: space)
+        defer { withExtendedLifetime(cache) {} }
+        let t = cache.translator
+        for _ in 0..<3 {
+            #expect(throws: TranslationFault(.notMapped, address: 0x7000, length: 8, access: .write)) { _ = try t.translate(0x7000, length: 8, access: .write) }
+            #expect(space.takeMisses().map(\.iova) == [0x7000])
+        }
+        #expect(throws: TranslationFault(.missUnanswered, address: 0x7000, length: 8, access: .write)) { _ = try t.translate(0x7000, length: 8, access: .write) }
+        #expect(space.takeMisses().isEmpty, "no fourth report")
+        try space.update(iova: 0x7000, size: 0x1000, host: host(0x7000, 0x1000), permissions: .readWrite)
+        space.invalidate(iova: 0x7000, size: 0x1000)
+        #expect(throws: TranslationFault(.notMapped, address: 0x7000, length: 8, access: .write)) { _ = try t.translate(0x7000, length: 8, access: .write) }
+    }
+
+    @Test("GHT-IOVA-08: an INVALIDATE of size 0 stands for 2^64 bytes: every mapping from its IOVA on goes")
+    func invalidateSizeZero() throws {
+        let space = IOVASpace()
+        try space.update(iova: 0x1000, size: 0x1000, host: host(0x1000, 0x1000), permissions: .read)
+        try space.update(iova: 0xFFFF_F000, size: 0x1000, host: host(0x2000, 0x1000), permissions: .read)
+        space.invalidate(iova: 0x1000, size: 0)
+        #expect(space.rangeCount == 0)
+        try space.update(iova: 0x1000, size: 0x1000, host: host(0x1000, 0x1000), permissions: .read)
+        try space.update(iova: 0x8000, size: 0x1000, host: host(0x2000, 0x1000), permissions: .read)
+        space.invalidate(iova: 0x2000, size: 0)
+        #expect(space.rangeCount == 1, "what lies below the IOVA stays")
+    }
+
     @Test("GHT-IOVA-02: an unmapped IOVA is a miss: a typed fault, recorded once per page, bounded")
     func misses() throws {
         let space = IOVASpace(missCapacity: 2)

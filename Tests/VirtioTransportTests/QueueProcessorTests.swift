@@ -96,6 +96,49 @@ struct IOVAQueueProcessorTests {
         }
     }
 
+    @Test("GHT-IOVA-06: an indirect table at an IOVA not mapped yet is a miss, not a violation: nothing is consumed and the chain completes after the update (split and packed rings)",
+          arguments: [false, true])
+    func indirectTableMiss(packed: Bool) throws {
+        let region = GuestMemoryRegion(size: 1 << 20)
+        let space = IOVASpace()
+        try space.update(iova: 0xA000_0000, size: 0x10000, host: region.range.slice(offset: 0, length: 0x10000), permissions: .readWrite)
+        let cache = IOVACache(space: space)
+        let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
+        let ringBlock = region.range.slice(offset: 0, length: 4096)
+        // The tables live at 0x20000 (IOVA 0xA002_0000), which is not mapped at first.
+        let tables = IndirectTablePool(block: region.range.slice(offset: 0x20000, length: 0x1000), deviceAddress: 0xA002_0000,
+                                       tableCount: 4, entriesPerTable: 4)
+        let device = EchoDevice()
+        func exercise<Driver: DriverQueue, Queue: DeviceQueue>(_ driver: inout Driver, _ queue: Queue) throws {
+            var processor = QueueProcessor(queue: queue, index: 0, device: device)
+            region.write(Array(repeating: 7, count: 32), at: 0x8000)
+            try driver.add(readable: [BufferSegment(address: 0xA000_8000, length: 16), BufferSegment(address: 0xA000_8010, length: 16)],
+                           writable: [BufferSegment(address: 0xA000_9000, length: 32)], token: 5, layout: .indirect)
+            driver.publish()
+            #expect(try processor.drain().processed == 0 && processor.isWaitingForMapping)
+            #expect(!processor.queue.isBroken && !status.status.contains(.deviceNeedsReset))
+            #expect(processor.queue.inFlightCount == 0, "nothing was consumed")
+            #expect(space.takeMisses().map(\.iova) == [0xA002_0000])
+            try space.update(iova: 0xA002_0000, size: 0x1000, host: region.range.slice(offset: 0x20000, length: 0x1000), permissions: .read)
+            #expect(try processor.drain().processed == 1 && !processor.isWaitingForMapping)
+            #expect(try driver.reapUsed() == UsedBuffer(token: 5, writtenLength: 32))
+            #expect(region.read(at: 0x9000, count: 32) == Array(repeating: 7, count: 32))
+        }
+        if packed {
+            let features: VirtioFeatures = [.version1, .accessPlatform, .ringPacked, .indirectDescriptors]
+            let layout = PackedRingLayout(queueSize: 16)!
+            var driver = PackedDriverQueue(ring: try PackedRing(layout: layout, contiguous: ringBlock), features: features, indirectTables: tables)
+            try exercise(&driver, try PackedDeviceQueue(queueSize: 16, addresses: PackedRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
+                                                       memory: cache.translator, features: features, statusCell: status))
+        } else {
+            let features: VirtioFeatures = [.version1, .accessPlatform, .indirectDescriptors]
+            let layout = SplitRingLayout(queueSize: 16)!
+            var driver = SplitDriverQueue(ring: try SplitRing(layout: layout, contiguous: ringBlock), features: features, indirectTables: tables)
+            try exercise(&driver, try SplitDeviceQueue(queueSize: 16, addresses: SplitRingAddresses(contiguousAt: 0xA000_0000, layout: layout),
+                                                      memory: cache.translator, features: features, statusCell: status))
+        }
+    }
+
     static func run<Driver: DriverQueue, Queue: DeviceQueue>(_ driver: inout Driver, _ queue: Queue, region: GuestMemoryRegion,
                                                               space: IOVASpace, status: DeviceStatusCell) throws {
         let device = EchoDevice()

@@ -183,6 +183,23 @@ struct SessionRuleTests {
         next.close()
     }
 
+    @Test("GHT-VU-23: SET_STATUS as QEMU 7.2 sends it (FEATURES_OK alone, then ACKNOWLEDGE|DRIVER|DRIVER_OK ORed in) is accepted; DRIVER_OK without FEATURES_OK still ends the session")
+    func frontEndStatusSummary() throws {
+        let server = try TestBackEnd("vu23")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate()
+        try client.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+        #expect(try client.ack(.setStatus([.featuresOK])).isSuccess)
+        #expect(try client.ack(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK])).isSuccess)
+        try client.send(.getStatus)
+        #expect(try client.reply(to: .getStatus) == .status([.acknowledge, .driver, .featuresOK, .driverOK]))
+        #expect(try client.ack(.setStatus([])).isSuccess)
+        try client.send(.setStatus([.acknowledge, .driver, .driverOK]))
+        client.close()
+        let end = try server.report(1).end
+        #expect(end.map { "\($0)".contains("outOfOrder(DRIVER_OK)") } == true, "got \(String(describing: end))")
+    }
+
     @Test("GHT-VU-22: unsupported requests are answered as failures or ignored, and the session goes on")
     func unsupportedRequests() throws {
         let server = try TestBackEnd("unsupported")

@@ -63,6 +63,9 @@ public struct QueueProcessor<Queue: DeviceQueue> {
             }
             chains.append(chain)
         }
+        // GHT-IOVA-06: the pop stopped at an indirect table not mapped yet (the miss is
+        // reported at the quiescent point below).
+        if queue.takeMappingMiss() != nil { isWaitingForMapping = true }
         guard !chains.isEmpty else {
             quiescentPoint?()
             return (0, false)
@@ -113,3 +116,4 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         resolver.removeAll()
     }
 }
+

@@ -92,7 +92,8 @@ public struct VhostUserIOTLBMessage: Hashable, Sendable {
     /// GHT-VU-14: the type belongs to the direction (`fromFrontEnd`); an UPDATE has a
     /// permission, a non-empty size and ranges that stay below 2^64; a MISS has a permission.
     /// INVALIDATE ranges are not checked: an end past 2^64 means "to the end of the IOVA space"
-    /// (``IOVASpace/invalidate(iova:size:)`` clamps it), and a size of 0 invalidates nothing.
+    /// (``IOVASpace/invalidate(iova:size:)`` clamps it), and a size of 0 is 2^64: everything from
+    /// `iova` on (QEMU 7.2 sends `addr_mask + 1` of a notifier covering the whole space, GHT-IOVA-08).
     public func validate(fromFrontEnd: Bool) throws(VhostUserProtocolError) {
         guard type.isFrontEndType == fromFrontEnd else { throw .unexpectedIOTLBType(type.rawValue) }
         switch type {
