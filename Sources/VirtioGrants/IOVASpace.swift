@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import VirtioCore
 
@@ -46,8 +49,9 @@ public final class IOVASpace: @unchecked Sendable {
     struct State {
         var ranges: [Range] = []   // sorted by start, non-overlapping
         var misses: [(page: UInt64, access: MemoryAccess)] = []
-        /// How often each page still unmapped has been reported (GHT-IOVA-07).
-        var reports: [UInt64: Int] = [:]
+        /// When each page still unmapped was first and last reported, in monotonic
+        /// nanoseconds (GHT-IOVA-07).
+        var reports: [UInt64: (first: UInt64, last: UInt64)] = [:]
         var droppedMisses = 0
     }
 
@@ -59,15 +63,19 @@ public final class IOVASpace: @unchecked Sendable {
     /// The most distinct pending misses kept (failure mode: unbounded miss growth).
     public let missCapacity: Int
 
-    /// How many times one page is reported missing before the space stops asking: a front-end
-    /// that cannot translate an address (the guest mapped it without the access the device
-    /// needs) answers nothing, and the queue would otherwise retry forever.
-    public let missReportLimit: Int
+    /// How long a page may stay missing after its first report before the space stops
+    /// asking: a front-end that cannot translate an address (the guest mapped it without the
+    /// access the device needs) answers nothing, and the queue would otherwise retry forever.
+    public let missTimeoutNanoseconds: UInt64
+    /// The least time between two reports of one page: retries at every kick do not flood the
+    /// front-end while its answer is on its way.
+    public let missRepeatNanoseconds: UInt64
 
-    public init(capacity: Int = 1 << 16, missCapacity: Int = 64, missReportLimit: Int = 8) {
+    public init(capacity: Int = 1 << 16, missCapacity: Int = 64, missTimeoutMilliseconds: Int = 5000, missRepeatMilliseconds: Int = 100) {
         self.capacity = capacity
         self.missCapacity = missCapacity
-        self.missReportLimit = missReportLimit
+        missTimeoutNanoseconds = UInt64(missTimeoutMilliseconds) * 1_000_000
+        missRepeatNanoseconds = UInt64(missRepeatMilliseconds) * 1_000_000
     }
 
     /// The current generation (changes with every update or invalidation).
@@ -154,26 +162,44 @@ public final class IOVASpace: @unchecked Sendable {
     }
 
     /// Records a miss (coalesced per page; beyond ``missCapacity`` distinct pages, dropped and
-    /// counted). Returns false once the page has been reported ``missReportLimit`` times with
-    /// no mapping since: the miss is then a fault, not a wait (GHT-IOVA-07).
+    /// counted). Returns false once the page was first reported more than
+    /// ``missTimeoutNanoseconds`` ago with no mapping since: the miss is then a fault, not a
+    /// wait (GHT-IOVA-07).
     func recordMiss(_ iova: UInt64, access: MemoryAccess) -> Bool {
-        state.withLock { s in
+        let now = Self.now()
+        return state.withLock { s in
             let page = iova >> 12
-            if s.reports[page, default: 0] >= missReportLimit { return false }
+            if let r = s.reports[page], now &- r.first > missTimeoutNanoseconds { return false }
             guard !s.misses.contains(where: { $0.page == page && $0.access == access }) else { return true }
             if s.misses.count < missCapacity { s.misses.append((page, access)) } else { s.droppedMisses += 1 }
             return true
         }
     }
 
-    /// The pending misses (page-aligned IOVA and access), oldest first; the list is emptied and
-    /// each page's report counted.
+    /// The pending misses to report now (page-aligned IOVA and access), oldest first; the list
+    /// is emptied. A page reported less than ``missRepeatNanoseconds`` ago is not reported again.
     public func takeMisses() -> [(iova: UInt64, access: MemoryAccess)] {
-        state.withLock { s in
+        let now = Self.now()
+        return state.withLock { s in
             defer { s.misses.removeAll() }
-            for m in s.misses { s.reports[m.page, default: 0] += 1 }
-            return s.misses.map { ($0.page << 12, $0.access) }
+            var due: [(iova: UInt64, access: MemoryAccess)] = []
+            for m in s.misses {
+                if let r = s.reports[m.page] {
+                    guard now &- r.last >= missRepeatNanoseconds else { continue }
+                    s.reports[m.page] = (r.first, now)
+                } else {
+                    s.reports[m.page] = (now, now)
+                }
+                due.append((m.page << 12, m.access))
+            }
+            return due
         }
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
     /// Misses dropped because the pending list was full.
