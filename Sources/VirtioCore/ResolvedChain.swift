@@ -150,6 +150,23 @@ public struct FragmentReader {
         return n
     }
 
+    /// Hands up to `count` readable bytes to `body` as one list of at most `maxPieces` pieces
+    /// (contiguous host ranges, valid only during the call), for a vectored system call
+    /// (`pwritev`); `body` returns how many bytes it used, from the start, and the reader
+    /// advances by that. Returns the bytes consumed.
+    @discardableResult
+    public mutating func consumeVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeRawBufferPointer]) -> Int) -> Int {
+        var pieces: [UnsafeRawBufferPointer] = []
+        var lookahead = cursor
+        _ = lookahead.advance(upTo: count) { piece, _ in
+            guard pieces.count < maxPieces else { return 0 }
+            pieces.append(piece.withUnsafeBytes { $0 })
+            return piece.count
+        }
+        let used = body(pieces)
+        return skip(used)
+    }
+
     /// Skips up to `count` bytes; returns how many.
     @discardableResult
     public mutating func skip(_ count: Int) -> Int {
@@ -207,6 +224,24 @@ public struct FragmentWriter {
     @discardableResult
     public mutating func produce(upTo count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         let n = cursor.advance(upTo: count) { piece, _ in piece.withUnsafeMutableBytes { body($0) } }
+        bytesWritten += n
+        return n
+    }
+
+    /// Offers up to `count` writable bytes to `body` as one list of at most `maxPieces` pieces
+    /// (valid only during the call), for a vectored system call (`preadv`); `body` returns how
+    /// many bytes it filled, from the start, and they count as written. Returns that.
+    @discardableResult
+    public mutating func produceVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
+        var pieces: [UnsafeMutableRawBufferPointer] = []
+        var lookahead = cursor
+        _ = lookahead.advance(upTo: count) { piece, _ in
+            guard pieces.count < maxPieces else { return 0 }
+            pieces.append(piece.withUnsafeMutableBytes { $0 })
+            return piece.count
+        }
+        let filled = body(pieces)
+        let n = cursor.advance(upTo: filled) { piece, _ in piece.count }
         bytesWritten += n
         return n
     }

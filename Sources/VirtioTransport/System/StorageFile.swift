@@ -33,68 +33,64 @@ public final class StorageFile: Sendable {
         }
     }
 
-    /// Reads `count` bytes at `offset` into the request's writable fragments. Bytes past the end
-    /// of the file read as zeros (a file shrunk behind the device's back, or a sparse tail).
+    /// Reads `count` bytes at `offset` into the request's writable fragments, with one
+    /// `preadv` over all of them where it can. Bytes past the end of the file read as zeros (a
+    /// file shrunk behind the device's back, or a sparse tail).
     ///
     /// - Returns: the bytes produced (`count`, unless the request has less room).
     @discardableResult
     public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
         let raw = fd.rawValue
-        var position = offset
-        var failure: SystemError?
-        var atEnd = false
-        let produced = writer.produce(upTo: count) { piece in
-            var done = 0
-            while done < piece.count {
-                let n: Int
-                do throws(SystemError) {
-                    n = try valueOrErrno("pread") {
-                        pread(raw, piece.baseAddress! + done, piece.count - done, off_t(Int64(bitPattern: position)))
-                    }
-                } catch {
-                    failure = error
-                    return done
+        var done = 0
+        while done < count {
+            var result: Result<Int, SystemError> = .success(0)
+            let n = writer.produceVectored(upTo: count - done) { pieces in
+                guard !pieces.isEmpty else { return 0 }
+                var vectors = pieces.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+                let position = off_t(Int64(bitPattern: offset + UInt64(done)))
+                result = Result { () throws(SystemError) in
+                    try valueOrErrno("preadv") { preadv(raw, &vectors, Int32(vectors.count), position) }
                 }
-                if n == 0 {
-                    atEnd = true
-                    break
+                guard case .success(let got) = result else { return 0 }
+                if got == 0 {
+                    // End of file: the rest of what was offered reads as zeros.
+                    for piece in pieces { piece.initializeMemory(as: UInt8.self, repeating: 0) }
+                    return pieces.reduce(0) { $0 + $1.count }
                 }
-                done += n
-                position += UInt64(n)
+                return got
             }
-            if atEnd { UnsafeMutableRawBufferPointer(rebasing: piece[done...]).initializeMemory(as: UInt8.self, repeating: 0) }
-            return piece.count
+            if case .failure(let error) = result { throw error }
+            if n == 0 { break }
+            done += n
         }
-        if let failure { throw failure }
-        return produced
+        return done
     }
 
-    /// Writes `count` bytes from the request's readable fragments at `offset`.
+    /// Writes `count` bytes from the request's readable fragments at `offset`, with one
+    /// `pwritev` over all of them where it can.
     ///
     /// - Returns: the bytes consumed (`count`, unless the request has fewer).
     @discardableResult
     public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
         let raw = fd.rawValue
-        var position = offset
-        var failure: SystemError?
-        let consumed = reader.consume(upTo: count) { piece in
-            var done = 0
-            while done < piece.count {
-                do throws(SystemError) {
-                    let n = try valueOrErrno("pwrite") {
-                        pwrite(raw, piece.baseAddress! + done, piece.count - done, off_t(Int64(bitPattern: position)))
-                    }
-                    done += n
-                    position += UInt64(n)
-                } catch {
-                    failure = error
-                    return done
+        var done = 0
+        while done < count {
+            var result: Result<Int, SystemError> = .success(0)
+            let n = reader.consumeVectored(upTo: count - done) { pieces in
+                guard !pieces.isEmpty else { return 0 }
+                var vectors = pieces.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+                let position = off_t(Int64(bitPattern: offset + UInt64(done)))
+                result = Result { () throws(SystemError) in
+                    try valueOrErrno("pwritev") { pwritev(raw, &vectors, Int32(vectors.count), position) }
                 }
+                guard case .success(let wrote) = result else { return 0 }
+                return wrote
             }
-            return done
+            if case .failure(let error) = result { throw error }
+            if n == 0 { break }
+            done += n
         }
-        if let failure { throw failure }
-        return consumed
+        return done
     }
 
     /// Makes every completed write durable (`fdatasync`): a block device's FLUSH.
