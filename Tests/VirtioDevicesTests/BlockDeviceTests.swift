@@ -252,6 +252,16 @@ struct BlockDeviceTests {
         #expect(try f.read(sector: 0, bytes: 4096).data == before)
     }
 
+    @Test("An image shrunk behind the device's back reads as zeros past its new end, never stale bytes or an error")
+    func shrunkImage() throws {
+        let f = try BlockFixture()
+        #expect(truncate(f.imagePath, off_t(BlockFixture.sectors * 512 - 1024)) == 0)
+        let tail = try f.read(sector: UInt64(BlockFixture.sectors - 4), bytes: 2048, parts: 3)
+        #expect(tail.status == ok)
+        #expect(Array(tail.data[0..<1024]) == f.image(at: (BlockFixture.sectors - 4) * 512, count: 1024))
+        #expect(Array(tail.data[1024...]) == [UInt8](repeating: 0, count: 1024))
+    }
+
     @Test("GHT-BLK-12: num_queues request queues serve writes from several threads at once, each landing where it was sent")
     func multiQueue() throws {
         let f = try BlockFixture(queues: 4)
