@@ -19,15 +19,24 @@ public final class NetworkSwitch: Sendable {
         var nextPort = 1
         var ports: [Int: WeakPort] = [:]
         var addresses: [EthernetAddress: Int] = [:]
+        var learned: [Int: Int] = [:]
     }
 
     private struct WeakPort {
         weak var port: NetworkDevice?
     }
 
-    public init(portQueueLimit: Int = 256) {
+    /// Source addresses one port may own in the address table (GHT-NET-07): a guest that sends
+    /// from ever new addresses replaces its own entries instead of growing the table.
+    public let addressesPerPort: Int
+
+    public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64) {
         self.portQueueLimit = portQueueLimit
+        self.addressesPerPort = addressesPerPort
     }
+
+    /// The addresses learned, for every port.
+    public var learnedAddressCount: Int { state.withLock { $0.addresses.count } }
 
     /// A new port number, from 1.
     func reservePort() -> Int {
@@ -45,6 +54,7 @@ public final class NetworkSwitch: Sendable {
         state.withLock { s in
             s.ports[id] = nil
             s.addresses = s.addresses.filter { $0.value != id }
+            s.learned[id] = nil
         }
     }
 
@@ -57,7 +67,7 @@ public final class NetworkSwitch: Sendable {
     func forward(_ frame: [UInt8], from source: Int) -> Int {
         guard frame.count >= 14, let destination = EthernetAddress(frame), let sender = EthernetAddress(frame, offset: 6) else { return 0 }
         let targets: [NetworkDevice] = state.withLock { s in
-            if !sender.isGroup { s.addresses[sender] = source }
+            if !sender.isGroup, s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
             if !destination.isGroup, let port = s.addresses[destination] {
                 return port == source ? [] : [s.ports[port]?.port].compactMap { $0 }
             }
@@ -66,5 +76,16 @@ public final class NetworkSwitch: Sendable {
         var delivered = 0
         for port in targets where port.enqueue(frame) { delivered += 1 }
         return delivered
+    }
+
+    /// Records that `address` is behind `port`, within the port's share of the table.
+    private static func learn(_ address: EthernetAddress, port: Int, _ s: inout State, limit: Int) {
+        if let previous = s.addresses[address] { s.learned[previous, default: 1] -= 1 }
+        if s.learned[port, default: 0] >= limit, let evicted = s.addresses.first(where: { $0.value == port })?.key {
+            s.addresses[evicted] = nil
+            s.learned[port, default: 1] -= 1
+        }
+        s.addresses[address] = port
+        s.learned[port, default: 0] += 1
     }
 }

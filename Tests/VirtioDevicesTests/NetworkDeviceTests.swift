@@ -129,6 +129,25 @@ struct NetworkDeviceTests {
         #expect(f.device(2).statistics.droppedQueueFull == 44, "c holds 256 frames and drops the rest")
     }
 
+    @Test("GHT-NET-07: a guest sending from ever new source addresses replaces its own table entries; the table stays bounded and the other ports' entries stay")
+    func addressTableBound() throws {
+        let f = try NetworkFixture()
+        let a = try f.guest(), b = try f.guest()
+        defer { a.close(); b.close() }
+        try b.send(NetworkFixture.frame(to: .broadcast, from: b.mac))
+        for i in 0..<300 {
+            try a.send(NetworkFixture.frame(to: .broadcast, from: EthernetAddress(0x02, 0, 0, 0, UInt8(i >> 8), UInt8(i & 0xff))))
+        }
+        #expect(f.networkSwitch.learnedAddressCount == 64 + 1)
+        _ = try NetworkFixture.collect(b, count: 300)
+        // b's own entry survived a's churn: a frame to b is unicast, c would not see it.
+        let c = try f.guest()
+        defer { c.close() }
+        try a.send(NetworkFixture.frame(to: b.mac, from: a.mac, fill: 9))
+        #expect(try NetworkFixture.collect(b, count: 1).last?[20] == 9)
+        #expect(try c.receive(timeoutMilliseconds: 100).isEmpty)
+    }
+
     @Test("GHT-NET-02: a receive buffer smaller than header and frame completes empty and the frame is counted as dropped")
     func smallBuffer() throws {
         let f = try NetworkFixture()
