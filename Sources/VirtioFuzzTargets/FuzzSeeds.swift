@@ -16,6 +16,7 @@ public enum FuzzTargets {
         ("grants", GrantTarget.run),
         ("chain-io", ChainIOTarget.run),
         ("vhost-user", VhostUserTarget.run),
+        ("block-device", BlockDeviceTarget.run),
     ]
 
     /// The seeds of the target `name`.
@@ -28,6 +29,7 @@ public enum FuzzTargets {
         case "grants": return FuzzSeeds.grants()
         case "chain-io": return FuzzSeeds.chainIO()
         case "vhost-user": return FuzzSeeds.vhostUser()
+        case "block-device": return FuzzSeeds.blockDevice()
         default: return []
         }
     }
@@ -35,6 +37,27 @@ public enum FuzzTargets {
 
 enum FuzzSeeds {
     static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+
+    /// Well-formed block requests of every type, each as the target reads it: u16 request
+    /// length, the request, u16 writable capacity, then the split counts (none: one fragment).
+    static func blockDevice() -> [[UInt8]] {
+        func header(_ type: UInt32, _ sector: UInt64) -> [UInt8] { le(type) + le(UInt32(0)) + le(sector) }
+        func request(_ bytes: [UInt8], capacity: Int, readSplits: [UInt16] = [], writeSplits: [UInt16] = []) -> [UInt8] {
+            le(UInt16(bytes.count)) + bytes + le(UInt16(capacity)) + [UInt8(readSplits.count)] + readSplits.flatMap(le)
+                + [UInt8(writeSplits.count)] + writeSplits.flatMap(le)
+        }
+        let data = (0..<1024).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let range = le(UInt64(4)) + le(UInt32(8)) + le(UInt32(0))
+        let writable: UInt8 = 1, readOnly: UInt8 = 0
+        return [
+            [writable] + request(header(0, 2), capacity: 1025) + request(header(1, 2) + data, capacity: 1),
+            [writable] + request(header(1, 60) + data, capacity: 1, readSplits: [3, 17, 600]) + request(header(0, 60), capacity: 1025, writeSplits: [5, 900]),
+            [writable] + request(header(13, 0) + range, capacity: 1) + request(header(11, 0) + range, capacity: 1) + request(header(0, 0), capacity: 4097),
+            [writable] + request(header(4, 0), capacity: 1) + request(header(8, 0), capacity: 21) + request(header(99, 0), capacity: 1),
+            [writable] + request(header(1, 63) + data, capacity: 1) + request([1], capacity: 1) + request(header(1, 0) + data, capacity: 0),
+            [readOnly] + request(header(1, 0) + data, capacity: 1) + request(header(0, 0), capacity: 513),
+        ]
+    }
 
     /// Rings written by the driver side: direct, multi-descriptor and indirect chains, with and
     /// without event index, followed by a device script that pops, reads, writes and completes.
