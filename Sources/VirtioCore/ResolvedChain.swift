@@ -74,6 +74,19 @@ struct FragmentCursor {
     /// The bytes of the fragments in the range.
     var total: Int { fragments[index..<end].reduce(0) { $0 + $1.count } }
 
+    /// The pieces of the next `count` bytes (at most `maxPieces` of them), not stepped over:
+    /// what a vectored system call is given.
+    func peek(upTo count: Int, maxPieces: Int) -> [HostRange] {
+        var lookahead = self
+        var pieces: [HostRange] = []
+        _ = lookahead.advance(upTo: count) { piece, _ in
+            guard pieces.count < maxPieces else { return 0 }
+            pieces.append(piece)
+            return piece.count
+        }
+        return pieces
+    }
+
     /// Steps over up to `count` bytes: `body` gets each piece (the rest of the current fragment,
     /// at most what is still wanted) and the bytes done before it, and returns how many of the
     /// piece it used; a piece used in part ends the walk. Returns the bytes stepped over.
@@ -156,15 +169,8 @@ public struct FragmentReader {
     /// advances by that. Returns the bytes consumed.
     @discardableResult
     public mutating func consumeVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeRawBufferPointer]) -> Int) -> Int {
-        var pieces: [UnsafeRawBufferPointer] = []
-        var lookahead = cursor
-        _ = lookahead.advance(upTo: count) { piece, _ in
-            guard pieces.count < maxPieces else { return 0 }
-            pieces.append(piece.withUnsafeBytes { $0 })
-            return piece.count
-        }
-        let used = body(pieces)
-        return skip(used)
+        let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
+        return skip(body(pieces.map { $0.withUnsafeBytes { $0 } }))
     }
 
     /// Skips up to `count` bytes; returns how many.
@@ -233,15 +239,8 @@ public struct FragmentWriter {
     /// many bytes it filled, from the start, and they count as written. Returns that.
     @discardableResult
     public mutating func produceVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
-        var pieces: [UnsafeMutableRawBufferPointer] = []
-        var lookahead = cursor
-        _ = lookahead.advance(upTo: count) { piece, _ in
-            guard pieces.count < maxPieces else { return 0 }
-            pieces.append(piece.withUnsafeMutableBytes { $0 })
-            return piece.count
-        }
-        let filled = body(pieces)
-        let n = cursor.advance(upTo: filled) { piece, _ in piece.count }
+        let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
+        let n = cursor.advance(upTo: body(pieces.map { $0.withUnsafeMutableBytes { $0 } })) { piece, _ in piece.count }
         bytesWritten += n
         return n
     }

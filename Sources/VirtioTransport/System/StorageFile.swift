@@ -41,29 +41,15 @@ public final class StorageFile: Sendable {
     @discardableResult
     public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
         let raw = fd.rawValue
-        var done = 0
-        while done < count {
-            var result: Result<Int, SystemError> = .success(0)
-            let n = writer.produceVectored(upTo: count - done) { pieces in
-                guard !pieces.isEmpty else { return 0 }
-                var vectors = pieces.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
-                let position = off_t(Int64(bitPattern: offset + UInt64(done)))
-                result = Result { () throws(SystemError) in
-                    try valueOrErrno("preadv") { preadv(raw, &vectors, Int32(vectors.count), position) }
-                }
-                guard case .success(let got) = result else { return 0 }
-                if got == 0 {
-                    // End of file: the rest of what was offered reads as zeros.
-                    for piece in pieces { piece.initializeMemory(as: UInt8.self, repeating: 0) }
-                    return pieces.reduce(0) { $0 + $1.count }
-                }
-                return got
+        return try Self.repeatVectored(count) { done, failure in
+            writer.produceVectored(upTo: count - done) { pieces in
+                let got = Self.vectored("preadv", pieces, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+                guard got == 0, failure == nil else { return got }
+                // End of file: the rest of what was offered reads as zeros.
+                for piece in pieces { piece.initializeMemory(as: UInt8.self, repeating: 0) }
+                return pieces.reduce(0) { $0 + $1.count }
             }
-            if case .failure(let error) = result { throw error }
-            if n == 0 { break }
-            done += n
         }
-        return done
     }
 
     /// Writes `count` bytes from the request's readable fragments at `offset`, with one
@@ -73,25 +59,44 @@ public final class StorageFile: Sendable {
     @discardableResult
     public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
         let raw = fd.rawValue
+        return try Self.repeatVectored(count) { done, failure in
+            reader.consumeVectored(upTo: count - done) { pieces in
+                let mutable = pieces.map { UnsafeMutableRawBufferPointer(mutating: $0) }
+                return Self.vectored("pwritev", mutable, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
+            }
+        }
+    }
+
+    /// Repeats `step` (given the bytes moved so far) until `count` bytes moved, a step moved
+    /// none, or one failed: short transfers are resumed, errors thrown.
+    private static func repeatVectored(_ count: Int, _ step: (Int, inout SystemError?) -> Int) throws(SystemError) -> Int {
         var done = 0
         while done < count {
-            var result: Result<Int, SystemError> = .success(0)
-            let n = reader.consumeVectored(upTo: count - done) { pieces in
-                guard !pieces.isEmpty else { return 0 }
-                var vectors = pieces.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
-                let position = off_t(Int64(bitPattern: offset + UInt64(done)))
-                result = Result { () throws(SystemError) in
-                    try valueOrErrno("pwritev") { pwritev(raw, &vectors, Int32(vectors.count), position) }
-                }
-                guard case .success(let wrote) = result else { return 0 }
-                return wrote
-            }
-            if case .failure(let error) = result { throw error }
+            var failure: SystemError?
+            let n = step(done, &failure)
+            if let failure { throw failure }
             if n == 0 { break }
             done += n
         }
         return done
     }
+
+    /// One vectored call over `pieces` through the syscall seam; 0 and `failure` set on error.
+    private static func vectored(_ operation: StaticString, _ pieces: [UnsafeMutableRawBufferPointer], failure: inout SystemError?,
+                                 _ call: (UnsafePointer<iovec>, Int32) -> Int) -> Int {
+        guard !pieces.isEmpty else { return 0 }
+        let vectors = pieces.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        do throws(SystemError) {
+            return try vectors.withUnsafeBufferPointer { v in
+                Result { () throws(SystemError) in try valueOrErrno(operation) { call(v.baseAddress!, Int32(v.count)) } }
+            }.get()
+        } catch {
+            failure = error
+            return 0
+        }
+    }
+
+    private static func position(_ offset: UInt64, _ done: Int) -> off_t { off_t(Int64(bitPattern: offset + UInt64(done))) }
 
     /// Makes every completed write durable (`fdatasync`): a block device's FLUSH.
     public func synchronize() throws(SystemError) {
