@@ -31,7 +31,12 @@ struct CommandLineTests {
         (["bench", "xproc", "--queue-size", "100"], "--queue-size must be a power of 2"),
         (["serve"], "serve needs --socket PATH"),
         (["serve", "--socket", String(repeating: "s", count: 200)], "--socket path longer than a unix socket address allows"),
-        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo"),
+        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net"),
+        (["serve", "--socket", "/tmp/x", "--device", "blk"], "serve --device blk needs --image FILE"),
+        (["serve", "--socket", "/tmp/x", "--image", "/tmp/disk.img"], "--image is for --device blk"),
+        (["net-peer"], "net-peer needs --socket PATH"),
+        (["net-peer", "--socket", "/tmp/x", "--ip", "10.0.2"], "--ip must be an IPv4 address"),
+        (["net-peer", "--socket", "/tmp/x", "--ip", "10.0.2.300"], "--ip must be an IPv4 address"),
         (["guest"], "guest needs --socket PATH"),
         (["guest", "--socket", "/tmp/x", "--queue-size", "3"], "--queue-size must be a power of 2 for a split ring"),
         (["guest", "--socket", "/tmp/x", "--ring", "circular"], "--ring must be one of"),
@@ -50,6 +55,15 @@ struct CommandLineTests {
         #expect(status == .exited(2), "\(arguments): \(text)")
         #expect(text.hasPrefix("virtio-grant: ") && text.contains(message), "\(text)")
         #expect(text.contains("usage: virtio-grant <command>"))
+    }
+
+    @Test("A blk back-end whose image cannot be opened says so as JSON and exits 1, before listening")
+    func missingImage() throws {
+        let socket = "/tmp/vg-noimage-\(getpid()).sock"
+        let (status, text) = try run(["serve", "--device", "blk", "--image", "/nonexistent/\(getpid()).img", "--socket", socket])
+        #expect(status == .exited(1))
+        #expect(text.contains("\"event\":\"error\"") && text.contains("cannot open image"), "\(text)")
+        #expect(access(socket, F_OK) != 0, "it never listened")
     }
 
     @Test("A guest that cannot reach its back-end prints the typed error as JSON and exits 3")

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import VirtioCore
 import VirtioDevices
@@ -64,6 +65,49 @@ struct QueueProcessorTests {
         #expect(device.requestsAnswered == 0)
         #expect(s.status.status.contains(.deviceNeedsReset))
         #expect(s.region.read(at: 0x11000, count: 8) == [UInt8](repeating: 0, count: 8), "nothing was written")
+    }
+}
+
+/// A device that fills as many buffers as it is told it can (a receive queue's frames).
+final class PacedDevice: VirtioDevice, @unchecked Sendable {
+    let deviceID: UInt32 = 0xFFFF
+    let deviceFeatures: VirtioFeatures = []
+    let queueCount = 1
+    let maxQueueSize = 16
+    let ready = Atomic<Int>(0)
+    let filled = Atomic<Int>(0)
+    func readConfig() -> [UInt8] { [] }
+    func readyBuffers(queue: Int) -> Int? { ready.load(ordering: .relaxed) }
+    func process(queue: Int, batch: inout RequestBatch) {
+        ready.subtract(batch.count, ordering: .relaxed)
+        filled.add(batch.count, ordering: .relaxed)
+        for i in 0..<batch.count { batch.complete(i, usedLength: 0) }
+    }
+    func reset() {}
+}
+
+@Suite("Device-paced queues", .tags(.transport))
+struct PacedQueueTests {
+    @Test("GHT-CHN-06: the back-end pops only as many chains as the device can use, leaves the rest available, and returns at once when it can use none")
+    func paced() throws {
+        let device = PacedDevice()
+        var s = try QueueProcessorTests.Setup(device: device)
+        for i in 0..<6 {
+            try s.driver.add(readable: [], writable: [BufferSegment(address: UInt64(0x10000 + i * 0x1000), length: 64)], token: UInt64(i))
+        }
+        s.driver.publish()
+        let none = try s.processor.drain()
+        #expect(none.processed == 0 && s.processor.isPacedByDevice)
+        #expect(s.processor.queue.inFlightCount == 0 && device.filled.load(ordering: .relaxed) == 0)
+        device.ready.store(4, ordering: .relaxed)
+        #expect(try s.processor.drain().processed == 4)
+        #expect(s.processor.isPacedByDevice, "two chains stay with the driver")
+        var reaped: [UInt64] = []
+        while let used = try s.driver.reapUsed() { reaped.append(used.token) }
+        #expect(reaped == [0, 1, 2, 3])
+        device.ready.store(10, ordering: .relaxed)
+        #expect(try s.processor.drain().processed == 2)
+        #expect(!s.processor.isPacedByDevice)
     }
 }
 
