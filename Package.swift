@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "VirtioGrants", targets: ["VirtioGrants"]),
         .library(name: "VirtioTransport", targets: ["VirtioTransport"]),
         .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
+        .library(name: "VirtioScheduler", targets: ["VirtioScheduler"]),
         .library(name: "VirtioFuzzTargets", targets: ["VirtioFuzzTargets"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
@@ -28,14 +29,18 @@ let package = Package(
         .target(name: "VirtioTransport", dependencies: ["VirtioCore", "VirtioGrants", "CVirtioShim"]),
         // Sample devices built only on the public API, used by the demo and the benchmarks.
         .target(name: "VirtioDevices", dependencies: ["VirtioCore", "VirtioTransport"]),
+        // m guests on n virtual functions of one device: the mapping table, obtain/release,
+        // device models (reusable state, DMA legitimacy), policies, the resource accountant.
+        .target(name: "VirtioScheduler", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
         // The bodies of the fuzz targets: Fuzz/ links them into libFuzzer binaries, and the
         // tests replay the corpora through them.
         .target(name: "VirtioFuzzTargets", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
+        .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
     ],
     swiftLanguageModes: [.v6]
