@@ -41,6 +41,9 @@ public enum VirtqueueError: Error, Hashable, Sendable {
     case listDescriptorNotAvailable(slot: UInt16)
     /// Packed ring: an INDIRECT descriptor inside a NEXT-linked list (PKD-IND-01).
     case indirectInList
+    /// The device gave the queue up mid-batch and completed none of it (the scheduler cut the
+    /// guest off, Spec/scheduler.md GHT-SCH-08).
+    case abandonedByDevice
 }
 
 /// A violation of the ring protocol found by the driver side of a queue in what the device

@@ -76,7 +76,7 @@ public struct BlockRequestHeader: Hashable, Sendable {
     }
 
     /// Reads a header from the start of a request; nil when the request is shorter.
-    static func read(from reader: inout FragmentReader) -> BlockRequestHeader? {
+    public static func read(from reader: inout FragmentReader) -> BlockRequestHeader? {
         guard let type = try? reader.read(UInt32.self), (try? reader.read(UInt32.self)) != nil,
               let sector = try? reader.read(UInt64.self) else { return nil }
         return BlockRequestHeader(type: BlockRequestType(rawValue: type), sector: sector)
@@ -103,7 +103,7 @@ public struct BlockRangeSegment: Hashable, Sendable {
         withUnsafeBytes(of: (sector.littleEndian, sectorCount.littleEndian, flags.littleEndian)) { Array($0) }
     }
 
-    static func read(from reader: inout FragmentReader) -> BlockRangeSegment? {
+    public static func read(from reader: inout FragmentReader) -> BlockRangeSegment? {
         guard let sector = try? reader.read(UInt64.self), let count = try? reader.read(UInt32.self),
               let flags = try? reader.read(UInt32.self) else { return nil }
         return BlockRangeSegment(sector: sector, sectorCount: count, flags: flags)

@@ -72,6 +72,7 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         }
         var batch = RequestBatch(fragments: resolver.fragments, spans: spans)
         device.process(queue: index, batch: &batch)
+        if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }
         for (i, chain) in chains.enumerated() {
             queue.addUsed(chain, length: UInt32(clamping: min(UInt64(batch.used[i]), chain.writableLength)))
         }
@@ -88,6 +89,7 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     ///
     /// - Returns: the chains processed and whether any batch wants a notification.
     public mutating func drain(batchLimit: Int = 64) throws(VirtqueueError) -> (processed: Int, notify: Bool) {
+        defer { device.queueIdle(index) }
         var total = 0
         var notify = false
         isWaitingForMapping = false

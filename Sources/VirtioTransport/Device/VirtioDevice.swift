@@ -41,6 +41,10 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func queueStarted(_ queue: Int, doorbell: QueueDoorbell)
     /// `queue` stopped; its doorbell rings nobody.
     func queueStopped(_ queue: Int)
+    /// `queue`'s worker found nothing more it can process and goes to sleep: no chain of the
+    /// queue is inside the device until the next ``process(queue:batch:)``. A device shared
+    /// in turns (the scheduler) ends the guest's turn here.
+    func queueIdle(_ queue: Int)
 }
 
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use
@@ -58,6 +62,7 @@ extension VirtioDevice {
     public func readyBuffers(queue: Int) -> Int? { nil }
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {}
     public func queueStopped(_ queue: Int) {}
+    public func queueIdle(_ queue: Int) {}
     public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
     public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { false }
     public func acceptFeatures(_ features: VirtioFeatures) -> Bool { true }
@@ -69,11 +74,38 @@ public struct RequestBatch {
     @usableFromInline var fragments: [HostRange]
     @usableFromInline var spans: [(readable: Range<Int>, writable: Range<Int>)]
     @usableFromInline var used: [UInt32]
+    /// Set by ``abandonQueue()``: the queue breaks instead of completing the batch.
+    public private(set) var isQueueAbandoned = false
 
     init(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) {
         self.fragments = fragments
         self.spans = spans
         used = [UInt32](repeating: 0, count: spans.count)
+    }
+
+    /// Gives the queue up: none of this batch's requests is completed and the queue breaks
+    /// (``VirtqueueError/abandonedByDevice``, DEVICE_NEEDS_RESET), as for a ring violation. For
+    /// a device that can no longer vouch for what it did with the batch — the scheduler cut the
+    /// guest off mid-request (GHT-SCH-08).
+    public mutating func abandonQueue() { isQueueAbandoned = true }
+
+    /// The requests at `indices` as a batch of their own, over the same fragments; completing
+    /// it and then ``merge(_:at:)`` completes them here. For a device that answers some requests
+    /// itself (a device model denying them) and hands the rest on.
+    public func selecting(_ indices: [Int]) -> RequestBatch {
+        RequestBatch(fragments: fragments, spans: indices.map { spans[$0] })
+    }
+
+    /// Takes the used lengths of `part` (made by ``selecting(_:)`` with `indices`) and whether
+    /// it abandoned the queue.
+    public mutating func merge(_ part: RequestBatch, at indices: [Int]) {
+        for (k, i) in indices.enumerated() { used[i] = part.used[k] }
+        if part.isQueueAbandoned { isQueueAbandoned = true }
+    }
+
+    /// Request `i`'s device-readable and device-writable byte counts.
+    public func byteCounts(_ i: Int) -> (readable: Int, writable: Int) {
+        (fragments[spans[i].readable].reduce(0) { $0 + $1.count }, fragments[spans[i].writable].reduce(0) { $0 + $1.count })
     }
 
     /// The number of requests.

@@ -1,0 +1,226 @@
+import VirtioTransport
+
+extension DeviceScheduler {
+    /// Obtains a function for a batch of `guest`'s requests (GHT-SCH-02): at once if the guest
+    /// holds one and its turn goes on, otherwise after waiting — only this caller waits.
+    public func obtain(_ guest: DomainID) throws(SchedulerError) -> FunctionLease {
+        var first = true
+        while true {
+            let (lease, wake, startedWaiting) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, Bool) in
+                guard !s.stopping else { throw .stopped }
+                guard var g = s.guests[guest] else { throw .unknownGuest(guest) }
+                guard !g.cutOff else {
+                    if !first { s.guests[guest]!.waiting -= 1 }
+                    throw .cutOff(guest)
+                }
+                let now = monotonicNanoseconds()
+                if let f = g.holding, !mustYield(s, g, f, now: now) {
+                    if !first { g.waiting -= 1 }
+                    g.active += 1
+                    g.ranThisTurn = true
+                    s.guests[guest] = g
+                    return (FunctionLease(guest: guest, function: f, generation: s.functions[f].generation), Wakeups(), false)
+                }
+                if first {
+                    g.waiting += 1
+                    if g.waitStart == 0 { g.waitStart = now }
+                    s.guests[guest] = g
+                }
+                return (nil, dispatch(&s, now: now), first)
+            }
+            wake.deliver()
+            if let lease { return lease }
+            if startedWaiting { try? watchdogBell.signal() }
+            first = false
+            let parker = state.withLock { $0.guests[guest]?.parker }
+            _ = try? parker?.wait(timeoutMilliseconds: 100)
+            _ = try? parker?.drain()
+        }
+    }
+
+    /// Runs `body` on the function's model and registers, if `lease` is still valid.
+    public func withFunction<R>(_ lease: FunctionLease,
+                                _ body: (inout Model, inout GuestContext<Model.Rules>) -> R) throws(SchedulerError) -> R {
+        let result = functions[lease.function].core.withLock { core -> R? in
+            guard core.generation == lease.generation, core.registers?.guest == lease.guest else { return nil }
+            return body(&core.model, &core.registers!)
+        }
+        guard let result else { throw .cutOff(lease.guest) }
+        return result
+    }
+
+    /// Ends a batch: a reusable point of the guest's function if no other batch of it is inside
+    /// (GHT-SCH-04); the turn ends here if the policy says so and another guest waits.
+    ///
+    /// - Throws: ``SchedulerError/cutOff(_:)`` if the guest was cut off meanwhile: the batch's
+    ///   results must be thrown away (its queue breaks).
+    public func finishBatch(_ lease: FunctionLease, requests: Int, bytes: Int, denied: Int = 0) throws(SchedulerError) {
+        let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
+            guard var g = s.guests[lease.guest] else { throw .unknownGuest(lease.guest) }
+            guard !g.cutOff, g.holding == lease.function, s.functions[lease.function].generation == lease.generation else {
+                throw .cutOff(lease.guest)
+            }
+            g.active -= 1
+            g.statistics.requests += UInt64(requests)
+            g.statistics.bytes += UInt64(bytes)
+            g.statistics.batches += 1
+            g.statistics.denied += UInt64(denied)
+            let now = monotonicNanoseconds()
+            if case .deficitRoundRobin(let unit, let quantum) = configuration.policy {
+                g.deficit -= Int64(unit == .requests ? requests : bytes)
+                // Alone on the function, a guest starts a new round rather than running up a
+                // debt that would stall it later (the GVT-g stale-accounting bug).
+                if g.deficit <= 0 && !mustYield(s, g, lease.function, now: now) { g.deficit = Int64(quantum) * Int64(g.weight) }
+            }
+            s.guests[lease.guest] = g
+            return g.active == 0 ? dispatch(&s, now: now) : Wakeups()
+        }
+        wake.deliver()
+    }
+
+    /// `guest` has no work left for now (its queues went idle): its turn ends and its function
+    /// goes to the next waiting guest (work-conserving). Nothing happens while a batch of it
+    /// is inside.
+    public func release(_ guest: DomainID) {
+        let wake = state.withLock { s -> Wakeups in
+            guard let g = s.guests[guest], g.active == 0, g.waiting == 0, let f = g.holding else { return Wakeups() }
+            let now = monotonicNanoseconds()
+            endTurn(&s, guest, f, now: now)
+            s.guests[guest]!.deficit = 0
+            return dispatch(&s, now: now)
+        }
+        wake.deliver()
+    }
+
+    /// Whether `g` must give up function `f` at its next reusable point.
+    func mustYield(_ s: State, _ g: GuestRecord, _ f: Int, now: UInt64) -> Bool {
+        // GHT-SCH-09: a function the mapping took away goes back at once.
+        guard g.functions.contains(f) else { return true }
+        guard g.ranThisTurn else { return false }
+        var over = now &- s.functions[f].turnStart >= configuration.sliceNanoseconds
+        if case .deficitRoundRobin = configuration.policy, g.deficit <= 0 { over = true }
+        guard over else { return false }
+        return s.guests.values.contains { w in
+            w.id != g.id && w.waiting > 0 && w.holding == nil && !w.cutOff && w.functions.contains(f)
+        }
+    }
+
+    /// Ends `guest`'s turn on `f`: the function is idle, the guest goes to the back.
+    func endTurn(_ s: inout State, _ guest: DomainID, _ f: Int, now: UInt64) {
+        // GHT-SCH-05: the context is saved (queue positions moved during the turn).
+        if let saved = functions[f].core.withLock({ $0.registers }), saved.guest == guest { s.guests[guest]!.context = saved }
+        s.guests[guest]!.holding = nil
+        s.guests[guest]!.statistics.holdNanoseconds += now &- s.functions[f].turnStart
+        s.nextTicket += 1
+        s.guests[guest]!.ticket = s.nextTicket
+        s.functions[f].holder = nil
+        s.functions[f].yieldAsked = nil
+        functions[f].publish(.idle, owner: nil, turns: s.functions[f].turns, now: now)
+    }
+
+    /// The scheduling decision: takes functions back from holders whose turn is over at a
+    /// reusable point, starts the cut-off clock for those still busy, and gives every free
+    /// function to the waiting guest first in line. Returns the parkers to wake.
+    func dispatch(_ s: inout State, now: UInt64) -> Wakeups {
+        var wake = Wakeups()
+        for f in s.functions.indices {
+            if let h = s.functions[f].holder, let holder = s.guests[h] {
+                guard mustYield(s, holder, f, now: now) else { continue }
+                if holder.active > 0 {
+                    if s.functions[f].yieldAsked == nil { s.functions[f].yieldAsked = now }
+                    continue
+                }
+                s.guests[h]!.statistics.preemptions += 1
+                endTurn(&s, h, f, now: now)
+            }
+            guard let next = nextWaiter(s, for: f) else { continue }
+            grant(&s, f, to: next, now: now, &wake)
+            wake.parkers.append(s.guests[next]!.parker)
+        }
+        s.decisions += 1
+        s.decisionNanoseconds += monotonicNanoseconds() &- now
+        return wake
+    }
+
+    /// The waiting guest allowed on `f` with the smallest ticket.
+    func nextWaiter(_ s: State, for f: Int) -> DomainID? {
+        var best: GuestRecord?
+        for g in s.guests.values where g.waiting > 0 && g.holding == nil && !g.cutOff && g.functions.contains(f) {
+            if best == nil || g.ticket < best!.ticket { best = g }
+        }
+        return best?.id
+    }
+
+    /// Gives `f` to `guest` for a turn, switching the function's context (GHT-SCH-05). A
+    /// function whose model is not reusable here is a guest's broken promise (a request
+    /// started and never finished): that guest is cut off and the function scrubbed first
+    /// (GHT-SCH-04: never a switch with a request in flight).
+    func grant(_ s: inout State, _ f: Int, to guest: DomainID, now: UInt64, _ wake: inout Wakeups) {
+        let (reusable, loaded) = functions[f].core.withLock { ($0.model.isReusable, $0.registers?.guest) }
+        if !reusable {
+            functions[f].core.withLock { $0.refusedSwitches += 1 }
+            cutOff(&s, loaded, f, now: now, &wake)
+        }
+        // The outgoing context was saved when its turn ended; the incoming one is restored
+        // unless the function still holds exactly it.
+        let incoming = s.guests[guest]!.context
+        let generation = functions[f].core.withLock { core -> UInt64 in
+            if core.registers != incoming { _ = core.switchContext(to: incoming) }
+            core.generation &+= 1
+            return core.generation
+        }
+        s.functions[f].holder = guest
+        s.functions[f].turnStart = now
+        s.functions[f].yieldAsked = nil
+        s.functions[f].generation = generation
+        s.functions[f].turns += 1
+        var g = s.guests[guest]!
+        g.holding = f
+        g.ranThisTurn = false
+        g.statistics.turns += 1
+        g.statistics.waitNanoseconds += now &- g.waitStart
+        g.waitStart = 0
+        if case .deficitRoundRobin(_, let quantum) = configuration.policy {
+            g.deficit = min(g.deficit, 0) + Int64(quantum) * Int64(g.weight)
+        }
+        s.guests[guest] = g
+        functions[f].publish(.busy, owner: guest, turns: s.functions[f].turns, now: now)
+    }
+
+    /// GHT-SCH-08: cuts `culprit` off `f`: the function is reset and scrubbed (the model
+    /// forgets what was in flight, the registers are cleared, the old lease is void), the
+    /// guest's waiting threads fail, and its callback runs after the lock is released.
+    func cutOff(_ s: inout State, _ culprit: DomainID?, _ f: Int, now: UInt64, _ wake: inout Wakeups) {
+        functions[f].publish(.scrubbing, owner: culprit, turns: s.functions[f].turns, now: now)
+        let generation = functions[f].core.withLock { core -> UInt64 in
+            core.scrub()
+            return core.generation
+        }
+        s.functions[f].generation = generation
+        s.functions[f].holder = nil
+        s.functions[f].yieldAsked = nil
+        if let culprit, var g = s.guests[culprit] {
+            if g.holding == f {
+                g.holding = nil
+                g.statistics.holdNanoseconds += now &- s.functions[f].turnStart
+            }
+            g.cutOff = true
+            g.statistics.cutOff = true
+            s.guests[culprit] = g
+            wake.parkers.append(g.parker)
+            if let callback = g.onCutOff { wake.cutOffs.append((culprit, callback)) }
+        }
+        functions[f].publish(.idle, owner: nil, turns: s.functions[f].turns, now: monotonicNanoseconds())
+    }
+}
+
+/// What to do once the scheduler's lock is released: wake parked guests, tell cut-off ones.
+struct Wakeups {
+    var parkers: [EventNotifier] = []
+    var cutOffs: [(DomainID, @Sendable (DomainID) -> Void)] = []
+
+    func deliver() {
+        for p in parkers { try? p.signal() }
+        for (guest, callback) in cutOffs { callback(guest) }
+    }
+}
