@@ -7,7 +7,7 @@ extension DeviceScheduler {
         var functions: [FunctionRecord]
         /// Statistics of guests that left, for their final report.
         var departed: [DomainID: GuestStatistics] = [:]
-        var nextGuest: UInt32 = 0
+        var nextGuest: UInt16 = 0
         var nextTicket: UInt64 = 0
         var stopping = false
         var decisions: UInt64 = 0

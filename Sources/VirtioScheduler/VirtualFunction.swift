@@ -34,7 +34,7 @@ public final class VirtualFunction<Model: DeviceModel>: Sendable {
     public var status: VirtualFunctionStatus {
         let pair = published.load(ordering: .acquiring)
         let word = UInt64(pair.first)
-        let owner = UInt32(truncatingIfNeeded: word >> 2)
+        let owner = UInt16(truncatingIfNeeded: word >> 2)
         return VirtualFunctionStatus(state: VirtualFunctionStatus.State(rawValue: UInt8(word & 3)) ?? .idle,
                                      owner: owner == 0 ? nil : DomainID(owner),
                                      sinceNanoseconds: UInt64(pair.second), turns: word >> 34)

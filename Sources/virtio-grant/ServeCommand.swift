@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import VirtioCore
 import VirtioDevices
+import VirtioScheduler
 import VirtioTransport
 
 /// `virtio-grant serve`: a back-end process. It listens on `--socket`, serves each connection a
@@ -17,9 +18,11 @@ struct ServeCommand {
     let readOnly: Bool
     let sessions: Int?
     let verbose: Bool
+    /// `--vfs N`: the connections share N virtual functions in turns.
+    let scheduling: SchedulerOptions?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["socket", "device", "queues", "sessions", "image"], flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH") }
         guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
@@ -33,6 +36,7 @@ struct ServeCommand {
         }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
+        scheduling = try SchedulerOptions(options, device: device)
     }
 
     func run() -> Int32 {
@@ -52,14 +56,17 @@ struct ServeCommand {
         var configuration = BackEndConfiguration()
         if verbose { configuration.log = { message in var e = StandardError(); print(message, to: &e) } }
         let limit = sessions
+        let guests = GuestDirectory()
         configuration.onSessionEnd = { report in
-            Self.json(report).emit()
+            var line = Self.json(report)
+            if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(guest) { Self.add(stats, of: guest, to: &line) }
+            line.emit()
             let count = ended.add(1, ordering: .relaxed).newValue
             if let limit, count >= limit { try? done.signal() }
         }
         let makeDevice: @Sendable () -> any VirtioDevice
         do {
-            makeDevice = try deviceFactory()
+            makeDevice = try scheduling?.factory(device: device, try deviceFactory(), guests: guests) ?? deviceFactory()
         } catch {
             report(error: "\(error)")
             return 1
@@ -77,6 +84,11 @@ struct ServeCommand {
         line.add("socket", socket)
         line.add("device", device)
         line.add("pid", Int(getpid()))
+        if let scheduling {
+            line.add("vfs", scheduling.functions)
+            line.add("mapping", "\(scheduling.configuration.mapping)")
+            line.add("policy", scheduling.configuration.policy.description)
+        }
         line.emit()
 
         let waitedSignals = stopSignals
@@ -125,6 +137,19 @@ struct ServeCommand {
         line.add("event", "error")
         line.add("error", error)
         line.emit()
+    }
+
+    /// What the scheduler gave the session's guest.
+    static func add(_ s: GuestStatistics, of guest: DomainID, to line: inout JSONLine) {
+        line.add("guest", Int(guest.rawValue))
+        line.add("sched_requests", Int(s.requests))
+        line.add("sched_bytes", Int(s.bytes))
+        line.add("sched_turns", Int(s.turns))
+        line.add("sched_denied", Int(s.denied))
+        line.add("sched_preemptions", Int(s.preemptions))
+        line.add("sched_wait_ms", Double(s.waitNanoseconds) / 1e6, decimals: 3)
+        line.add("sched_hold_ms", Double(s.holdNanoseconds) / 1e6, decimals: 3)
+        line.add("sched_cut_off", s.cutOff)
     }
 
     static func json(_ r: SessionReport) -> JSONLine {
