@@ -49,6 +49,9 @@ let usage = """
       bench grants         grant+endAccess, map+unmap, IOTLB hit translation, 4 KiB copies
         --seconds S        CPU-seconds per run (default 1)
         --runs R           runs per measurement; the median is reported (default 5)
+      bench sched          scheduler: model update, obtain/finish, decision, context switch,
+                           Jain's index (weights 1:1:1 and 1:2:4), greedy guest's effect on p99
+        --seconds S --runs N --service-us U
       bench xproc          a spawned guest against a back-end in this process, echo device, event index
         --seconds S        throughput run length (default 2)
         --runs R           throughput runs; the median is reported (default 3)
@@ -90,8 +93,10 @@ do throws(UsageError) {
             try GrantsBenchCommand(arguments.dropFirst(2)).run()
         case "xproc":
             exit(try XprocBenchCommand(arguments.dropFirst(2)).run())
+        case "sched":
+            exit(try SchedulerBenchCommand(arguments.dropFirst(2)).run())
         default:
-            throw UsageError(description: "bench needs a workload: ring, grants or xproc")
+            throw UsageError(description: "bench needs a workload: ring, grants, xproc or sched")
         }
     case "help", "--help", "-h":
         print(usage)
