@@ -15,14 +15,17 @@ struct DemoCommand {
     /// The virtqueue format the guests negotiate.
     let ring: String
     let json: Bool
+    /// `--vfs N`: the guests share N virtual functions of one device instead (SharedDeviceDemo).
+    let functions: Int?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "guests", "ring"], flags: ["json"])
+        let options = try Options(arguments, options: ["seconds", "guests", "ring", "vfs"], flags: ["json"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         seconds = try options.seconds("seconds", default: 3, max: 600)
         guests = try options.int("guests", default: 2, in: 1...16)
         ring = try options.choice("ring", default: "split", from: ["split", "packed"])
         json = options.flag("json")
+        functions = options.string("vfs") == nil ? nil : try options.int("vfs", default: 1, in: 1...16)
     }
 
     /// One guest's outcome: what it printed, what the back-end reported for its session.
@@ -35,6 +38,7 @@ struct DemoCommand {
     }
 
     func run() -> Int32 {
+        if let functions { return SharedDeviceDemo(guests: guests, functions: functions, seconds: seconds, json: json).run() }
         guard let directory = TemporaryDirectory() else { return failure("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"

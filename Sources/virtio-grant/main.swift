@@ -11,6 +11,8 @@ let usage = """
         --guests N         guest processes (default 2); guest 1 presents an ungranted handle
         --ring R           split (default) or packed virtqueues
         --json             JSON lines (one per guest, then the verdict) instead of the summary
+        --vfs N            instead: the guests share N virtual functions of one echo device
+                           (n:m, deficit round robin); guest 1 greedy, the others polite
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
         --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk) or
