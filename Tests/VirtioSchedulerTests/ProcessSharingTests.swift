@@ -43,8 +43,11 @@ final class SpawnedProgram {
 
 /// A number field of a flat JSON line.
 func field(_ name: String, in line: String) -> Double? {
-    guard let r = line.range(of: "\"\(name)\":") else { return nil }
-    return Double(String(line[r.upperBound...].prefix { "0123456789.-e".contains($0) }))
+    let key = Array("\"\(name)\":".utf8), bytes = Array(line.utf8)
+    guard key.count <= bytes.count,
+          let at = (0...(bytes.count - key.count)).first(where: { Array(bytes[$0..<$0 + key.count]) == key }) else { return nil }
+    let value = bytes[(at + key.count)...].prefix { "0123456789.-e".utf8.contains($0) }
+    return Double(String(decoding: value, as: UTF8.self))
 }
 
 /// A back-end process sharing `vfs` functions among `guests` guest processes (echo device,
