@@ -3,7 +3,7 @@ import VirtioTransport
 extension DeviceScheduler {
     /// Everything the scheduler decides on, under one lock.
     struct State {
-        var guests: [DomainID: GuestRecord] = [:]
+        var guests = GuestTable()
         var functions: [FunctionRecord]
         /// Statistics of guests that left, for their final report.
         var departed: [DomainID: GuestStatistics] = [:]
@@ -18,14 +18,15 @@ extension DeviceScheduler {
         }
 
         /// Whether some guest waits for a function.
-        var anyoneWaiting: Bool { guests.values.contains { $0.waiting > 0 && $0.holding == nil } }
+        var anyoneWaiting: Bool { guests.slots.contains { $0 != nil && $0!.waiting > 0 && $0!.holding == nil } }
     }
 
     struct GuestRecord {
         let id: DomainID
         var weight: Int
-        /// The functions the mapping allows (GHT-SCH-01).
-        var functions: [Int]
+        /// The functions the mapping allows (GHT-SCH-01), one bit each.
+        var functionMask: UInt64
+        var functions: [Int] { (0..<64).filter { functionMask & (1 << UInt64($0)) != 0 } }
         /// The function whose lease the guest holds.
         var holding: Int?
         /// Batches of the guest inside its function now.
@@ -48,16 +49,44 @@ extension DeviceScheduler {
         let onCutOff: (@Sendable (DomainID) -> Void)?
         var statistics = GuestStatistics()
 
+        static func mask(_ functions: [Int]) -> UInt64 { functions.reduce(0) { $0 | 1 << UInt64($1) } }
+
+        func allows(_ f: Int) -> Bool { functionMask & (1 << UInt64(f)) != 0 }
+
+        /// Waiting for a function it may use, and not holding one.
+        func waits(for f: Int) -> Bool { waiting > 0 && holding == nil && !cutOff && allows(f) }
+
         init(id: DomainID, weight: Int, functions: [Int], ticket: UInt64, context: GuestContext<Model.Rules>,
              parker: EventNotifier, onCutOff: (@Sendable (DomainID) -> Void)?) {
             self.id = id
             self.weight = weight
-            self.functions = functions
+            functionMask = GuestRecord.mask(functions)
             self.ticket = ticket
             self.context = context
             self.parker = parker
             self.onCutOff = onCutOff
         }
+    }
+
+    /// The guests by number (slot k-1 holds guest k; a guest that left leaves its slot
+    /// empty): the decision scans a plain array, with no hashing and no copies.
+    struct GuestTable {
+        private(set) var slots: [GuestRecord?] = []
+
+        subscript(id: DomainID) -> GuestRecord? {
+            get {
+                let i = Int(id.rawValue) &- 1
+                return slots.indices.contains(i) ? slots[i] : nil
+            }
+            _modify {
+                let i = Int(id.rawValue) - 1
+                if i >= slots.count { slots += repeatElement(nil, count: i + 1 - slots.count) }
+                yield &slots[i]
+            }
+        }
+
+        var ids: [DomainID] { slots.compactMap { $0?.id } }
+        var parkers: [EventNotifier] { slots.compactMap { $0?.parker } }
     }
 
     struct FunctionRecord {

@@ -6,33 +6,40 @@ extension DeviceScheduler {
     public func obtain(_ guest: DomainID) throws(SchedulerError) -> FunctionLease {
         var first = true
         while true {
-            let (lease, wake, startedWaiting) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, Bool) in
+            let (lease, wake, parker) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, EventNotifier?) in
                 guard !s.stopping else { throw .stopped }
-                guard var g = s.guests[guest] else { throw .unknownGuest(guest) }
+                guard let g = s.guests[guest] else { throw .unknownGuest(guest) }
                 guard !g.cutOff else {
                     if !first { s.guests[guest]!.waiting -= 1 }
                     throw .cutOff(guest)
                 }
                 let now = monotonicNanoseconds()
+                var wake = Wakeups()
                 if let f = g.holding, !mustYield(s, g, f, now: now) {
-                    if !first { g.waiting -= 1 }
-                    g.active += 1
-                    g.ranThisTurn = true
-                    s.guests[guest] = g
-                    return (FunctionLease(guest: guest, function: f, generation: s.functions[f].generation), Wakeups(), false)
+                    if !first { s.guests[guest]!.waiting -= 1 }
+                    s.guests[guest]!.active += 1
+                    s.guests[guest]!.ranThisTurn = true
+                    return (FunctionLease(guest: guest, function: f, generation: s.functions[f].generation), wake, nil)
                 }
                 if first {
-                    g.waiting += 1
-                    if g.waitStart == 0 { g.waitStart = now }
-                    s.guests[guest] = g
+                    s.guests[guest]!.waiting += 1
+                    if g.waitStart == 0 { s.guests[guest]!.waitStart = now }
                 }
-                return (nil, dispatch(&s, now: now), first)
+                wake = dispatch(&s, now: now)
+                // Granted by this very decision: no need to park.
+                if let f = s.guests[guest]!.holding {
+                    wake.parkers.removeAll { $0 === g.parker }
+                    s.guests[guest]!.waiting -= 1
+                    s.guests[guest]!.active += 1
+                    s.guests[guest]!.ranThisTurn = true
+                    return (FunctionLease(guest: guest, function: f, generation: s.functions[f].generation), wake, nil)
+                }
+                return (nil, wake, g.parker)
             }
             wake.deliver()
             if let lease { return lease }
-            if startedWaiting { try? watchdogBell.signal() }
+            if first { try? watchdogBell.signal() }
             first = false
-            let parker = state.withLock { $0.guests[guest]?.parker }
             _ = try? parker?.wait(timeoutMilliseconds: 100)
             _ = try? parker?.drain()
         }
@@ -56,24 +63,25 @@ extension DeviceScheduler {
     ///   results must be thrown away (its queue breaks).
     public func finishBatch(_ lease: FunctionLease, requests: Int, bytes: Int, denied: Int = 0) throws(SchedulerError) {
         let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
-            guard var g = s.guests[lease.guest] else { throw .unknownGuest(lease.guest) }
+            guard let g = s.guests[lease.guest] else { throw .unknownGuest(lease.guest) }
             guard !g.cutOff, g.holding == lease.function, s.functions[lease.function].generation == lease.generation else {
                 throw .cutOff(lease.guest)
             }
-            g.active -= 1
-            g.statistics.requests += UInt64(requests)
-            g.statistics.bytes += UInt64(bytes)
-            g.statistics.batches += 1
-            g.statistics.denied += UInt64(denied)
+            s.guests[lease.guest]!.active -= 1
+            s.guests[lease.guest]!.statistics.requests += UInt64(requests)
+            s.guests[lease.guest]!.statistics.bytes += UInt64(bytes)
+            s.guests[lease.guest]!.statistics.batches += 1
+            s.guests[lease.guest]!.statistics.denied += UInt64(denied)
             let now = monotonicNanoseconds()
             if case .deficitRoundRobin(let unit, let quantum) = configuration.policy {
-                g.deficit -= Int64(unit == .requests ? requests : bytes)
+                s.guests[lease.guest]!.deficit -= Int64(unit == .requests ? requests : bytes)
                 // Alone on the function, a guest starts a new round rather than running up a
                 // debt that would stall it later (the GVT-g stale-accounting bug).
-                if g.deficit <= 0 && !mustYield(s, g, lease.function, now: now) { g.deficit = Int64(quantum) * Int64(g.weight) }
+                if s.guests[lease.guest]!.deficit <= 0 && !mustYield(s, s.guests[lease.guest]!, lease.function, now: now) {
+                    s.guests[lease.guest]!.deficit = Int64(quantum) * Int64(g.weight)
+                }
             }
-            s.guests[lease.guest] = g
-            return g.active == 0 ? dispatch(&s, now: now) : Wakeups()
+            return g.active == 1 ? dispatch(&s, now: now) : Wakeups()
         }
         wake.deliver()
     }
@@ -95,14 +103,15 @@ extension DeviceScheduler {
     /// Whether `g` must give up function `f` at its next reusable point.
     func mustYield(_ s: State, _ g: GuestRecord, _ f: Int, now: UInt64) -> Bool {
         // GHT-SCH-09: a function the mapping took away goes back at once.
-        guard g.functions.contains(f) else { return true }
+        guard g.allows(f) else { return true }
         guard g.ranThisTurn else { return false }
         var over = now &- s.functions[f].turnStart >= configuration.sliceNanoseconds
         if case .deficitRoundRobin = configuration.policy, g.deficit <= 0 { over = true }
         guard over else { return false }
-        return s.guests.values.contains { w in
-            w.id != g.id && w.waiting > 0 && w.holding == nil && !w.cutOff && w.functions.contains(f)
+        for i in s.guests.slots.indices where s.guests.slots[i]?.waits(for: f) == true && s.guests.slots[i]?.id != g.id {
+            return true
         }
+        return false
     }
 
     /// Ends `guest`'s turn on `f`: the function is idle, the guest goes to the back.
@@ -144,11 +153,16 @@ extension DeviceScheduler {
 
     /// The waiting guest allowed on `f` with the smallest ticket.
     func nextWaiter(_ s: State, for f: Int) -> DomainID? {
-        var best: GuestRecord?
-        for g in s.guests.values where g.waiting > 0 && g.holding == nil && !g.cutOff && g.functions.contains(f) {
-            if best == nil || g.ticket < best!.ticket { best = g }
+        var best: DomainID?
+        var bestTicket = UInt64.max
+        for i in s.guests.slots.indices where s.guests.slots[i]?.waits(for: f) == true {
+            let ticket = s.guests.slots[i]!.ticket
+            if ticket < bestTicket {
+                bestTicket = ticket
+                best = s.guests.slots[i]!.id
+            }
         }
-        return best?.id
+        return best
     }
 
     /// Gives `f` to `guest` for a turn, switching the function's context (GHT-SCH-05). A

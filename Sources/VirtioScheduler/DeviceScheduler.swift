@@ -25,7 +25,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// A scheduler over `functionCount` virtual functions; starts its watchdog thread.
     public init(functionCount: Int, configuration: SchedulerConfiguration = SchedulerConfiguration()) throws(SystemError) {
-        precondition(functionCount >= 1, "a device has at least one virtual function")
+        precondition((1...64).contains(functionCount), "a device has 1 to 64 virtual functions")
         self.configuration = configuration
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
         state = Mutex(State(functionCount: functionCount))
@@ -38,7 +38,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func stop() {
         let parkers = state.withLock { s -> [EventNotifier] in
             s.stopping = true
-            return s.guests.values.map(\.parker)
+            return s.guests.parkers
         }
         for p in parkers { try? p.signal() }
         try? watchdogBell.signal()
@@ -59,6 +59,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         do { parker = try EventNotifier() } catch { throw .stopped }
         return try state.withLock { s throws(SchedulerError) -> DomainID in
             guard !s.stopping else { throw .stopped }
+            guard s.nextGuest < UInt16.max else { throw .noFunction }
             s.nextGuest += 1
             let id = DomainID(s.nextGuest)
             let allowed: [Int]
@@ -68,7 +69,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
                 guard functions.indices.contains(f) else { throw .functionOutOfRange(f) }
                 allowed = [f]
             case .oneToOne:
-                let taken = Set(s.guests.values.flatMap(\.functions))
+                let taken = Set(s.guests.slots.compactMap { $0 }.flatMap(\.functions))
                 guard let free = functions.indices.first(where: { !taken.contains($0) }) else { throw .noFunction }
                 allowed = [free]
             }
@@ -87,7 +88,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         if let bad = allowed.first(where: { !functions.indices.contains($0) }) { throw .functionOutOfRange(bad) }
         let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
             guard s.guests[guest] != nil else { throw .unknownGuest(guest) }
-            s.guests[guest]!.functions = allowed
+            s.guests[guest]!.functionMask = GuestRecord.mask(allowed)
             return dispatch(&s, now: monotonicNanoseconds())
         }
         wake.deliver()
@@ -120,7 +121,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     }
 
     /// The guests registered now.
-    public var guests: [DomainID] { state.withLock { $0.guests.keys.sorted() } }
+    public var guests: [DomainID] { state.withLock { $0.guests.ids } }
 
     /// The functions `guest` may use.
     public func functions(of guest: DomainID) -> [Int] { state.withLock { $0.guests[guest]?.functions ?? [] } }

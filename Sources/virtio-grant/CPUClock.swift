@@ -22,3 +22,21 @@ func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
+
+/// Runs `body` (which performs `opsPerCall` operations) until `seconds` of thread CPU time
+/// pass, `runs` times; returns the median operations per CPU-second.
+func medianRate(seconds: Double, runs: Int, opsPerCall: Int, _ body: () -> Void) -> Double {
+    var rates: [Double] = []
+    for _ in 0..<runs {
+        var ops = 0
+        let start = threadCPUSeconds()
+        var elapsed = 0.0
+        repeat {
+            body()
+            ops += opsPerCall
+            elapsed = threadCPUSeconds() - start
+        } while elapsed < seconds
+        rates.append(Double(ops) / elapsed)
+    }
+    return median(rates)
+}

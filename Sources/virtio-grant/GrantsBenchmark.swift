@@ -14,22 +14,9 @@ struct GrantsBenchCommand {
         runs = try options.int("runs", default: 5, in: 1...100)
     }
 
-    /// Runs `body` (which performs `opsPerCall` operations) until `seconds` of thread CPU time
-    /// pass, `runs` times; returns the median operations per CPU-second.
+    /// Median operations per CPU-second of `body` (which performs `opsPerCall` operations).
     func rate(opsPerCall: Int, _ body: () -> Void) -> Double {
-        var rates: [Double] = []
-        for _ in 0..<runs {
-            var ops = 0
-            let start = threadCPUSeconds()
-            var elapsed = 0.0
-            repeat {
-                body()
-                ops += opsPerCall
-                elapsed = threadCPUSeconds() - start
-            } while elapsed < seconds
-            rates.append(Double(ops) / elapsed)
-        }
-        return median(rates)
+        medianRate(seconds: seconds, runs: runs, opsPerCall: opsPerCall, body)
     }
 
     func line(_ name: String, _ key: String, _ value: Double, decimals: Int = 0) -> String {

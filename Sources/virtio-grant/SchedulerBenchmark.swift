@@ -36,19 +36,7 @@ struct SchedulerBenchCommand {
 
     /// Median CPU nanoseconds per operation of `body` (which performs `ops` operations).
     func nanoseconds(ops: Int, _ body: () -> Void) -> Double {
-        var results: [Double] = []
-        for _ in 0..<runs {
-            var done = 0
-            let start = threadCPUSeconds()
-            var elapsed = 0.0
-            repeat {
-                body()
-                done += ops
-                elapsed = threadCPUSeconds() - start
-            } while elapsed < min(seconds, 1)
-            results.append(elapsed * 1e9 / Double(done))
-        }
-        return median(results)
+        1e9 / medianRate(seconds: min(seconds, 1), runs: runs, opsPerCall: ops, body)
     }
 
     func run() -> Int32 {

@@ -85,6 +85,21 @@ func runSharedDevice(vfs: Int, mapping: String, guests: Int, seconds: Double = 1
     return (sessions, exits, lines, elapsed)
 }
 
+/// Checks that each of the first `count` guests exited 0 and was served with no broken queue;
+/// returns the seconds they held functions, summed.
+func expectServed(_ r: (sessions: [Int: String], guestExits: [ChildProcess.ExitStatus?], guestLines: [String], elapsed: Double),
+                  guests count: Int) throws -> Double {
+    var held = 0.0
+    for g in 0..<count {
+        #expect(r.guestExits[g] == .exited(0), "guest \(g + 1): \(r.guestLines[g])")
+        let session = try #require(r.sessions[g + 1])
+        #expect((field("sched_requests", in: session) ?? 0) > 0, "\(session)")
+        #expect(field("broken_queues", in: session) == 0)
+        held += (field("sched_hold_ms", in: session) ?? 0) / 1000
+    }
+    return held
+}
+
 @Suite("Guest processes sharing virtual functions", .serialized)
 struct ProcessSharingTests {
     @Test("GHT-SCH-01: 1:1 — two guest processes each get a function of their own; a third is refused and its queue broken")
@@ -106,14 +121,7 @@ struct ProcessSharingTests {
     @Test("GHT-SCH-01, GHT-SCH-02: 1:n — three guest processes time-share one function; their holds never overlap")
     func oneToMany() throws {
         let r = try runSharedDevice(vfs: 1, mapping: "1:n", guests: 3)
-        var held = 0.0
-        for g in 0..<3 {
-            #expect(r.guestExits[g] == .exited(0), "guest \(g + 1): \(r.guestLines[g])")
-            let session = try #require(r.sessions[g + 1])
-            #expect((field("sched_requests", in: session) ?? 0) > 0, "\(session)")
-            #expect(field("broken_queues", in: session) == 0)
-            held += (field("sched_hold_ms", in: session) ?? 0) / 1000
-        }
+        let held = try expectServed(r, guests: 3)
         // One function, one holder at a time: the holds add up to at most the time that passed.
         #expect(held > 0 && held <= r.elapsed + 0.05, "held \(held) s in \(r.elapsed) s")
     }
@@ -121,14 +129,7 @@ struct ProcessSharingTests {
     @Test("GHT-SCH-01: n:m — three guest processes on a pool of two functions, all served, at most two holds at once")
     func pool() throws {
         let r = try runSharedDevice(vfs: 2, mapping: "n:m", guests: 3)
-        var held = 0.0
-        for g in 0..<3 {
-            #expect(r.guestExits[g] == .exited(0), "guest \(g + 1): \(r.guestLines[g])")
-            let session = try #require(r.sessions[g + 1])
-            #expect((field("sched_requests", in: session) ?? 0) > 0, "\(session)")
-            #expect(field("broken_queues", in: session) == 0)
-            held += (field("sched_hold_ms", in: session) ?? 0) / 1000
-        }
+        let held = try expectServed(r, guests: 3)
         #expect(held > 0 && held <= 2 * r.elapsed + 0.05, "held \(held) s in \(r.elapsed) s")
     }
 }
