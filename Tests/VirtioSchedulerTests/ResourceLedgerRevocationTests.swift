@@ -170,7 +170,7 @@ struct ResourceLedgerRevocationTests {
         #expect(ledger.events.map(\.sequence) == [6, 7, 8, 9])
         #expect(ledger.events.map(\.kind) == (6..<10).map { .refused(.authorize, by: g1, .denied(g1, .queue(UInt64($0)))) })
         #expect(ledger.droppedEventCount == 6)
-        #expect(ledger.events.first?.description == "#6 refused authorize by guest1: guest1 may not use queue[6]")
+        #expect(ledger.events.first?.description == "#6 refused authorize by dom1: dom1 may not use queue[6]")
     }
 
     @Test("GHT-LED-08: the dump lists every claim by kind and start, with owner, reservation, shares, users and pending revocation")
@@ -194,20 +194,20 @@ struct ResourceLedgerRevocationTests {
             LedgerEntry(resource: .eventfd(3), owner: g2, reserved: false, sharedWith: [g1, g3], users: [g1: 1, g3: 2],
                         revocationPending: true),
         ])
-        #expect(ledger.dump().last?.description == "eventfd[3] owner=guest2 shared=guest1,guest3 users=guest1×1,guest3×2 revocation-pending")
+        #expect(ledger.dump().last?.description == "eventfd[3] owner=dom2 shared=dom1,dom3 users=dom1×1,dom3×2 revocation-pending")
         #expect(ledger.dumpText() == """
-            RESOURCE                       OWNER     RESERVED  SHARED-WITH    USERS              REVOCATION
-            virtualFunction[0]             back-end  yes       -              -                  -
-            memoryRegion[0x1000..<0x2000]  guest3    no        -              -                  -
-            memoryRegion[0x2000..<0x3000]  guest1    no        -              -                  -
-            eventfd[3]                     guest2    no        guest1,guest3  guest1×1,guest3×2  pending
+            RESOURCE                       OWNER  RESERVED  SHARED-WITH  USERS          REVOCATION
+            virtualFunction[0]             dom0   yes       -            -              -
+            memoryRegion[0x1000..<0x2000]  dom3   no        -            -              -
+            memoryRegion[0x2000..<0x3000]  dom1   no        -            -              -
+            eventfd[3]                     dom2   no        dom1,dom3    dom1×1,dom3×2  pending
 
             """)
         #expect(ledger.dumpJSONLines() == [
-            #"{"resource":"virtualFunction[0]","kind":"virtualFunction","start":0,"end":1,"owner":0,"ownerName":"back-end","reserved":true,"sharedWith":[],"users":{},"revocationPending":false}"#,
-            #"{"resource":"memoryRegion[0x1000..<0x2000]","kind":"memoryRegion","start":4096,"end":8192,"owner":3,"ownerName":"guest3","reserved":false,"sharedWith":[],"users":{},"revocationPending":false}"#,
-            #"{"resource":"memoryRegion[0x2000..<0x3000]","kind":"memoryRegion","start":8192,"end":12288,"owner":1,"ownerName":"guest1","reserved":false,"sharedWith":[],"users":{},"revocationPending":false}"#,
-            #"{"resource":"eventfd[3]","kind":"eventfd","start":3,"end":4,"owner":2,"ownerName":"guest2","reserved":false,"sharedWith":[1,3],"users":{"1":1,"3":2},"revocationPending":true}"#,
+            #"{"resource":"virtualFunction[0]","kind":"virtualFunction","start":0,"end":1,"owner":0,"ownerName":"dom0","reserved":true,"sharedWith":[],"users":{},"revocationPending":false}"#,
+            #"{"resource":"memoryRegion[0x1000..<0x2000]","kind":"memoryRegion","start":4096,"end":8192,"owner":3,"ownerName":"dom3","reserved":false,"sharedWith":[],"users":{},"revocationPending":false}"#,
+            #"{"resource":"memoryRegion[0x2000..<0x3000]","kind":"memoryRegion","start":8192,"end":12288,"owner":1,"ownerName":"dom1","reserved":false,"sharedWith":[],"users":{},"revocationPending":false}"#,
+            #"{"resource":"eventfd[3]","kind":"eventfd","start":3,"end":4,"owner":2,"ownerName":"dom2","reserved":false,"sharedWith":[1,3],"users":{"1":1,"3":2},"revocationPending":true}"#,
         ])
     }
 

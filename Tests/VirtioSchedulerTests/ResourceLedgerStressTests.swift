@@ -20,7 +20,7 @@ struct ResourceLedgerStressTests {
         let outcomes = await withTaskGroup(of: [(Resource, DomainID, LedgerError?)].self) { group in
             for c in 1...contenders {
                 group.addTask {
-                    let me = DomainID(UInt32(c))
+                    let me = DomainID(UInt16(c))
                     var mine: [(Resource, DomainID, LedgerError?)] = []
                     for round in 0..<rounds {
                         for r in [Self.region(round, c), .virtualFunction(round)] {
@@ -72,7 +72,7 @@ struct ResourceLedgerStressTests {
     func raceUsesAgainstRevocation(trial: Int) async throws {
         let ledger = ResourceLedger()
         let vf = Resource.virtualFunction(trial)
-        let owner = DomainID(1), users = (1...4).map { DomainID(UInt32($0)) }
+        let owner = DomainID(1), users = (1...4).map { DomainID(UInt16($0)) }
         try ledger.claim(vf, for: owner)
         try ledger.share(vf, by: owner, with: Set(users.dropFirst()))
         // The anchor: a use the owner begins before the race and the revoker ends only after the

@@ -103,7 +103,7 @@ struct ResourceLedgerTests {
             for _ in 0..<200 {
                 let start = random.next() % 256, length = random.next() % 24 + 1
                 let r = Resource.eventfd(0).withRange(start..<(start + length))
-                let who = DomainID(UInt32(random.next() % 3 + 1))
+                let who = DomainID(UInt16(random.next() % 3 + 1))
                 let holder = model.filter { $0.range.overlaps(r.range) }.min { $0.range.lowerBound < $1.range.lowerBound }
                 let refusal = ledgerRefusal { try ledger.claim(r, for: who) }
                 #expect(refusal == holder.map { .alreadyOwned(r, by: $0.owner) })
