@@ -15,7 +15,7 @@ extension DeviceScheduler {
                 }
                 let now = monotonicNanoseconds()
                 var wake = Wakeups()
-                if let f = g.holding, !mustYield(s, g, f, now: now) {
+                if let f = g.holding, !s.mustYield(g, f, now: now, configuration) {
                     if !first { s.guests[guest]!.waiting -= 1 }
                     s.guests[guest]!.active += 1
                     s.guests[guest]!.ranThisTurn = true
@@ -77,7 +77,7 @@ extension DeviceScheduler {
                 s.guests[lease.guest]!.deficit -= Int64(unit == .requests ? requests : bytes)
                 // Alone on the function, a guest starts a new round rather than running up a
                 // debt that would stall it later (the GVT-g stale-accounting bug).
-                if s.guests[lease.guest]!.deficit <= 0 && !mustYield(s, s.guests[lease.guest]!, lease.function, now: now) {
+                if s.guests[lease.guest]!.deficit <= 0 && !s.mustYield(s.guests[lease.guest]!, lease.function, now: now, configuration) {
                     s.guests[lease.guest]!.deficit = Int64(quantum) * Int64(g.weight)
                 }
             }
@@ -100,24 +100,10 @@ extension DeviceScheduler {
         wake.deliver()
     }
 
-    /// Whether `g` must give up function `f` at its next reusable point.
-    func mustYield(_ s: State, _ g: GuestRecord, _ f: Int, now: UInt64) -> Bool {
-        // GHT-SCH-09: a function the mapping took away goes back at once.
-        guard g.allows(f) else { return true }
-        guard g.ranThisTurn else { return false }
-        var over = now &- s.functions[f].turnStart >= configuration.sliceNanoseconds
-        if case .deficitRoundRobin = configuration.policy, g.deficit <= 0 { over = true }
-        guard over else { return false }
-        for i in s.guests.slots.indices where s.guests.slots[i]?.waits(for: f) == true && s.guests.slots[i]?.id != g.id {
-            return true
-        }
-        return false
-    }
-
     /// Ends `guest`'s turn on `f`: the function is idle, the guest goes to the back.
-    func endTurn(_ s: inout State, _ guest: DomainID, _ f: Int, now: UInt64) {
+    func endTurn(_ s: inout SchedulerState, _ guest: DomainID, _ f: Int, now: UInt64) {
         // GHT-SCH-05: the context is saved (queue positions moved during the turn).
-        if let saved = functions[f].core.withLock({ $0.registers }), saved.guest == guest { s.guests[guest]!.context = saved }
+        if let saved = functions[f].core.withLock({ $0.registers }), saved.guest == guest { contexts.withLock { $0[guest] = saved } }
         s.guests[guest]!.holding = nil
         s.guests[guest]!.statistics.holdNanoseconds += now &- s.functions[f].turnStart
         s.nextTicket += 1
@@ -130,11 +116,11 @@ extension DeviceScheduler {
     /// The scheduling decision: takes functions back from holders whose turn is over at a
     /// reusable point, starts the cut-off clock for those still busy, and gives every free
     /// function to the waiting guest first in line. Returns the parkers to wake.
-    func dispatch(_ s: inout State, now: UInt64) -> Wakeups {
+    func dispatch(_ s: inout SchedulerState, now: UInt64) -> Wakeups {
         var wake = Wakeups()
         for f in s.functions.indices {
             if let h = s.functions[f].holder, let holder = s.guests[h] {
-                guard mustYield(s, holder, f, now: now) else { continue }
+                guard s.mustYield(holder, f, now: now, configuration) else { continue }
                 if holder.active > 0 {
                     if s.functions[f].yieldAsked == nil { s.functions[f].yieldAsked = now }
                     continue
@@ -142,7 +128,7 @@ extension DeviceScheduler {
                 s.guests[h]!.statistics.preemptions += 1
                 endTurn(&s, h, f, now: now)
             }
-            guard let next = nextWaiter(s, for: f) else { continue }
+            guard let next = s.nextWaiter(for: f) else { continue }
             grant(&s, f, to: next, now: now, &wake)
             wake.parkers.append(s.guests[next]!.parker)
         }
@@ -151,25 +137,11 @@ extension DeviceScheduler {
         return wake
     }
 
-    /// The waiting guest allowed on `f` with the smallest ticket.
-    func nextWaiter(_ s: State, for f: Int) -> DomainID? {
-        var best: DomainID?
-        var bestTicket = UInt64.max
-        for i in s.guests.slots.indices where s.guests.slots[i]?.waits(for: f) == true {
-            let ticket = s.guests.slots[i]!.ticket
-            if ticket < bestTicket {
-                bestTicket = ticket
-                best = s.guests.slots[i]!.id
-            }
-        }
-        return best
-    }
-
     /// Gives `f` to `guest` for a turn, switching the function's context (GHT-SCH-05). A
     /// function whose model is not reusable here is a guest's broken promise (a request
     /// started and never finished): that guest is cut off and the function scrubbed first
     /// (GHT-SCH-04: never a switch with a request in flight).
-    func grant(_ s: inout State, _ f: Int, to guest: DomainID, now: UInt64, _ wake: inout Wakeups) {
+    func grant(_ s: inout SchedulerState, _ f: Int, to guest: DomainID, now: UInt64, _ wake: inout Wakeups) {
         let (reusable, loaded) = functions[f].core.withLock { ($0.model.isReusable, $0.registers?.guest) }
         if !reusable {
             functions[f].core.withLock { $0.refusedSwitches += 1 }
@@ -177,7 +149,7 @@ extension DeviceScheduler {
         }
         // The outgoing context was saved when its turn ended; the incoming one is restored
         // unless the function still holds exactly it.
-        let incoming = s.guests[guest]!.context
+        guard let incoming = contexts.withLock({ $0[guest] }) else { return }
         let generation = functions[f].core.withLock { core -> UInt64 in
             if core.registers != incoming { _ = core.switchContext(to: incoming) }
             core.generation &+= 1
@@ -204,7 +176,7 @@ extension DeviceScheduler {
     /// GHT-SCH-08: cuts `culprit` off `f`: the function is reset and scrubbed (the model
     /// forgets what was in flight, the registers are cleared, the old lease is void), the
     /// guest's waiting threads fail, and its callback runs after the lock is released.
-    func cutOff(_ s: inout State, _ culprit: DomainID?, _ f: Int, now: UInt64, _ wake: inout Wakeups) {
+    func cutOff(_ s: inout SchedulerState, _ culprit: DomainID?, _ f: Int, now: UInt64, _ wake: inout Wakeups) {
         functions[f].publish(.scrubbing, owner: culprit, turns: s.functions[f].turns, now: now)
         let generation = functions[f].core.withLock { core -> UInt64 in
             core.scrub()
@@ -236,5 +208,35 @@ struct Wakeups {
     func deliver() {
         for p in parkers { try? p.signal() }
         for (guest, callback) in cutOffs { callback(guest) }
+    }
+}
+
+extension SchedulerState {
+    /// Whether `g` must give up function `f` at its next reusable point.
+    func mustYield(_ g: GuestRecord, _ f: Int, now: UInt64, _ configuration: SchedulerConfiguration) -> Bool {
+        // GHT-SCH-09: a function the mapping took away goes back at once.
+        guard g.allows(f) else { return true }
+        guard g.ranThisTurn else { return false }
+        var over = now &- functions[f].turnStart >= configuration.sliceNanoseconds
+        if case .deficitRoundRobin = configuration.policy, g.deficit <= 0 { over = true }
+        guard over else { return false }
+        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true && guests.slots[i]?.id != g.id {
+            return true
+        }
+        return false
+    }
+
+    /// The waiting guest allowed on `f` with the smallest ticket.
+    func nextWaiter(for f: Int) -> DomainID? {
+        var best: DomainID?
+        var bestTicket = UInt64.max
+        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true {
+            let ticket = guests.slots[i]!.ticket
+            if ticket < bestTicket {
+                bestTicket = ticket
+                best = guests.slots[i]!.id
+            }
+        }
+        return best
     }
 }

@@ -19,7 +19,10 @@ import VirtioTransport
 public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public let configuration: SchedulerConfiguration
     public let functions: [VirtualFunction<Model>]
-    let state: Mutex<State>
+    let state: Mutex<SchedulerState>
+    /// Each guest's saved context (GHT-SCH-05); taken inside `state`'s lock, before a
+    /// function's.
+    let contexts = Mutex<[DomainID: GuestContext<Model.Rules>]>([:])
     let watchdogBell: EventNotifier
     private let watchdog = Mutex<WorkerThread?>(nil)
 
@@ -28,7 +31,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         precondition((1...64).contains(functionCount), "a device has 1 to 64 virtual functions")
         self.configuration = configuration
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
-        state = Mutex(State(functionCount: functionCount))
+        state = Mutex(SchedulerState(functionCount: functionCount))
         watchdogBell = try EventNotifier()
         let thread = WorkerThread(name: "vf-watchdog") { [self] in watch() }
         watchdog.withLock { $0 = thread }
@@ -75,8 +78,8 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
             }
             s.nextTicket += 1
             s.guests[id] = GuestRecord(id: id, weight: max(weight, 1), functions: allowed, ticket: s.nextTicket,
-                                       context: GuestContext(guest: id, queueCount: queueCount, rules: rules),
                                        parker: parker, onCutOff: onCutOff)
+            contexts.withLock { $0[id] = GuestContext(guest: id, queueCount: queueCount, rules: rules) }
             return id
         }
     }
@@ -96,7 +99,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Records the features `guest` negotiated in its context.
     public func setFeatures(_ features: VirtioFeatures, for guest: DomainID) {
-        state.withLock { s in s.guests[guest]?.context.features = features }
+        state.withLock { _ in contexts.withLock { $0[guest]?.features = features } }
     }
 
     /// The guest left: its turn ends (it must have nothing in flight) and it is forgotten.
@@ -106,6 +109,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
             if let f = g.holding { endTurn(&s, guest, f, now: monotonicNanoseconds()) }
             s.departed[guest] = g.statistics
             s.guests[guest] = nil
+            contexts.withLock { $0[guest] = nil }
             return dispatch(&s, now: monotonicNanoseconds())
         }
         wake.deliver()
