@@ -14,6 +14,7 @@ struct SchedulerState {
     var stopping = false
     var decisions: UInt64 = 0
     var decisionNanoseconds: UInt64 = 0
+    var ledgerRefusals = 0
 
     init(functionCount: Int) {
         functions = [FunctionRecord](repeating: FunctionRecord(), count: functionCount)

@@ -110,7 +110,18 @@ extension DeviceScheduler {
         s.guests[guest]!.ticket = s.nextTicket
         s.functions[f].holder = nil
         s.functions[f].yieldAsked = nil
+        returnToBackEnd(&s, f, from: guest)
         functions[f].publish(.idle, owner: nil, turns: s.functions[f].turns, now: now)
+    }
+
+    /// GHT-LED-05: the turn's use of the VF ends and its share is withdrawn.
+    func returnToBackEnd(_ s: inout SchedulerState, _ f: Int, from guest: DomainID) {
+        do {
+            try ledger.endUse(.virtualFunction(f), by: guest)
+            try ledger.unshare(.virtualFunction(f), by: .backEnd, from: [guest])
+        } catch {
+            s.ledgerRefusals += 1
+        }
     }
 
     /// The scheduling decision: takes functions back from holders whose turn is over at a
@@ -155,6 +166,13 @@ extension DeviceScheduler {
             core.generation &+= 1
             return core.generation
         }
+        // GHT-LED-01: for its turn the VF is shared with its holder alone, and in use by it.
+        do {
+            try ledger.share(.virtualFunction(f), by: .backEnd, with: [guest])
+            try ledger.beginUse(.virtualFunction(f), by: guest)
+        } catch {
+            s.ledgerRefusals += 1
+        }
         s.functions[f].holder = guest
         s.functions[f].turnStart = now
         s.functions[f].yieldAsked = nil
@@ -187,6 +205,7 @@ extension DeviceScheduler {
         s.functions[f].yieldAsked = nil
         if let culprit, var g = s.guests[culprit] {
             if g.holding == f {
+                returnToBackEnd(&s, f, from: culprit)
                 g.holding = nil
                 g.statistics.holdNanoseconds += now &- s.functions[f].turnStart
             }

@@ -23,16 +23,26 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     /// Each guest's saved context (GHT-SCH-05); taken inside `state`'s lock, before a
     /// function's.
     let contexts = Mutex<[DomainID: GuestContext<Model.Rules>]>([:])
+    /// The accountant: every VF is reserved for the back-end and, for each turn, shared with
+    /// and in use by its holder alone (GHT-LED-01, GHT-LED-04), so that the ledger's dump shows
+    /// who holds what and a revocation of a VF in use is refused.
+    public let ledger: ResourceLedger
     let watchdogBell: EventNotifier
     private let watchdog = Mutex<WorkerThread?>(nil)
 
-    /// A scheduler over `functionCount` virtual functions; starts its watchdog thread.
-    public init(functionCount: Int, configuration: SchedulerConfiguration = SchedulerConfiguration()) throws(SystemError) {
+    /// A scheduler over `functionCount` virtual functions, reserving them in `ledger`; starts
+    /// its watchdog thread.
+    public init(functionCount: Int, configuration: SchedulerConfiguration = SchedulerConfiguration(),
+                ledger: ResourceLedger = ResourceLedger()) throws(SchedulerError) {
         precondition((1...64).contains(functionCount), "a device has 1 to 64 virtual functions")
         self.configuration = configuration
+        self.ledger = ledger
+        for f in 0..<functionCount {
+            do { try ledger.reserve(.virtualFunction(f)) } catch { throw .resources("\(error)") }
+        }
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
         state = Mutex(SchedulerState(functionCount: functionCount))
-        watchdogBell = try EventNotifier()
+        do { watchdogBell = try EventNotifier() } catch { throw .resources("\(error)") }
         let thread = WorkerThread(name: "vf-watchdog") { [self] in watch() }
         watchdog.withLock { $0 = thread }
     }
@@ -110,6 +120,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
             s.departed[guest] = g.statistics
             s.guests[guest] = nil
             contexts.withLock { $0[guest] = nil }
+            ledger.release(domain: guest)
             return dispatch(&s, now: monotonicNanoseconds())
         }
         wake.deliver()
@@ -129,6 +140,9 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// The functions `guest` may use.
     public func functions(of guest: DomainID) -> [Int] { state.withLock { $0.guests[guest]?.functions ?? [] } }
+
+    /// Ledger operations of turns that were refused: a scheduler bug if ever non-zero.
+    public var ledgerRefusals: Int { state.withLock { $0.ledgerRefusals } }
 
     /// Scheduling decisions taken and the time spent in them (nanoseconds, clock reads included).
     public var decisions: (count: UInt64, nanoseconds: UInt64) { state.withLock { ($0.decisions, $0.decisionNanoseconds) } }

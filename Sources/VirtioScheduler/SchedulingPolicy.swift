@@ -65,6 +65,8 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     case functionOutOfRange(Int)
     /// The scheduler stopped.
     case stopped
+    /// The scheduler could not get what it runs on (an eventfd, its VFs in the ledger).
+    case resources(String)
 
     public var description: String {
         switch self {
@@ -73,6 +75,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .noFunction: "no virtual function for the guest"
         case .functionOutOfRange(let i): "no virtual function \(i)"
         case .stopped: "the scheduler stopped"
+        case .resources(let why): "the scheduler could not start: \(why)"
         }
     }
 }
