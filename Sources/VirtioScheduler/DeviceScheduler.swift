@@ -19,16 +19,16 @@ import VirtioTransport
 public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public let configuration: SchedulerConfiguration
     public let functions: [VirtualFunction<Model>]
-    let state: Mutex<SchedulerState>
+    let state: Locked<SchedulerState>
     /// Each guest's saved context (GHT-SCH-05); taken inside `state`'s lock, before a
     /// function's.
-    let contexts = Mutex<[DomainID: GuestContext<Model.Rules>]>([:])
+    let contexts = Locked<[DomainID: GuestContext<Model.Rules>]>([:])
     /// The accountant: every VF is reserved for the back-end and, for each turn, shared with
     /// and in use by its holder alone (GHT-LED-01, GHT-LED-04), so that the ledger's dump shows
     /// who holds what and a revocation of a VF in use is refused.
     public let ledger: ResourceLedger
     let watchdogBell: EventNotifier
-    private let watchdog = Mutex<WorkerThread?>(nil)
+    private let watchdog = Locked<WorkerThread?>(nil)
 
     /// A scheduler over `functionCount` virtual functions, reserving them in `ledger`; starts
     /// its watchdog thread.
@@ -41,7 +41,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
             do { try ledger.reserve(.virtualFunction(f)) } catch { throw .resources("\(error)") }
         }
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
-        state = Mutex(SchedulerState(functionCount: functionCount))
+        state = Locked(SchedulerState(functionCount: functionCount))
         do { watchdogBell = try EventNotifier() } catch { throw .resources("\(error)") }
         let thread = WorkerThread(name: "vf-watchdog") { [self] in watch() }
         watchdog.withLock { $0 = thread }

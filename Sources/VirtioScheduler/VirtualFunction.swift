@@ -12,7 +12,7 @@ public final class VirtualFunction<Model: DeviceModel>: Sendable {
     /// State, owner and turn packed in one word, with the time: one 16-byte atomic, so a
     /// reader never sees the owner of one state with the time of another.
     private let published = Atomic<WordPair>(WordPair(first: 0, second: 0))
-    let core = Mutex(Core())
+    let core = Locked(Core())
 
     /// What the holder and the scheduler change under the function's lock.
     struct Core {

@@ -51,7 +51,7 @@ extension SchedulerBenchCommand {
         defer { scheduler.stop() }
         let stop = LoadCounter()
         let counters = guests.map { _ in LoadCounter() }
-        let results = Mutex<[Int: [Double]]>([:])
+        let results = Locked<[Int: [Double]]>([:])
         var threads: [WorkerThread] = []
         for (k, g) in guests.enumerated() {
             let id = try scheduler.register(rules: .init(), queueCount: 1, weight: g.weight)

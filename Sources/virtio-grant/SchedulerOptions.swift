@@ -94,7 +94,7 @@ struct SchedulerOptions {
 
 /// Which guest each session is, and where its statistics come from (serve's session reports).
 final class GuestDirectory: @unchecked Sendable {
-    private let lock = Mutex<(next: Int, guests: [Int: DomainID])>((0, [:]))
+    private let lock = Locked<(next: Int, guests: [Int: DomainID])>((0, [:]))
     var statistics: @Sendable (DomainID) -> GuestStatistics? = { _ in nil }
 
     func nextSession() -> Int { lock.withLock { $0.next += 1; return $0.next } }

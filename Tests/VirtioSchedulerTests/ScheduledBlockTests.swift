@@ -72,7 +72,7 @@ final class SharedDiskFixture {
 
 /// A count shared across threads.
 final class RequestCounter: Sendable {
-    private let count = Mutex(0)
+    private let count = Locked(0)
     @discardableResult func add(_ n: Int) -> Int { count.withLock { $0 += n; return $0 } }
     var value: Int { count.withLock { $0 } }
 }
