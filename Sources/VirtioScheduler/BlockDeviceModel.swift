@@ -86,8 +86,10 @@ public struct BlockDeviceModel: DeviceModel {
     public var isReusable: Bool { inFlight == 0 }
     public mutating func reset() { self = BlockDeviceModel() }
 
+    /// The staged type (4 bytes) and sector (8 bytes), little-endian, each on its own: a tuple
+    /// of both has 4 bytes of uninitialized padding that would read as residue.
     public var residue: [UInt8] {
-        withUnsafeBytes(of: (stagedType.littleEndian, stagedSector.littleEndian)) { Array($0) }
+        withUnsafeBytes(of: stagedType.littleEndian) { Array($0) } + withUnsafeBytes(of: stagedSector.littleEndian) { Array($0) }
     }
 
     /// A denied request reads as the device's IOERR: zeros, then the status in the last

@@ -41,7 +41,8 @@ struct GuestRecord {
     /// ends takes a new ticket (to the back).
     var ticket: UInt64
     /// Deficit round robin: what is left of this turn's allowance (may go negative by
-    /// one batch; the overspend is carried).
+    /// one batch; the overspend is carried, and a guest whose debt a quantum does not pay
+    /// off sits rounds out).
     var deficit: Int64 = 0
     /// Whether the guest ran a batch in its current turn (a turn is never taken back
     /// before its first batch).
@@ -72,7 +73,7 @@ struct GuestRecord {
 /// The guests by number (slot k-1 holds guest k; a guest that left leaves its slot
 /// empty): the decision scans a plain array, with no hashing and no copies.
 struct GuestTable {
-    private(set) var slots: [GuestRecord?] = []
+    var slots: [GuestRecord?] = []
 
     subscript(id: DomainID) -> GuestRecord? {
         get {

@@ -77,8 +77,16 @@ extension DeviceScheduler {
                 s.guests[lease.guest]!.deficit -= Int64(unit == .requests ? requests : bytes)
                 // Alone on the function, a guest starts a new round rather than running up a
                 // debt that would stall it later (the GVT-g stale-accounting bug).
-                if s.guests[lease.guest]!.deficit <= 0 && !s.mustYield(s.guests[lease.guest]!, lease.function, now: now, configuration) {
-                    s.guests[lease.guest]!.deficit = Int64(quantum) * Int64(g.weight)
+                if s.guests[lease.guest]!.deficit <= 0 {
+                    if !s.mustYield(s.guests[lease.guest]!, lease.function, now: now, configuration) {
+                        s.guests[lease.guest]!.deficit = Int64(quantum) * Int64(g.weight)
+                    } else if !s.anyWaiterCanPay(for: lease.function, quantum) {
+                        // No waiter can pay for a batch this round: each sits it out with one
+                        // more quantum, and the holder goes on with its next round
+                        // (Shreedhar–Varghese).
+                        s.giveWaitersARound(for: lease.function, quantum)
+                        s.guests[lease.guest]!.deficit = s.allowance(s.guests[lease.guest]!, quantum)
+                    }
                 }
             }
             return g.active == 1 ? dispatch(&s, now: now) : Wakeups()
@@ -131,15 +139,36 @@ extension DeviceScheduler {
         var wake = Wakeups()
         for f in s.functions.indices {
             if let h = s.functions[f].holder, let holder = s.guests[h] {
-                guard s.mustYield(holder, f, now: now, configuration) else { continue }
+                guard s.mustYield(holder, f, now: now, configuration) else {
+                    s.functions[f].yieldAsked = nil
+                    continue
+                }
                 if holder.active > 0 {
-                    if s.functions[f].yieldAsked == nil { s.functions[f].yieldAsked = now }
+                    // GHT-SCH-08: the cut-off clock runs only while another guest waits for `f`
+                    // (not for a remap nobody waits on).
+                    if s.nextWaiter(for: f) == nil {
+                        s.functions[f].yieldAsked = nil
+                    } else if s.functions[f].yieldAsked == nil {
+                        s.functions[f].yieldAsked = now
+                    }
                     continue
                 }
                 s.guests[h]!.statistics.preemptions += 1
                 endTurn(&s, h, f, now: now)
             }
-            guard let next = s.nextWaiter(for: f) else { continue }
+            guard var next = s.nextWaiter(for: f) else { continue }
+            if case .deficitRoundRobin(_, let quantum) = configuration.policy, s.anyWaiterCanPay(for: f, quantum) {
+                // A waiter whose debt this round's quantum does not pay off sits the round out:
+                // it gets the quantum and goes to the back; otherwise a quantum smaller than a
+                // batch would give one batch per turn whatever the weights (Shreedhar–Varghese).
+                while s.allowance(s.guests[next]!, quantum) <= 0 {
+                    s.guests[next]!.deficit = s.allowance(s.guests[next]!, quantum)
+                    s.nextTicket += 1
+                    s.guests[next]!.ticket = s.nextTicket
+                    guard let following = s.nextWaiter(for: f) else { break }
+                    next = following
+                }
+            }
             grant(&s, f, to: next, now: now, &wake)
             wake.parkers.append(s.guests[next]!.parker)
         }
@@ -184,9 +213,7 @@ extension DeviceScheduler {
         g.statistics.turns += 1
         g.statistics.waitNanoseconds += now &- g.waitStart
         g.waitStart = 0
-        if case .deficitRoundRobin(_, let quantum) = configuration.policy {
-            g.deficit = min(g.deficit, 0) + Int64(quantum) * Int64(g.weight)
-        }
+        if case .deficitRoundRobin(_, let quantum) = configuration.policy { g.deficit = s.allowance(g, quantum) }
         s.guests[guest] = g
         functions[f].publish(.busy, owner: guest, turns: s.functions[f].turns, now: now)
     }
@@ -215,7 +242,9 @@ extension DeviceScheduler {
             wake.parkers.append(g.parker)
             if let callback = g.onCutOff { wake.cutOffs.append((culprit, callback)) }
         }
-        functions[f].publish(.idle, owner: nil, turns: s.functions[f].turns, now: monotonicNanoseconds())
+        // `now`, not a later reading: the next holder's busy state is published with `now` too,
+        // and since never goes back (GHT-SCH-03).
+        functions[f].publish(.idle, owner: nil, turns: s.functions[f].turns, now: now)
     }
 }
 
@@ -257,5 +286,24 @@ extension SchedulerState {
             }
         }
         return best
+    }
+
+    /// Deficit round robin: what `g` may spend in its next turn (its debt is carried, its
+    /// credit is not).
+    func allowance(_ g: GuestRecord, _ quantum: Int) -> Int64 { min(g.deficit, 0) + Int64(quantum) * Int64(g.weight) }
+
+    /// Deficit round robin: whether a guest waiting for `f` can pay for a batch this round.
+    func anyWaiterCanPay(for f: Int, _ quantum: Int) -> Bool {
+        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true && allowance(guests.slots[i]!, quantum) > 0 {
+            return true
+        }
+        return false
+    }
+
+    /// Deficit round robin: every guest waiting for `f` gets one more quantum.
+    mutating func giveWaitersARound(for f: Int, _ quantum: Int) {
+        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true {
+            guests.slots[i]!.deficit = allowance(guests.slots[i]!, quantum)
+        }
     }
 }

@@ -15,7 +15,7 @@ extension DeviceScheduler {
                 let now = monotonicNanoseconds()
                 for f in s.functions.indices {
                     guard let holder = s.functions[f].holder, let asked = s.functions[f].yieldAsked,
-                          now &- asked >= configuration.cutOffNanoseconds else { continue }
+                          now &- asked >= configuration.cutOffNanoseconds, s.nextWaiter(for: f) != nil else { continue }
                     cutOff(&s, holder, f, now: now, &wake)
                 }
                 let decided = dispatch(&s, now: now)
