@@ -43,23 +43,33 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
         state = Locked(SchedulerState(functionCount: functionCount))
         do { watchdogBell = try EventNotifier() } catch { throw .resources("\(error)") }
-        let thread = WorkerThread(name: "vf-watchdog") { [self] in watch() }
+        // The thread holds the scheduler only for one round at a time, so that a scheduler its
+        // users let go of is freed (and its watchdog ends) without a call to stop().
+        let thread = WorkerThread(name: "vf-watchdog") { [weak self] in
+            while let scheduler = self, scheduler.watchRound() {}
+        }
         watchdog.withLock { $0 = thread }
     }
 
-    /// Stops the watchdog; every waiting guest gets ``SchedulerError/stopped``.
+    /// Stops the watchdog and waits for it; every waiting guest gets ``SchedulerError/stopped``.
     public func stop() {
+        halt()
+        let thread = watchdog.withLock { t -> WorkerThread? in defer { t = nil }; return t }
+        thread?.join()
+    }
+
+    /// Marks the scheduler stopped and wakes everyone; the watchdog ends at its next round.
+    private func halt() {
         let parkers = state.withLock { s -> [EventNotifier] in
             s.stopping = true
             return s.guests.parkers
         }
         for p in parkers { try? p.signal() }
         try? watchdogBell.signal()
-        let thread = watchdog.withLock { t -> WorkerThread? in defer { t = nil }; return t }
-        thread?.join()
     }
 
-    deinit { stop() }
+    // Not joined here: the last reference may be dropped on the watchdog thread itself.
+    deinit { halt() }
 
     // MARK: Guests
 

@@ -1,5 +1,8 @@
 import Testing
 import VirtioScheduler
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("The scheduler's VFs in the ledger")
 struct SchedulerLedgerTests {
@@ -28,4 +31,19 @@ struct SchedulerLedgerTests {
         #expect(!ledger.isAllowed(a, .virtualFunction(1)))
         #expect(scheduler.ledgerRefusals == 0)
     }
+}
+
+@Test("A scheduler its users let go of is freed without stop(), and its watchdog ends")
+func schedulerIsFreed() throws {
+    weak var weakScheduler: DeviceScheduler<OpaqueDeviceModel>?
+    do {
+        let scheduler = try DeviceScheduler<OpaqueDeviceModel>(functionCount: 1)
+        weakScheduler = scheduler
+        let guest = try scheduler.register(rules: .init(), queueCount: 1)
+        let lease = try scheduler.obtain(guest)
+        try scheduler.finishBatch(lease, requests: 1, bytes: 0)
+    }
+    // The watchdog holds it for at most one round (100 ms when nobody waits).
+    for _ in 0..<50 where weakScheduler != nil { usleep(10_000) }
+    #expect(weakScheduler == nil)
 }

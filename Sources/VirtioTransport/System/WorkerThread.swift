@@ -28,4 +28,10 @@ public final class WorkerThread: @unchecked Sendable {
         joined = true
         pthread_join(thread, nil)
     }
+
+    // A thread nobody joins is detached when the last reference goes (the thread itself holds
+    // one until its body returns), so its resources are freed when it ends.
+    deinit {
+        if !joined { pthread_detach(thread) }
+    }
 }
