@@ -63,7 +63,7 @@ public struct NetworkDeviceModel: DeviceModel {
     public mutating func finish(queue: Int) { inFlight -= 1 }
     public var isReusable: Bool { inFlight == 0 }
     public mutating func reset() { self = NetworkDeviceModel() }
-    public var residue: [UInt8] { Array(withUnsafeBytes(of: stagedSource.littleEndian) { $0 }.prefix(6)) }
+    public var residue: [UInt8] { withUnsafeBytes(of: stagedSource.littleEndian) { Array($0.prefix(6)) } }
 
     /// The address as the little-endian loads of its 6 bytes see it.
     static func packed(_ a: EthernetAddress) -> UInt64 {
