@@ -74,14 +74,13 @@ struct SchedulerOptions {
     private func wrap<Model: DeviceModel>(_: Model.Type, _ makeDevice: @escaping @Sendable () -> any VirtioDevice, _ guests: GuestDirectory,
                                           rules: @escaping @Sendable (Int, any VirtioDevice) -> Model.Rules) throws -> @Sendable () -> any VirtioDevice {
         let scheduler = try DeviceScheduler<Model>(functionCount: functions, configuration: configuration)
-        let weights = self.weights
-        guests.statistics = { guest in scheduler.statistics(of: guest) }
+        let options = self
+        guests.statistics.withLock { $0 = { guest in scheduler.statistics(of: guest) } }
         return {
             let k = guests.nextSession()
             let device = makeDevice()
-            let weight = k <= weights.count ? weights[k - 1] : 1
             do {
-                let scheduled = try ScheduledDevice(scheduler: scheduler, rules: rules(k, device), weight: weight, device: device)
+                let scheduled = try ScheduledDevice(scheduler: scheduler, rules: rules(k, device), weight: options.weight(of: k), device: device)
                 guests.record(session: k, guest: scheduled.guest)
                 return scheduled
             } catch {
@@ -93,13 +92,15 @@ struct SchedulerOptions {
 }
 
 /// Which guest each session is, and where its statistics come from (serve's session reports).
-final class GuestDirectory: @unchecked Sendable {
+final class GuestDirectory: Sendable {
     private let lock = Locked<(next: Int, guests: [Int: DomainID])>((0, [:]))
-    var statistics: @Sendable (DomainID) -> GuestStatistics? = { _ in nil }
+    /// Where a guest's statistics come from (set by the scheduler's factory).
+    let statistics = Locked<@Sendable (DomainID) -> GuestStatistics?>({ _ in nil })
 
     func nextSession() -> Int { lock.withLock { $0.next += 1; return $0.next } }
     func record(session: Int, guest: DomainID) { lock.withLock { $0.guests[session] = guest } }
     func guest(ofSession session: Int) -> DomainID? { lock.withLock { $0.guests[session] } }
+    func statistics(of guest: DomainID) -> GuestStatistics? { statistics.withLock { $0 }(guest) }
 }
 
 /// A connection the scheduler had no function for: negotiation works, every batch breaks

@@ -59,7 +59,7 @@ struct ServeCommand {
         let guests = GuestDirectory()
         configuration.onSessionEnd = { report in
             var line = Self.json(report)
-            if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(guest) { Self.add(stats, of: guest, to: &line) }
+            if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
             line.emit()
             let count = ended.add(1, ordering: .relaxed).newValue
             if let limit, count >= limit { try? done.signal() }

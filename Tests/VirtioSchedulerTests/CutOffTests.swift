@@ -9,26 +9,6 @@ import VirtioTransport
 import Glibc
 #endif
 
-/// An echo device whose first request never finishes until the test opens the gate: a guest
-/// that holds its function and never reaches a reusable point.
-final class StallingDevice: VirtioDevice {
-    let inner = EchoDevice()
-    let gate: EventNotifier
-    let entered = RequestCounter()
-    init(gate: EventNotifier) { self.gate = gate }
-    var deviceID: UInt32 { inner.deviceID }
-    var deviceFeatures: VirtioFeatures { inner.deviceFeatures }
-    var queueCount: Int { inner.queueCount }
-    var maxQueueSize: Int { inner.maxQueueSize }
-    func readConfig() -> [UInt8] { inner.readConfig() }
-    func reset() { inner.reset() }
-    func process(queue: Int, batch: inout RequestBatch) {
-        entered.add(1)
-        _ = try? gate.wait(timeoutMilliseconds: 20_000)
-        inner.process(queue: queue, batch: &batch)
-    }
-}
-
 @Suite("Cut-off of a guest that never reaches a reusable point", .serialized)
 struct CutOffTests {
     @Test("GHT-SCH-08: over real connections, a stalled guest is cut off within the bound, the other is served, the stalled queue breaks")
@@ -39,7 +19,9 @@ struct CutOffTests {
             mapping: .shared(0), sliceNanoseconds: 2_000_000, cutOffNanoseconds: bound))
         defer { scheduler.stop() }
         let gate = try EventNotifier()
-        let stalling = StallingDevice(gate: gate)
+        // Guest 1's requests never finish until the test opens the gate: a guest that holds
+        // its function and never reaches a reusable point.
+        let stalling = ForwardingDevice(EchoDevice()) { _ = try? gate.wait(timeoutMilliseconds: 20_000) }
         let connections = RequestCounter()
         let backEnd = try BackEnd(socketPath: socket) {
             let device: any VirtioDevice = connections.add(1) == 1 ? stalling : EchoDevice()
@@ -53,7 +35,7 @@ struct CutOffTests {
 
         _ = try first.queues[0].submit([1, 2, 3], replyCapacity: 3)
         try first.queues[0].publish()
-        while stalling.entered.value == 0 { usleep(1000) }
+        while stalling.requests.value == 0 { usleep(1000) }
         #expect(scheduler.functions[0].status.owner == DomainID(1))
 
         let t0 = monotonicNanoseconds()

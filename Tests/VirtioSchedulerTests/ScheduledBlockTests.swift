@@ -36,7 +36,7 @@ final class SharedDiskFixture {
         backEnd = try BackEnd(socketPath: socketPath) {
             let k = UInt64(connections.add(1))
             let rules = BlockDeviceModel.Rules(sectors: (k - 1) * Self.window..<k * Self.window)
-            return try! ScheduledDevice(scheduler: scheduler, rules: rules, device: CountingDevice(BlockDevice(file: file), executed))
+            return try! ScheduledDevice(scheduler: scheduler, rules: rules, device: ForwardingDevice(BlockDevice(file: file), counting: executed))
         }
         backEnd.start()
         for _ in 0..<2 {
@@ -77,11 +77,20 @@ final class RequestCounter: Sendable {
     var value: Int { count.withLock { $0 } }
 }
 
-/// Counts the requests that reach the device behind the model.
-final class CountingDevice: VirtioDevice {
+/// A device in front of `inner` that counts the requests reaching it and runs
+/// `beforeProcessing` (a stall, for instance) before handing each batch on.
+final class ForwardingDevice: VirtioDevice {
     let inner: any VirtioDevice
-    let executed: RequestCounter
-    init(_ inner: any VirtioDevice, _ executed: RequestCounter) { self.inner = inner; self.executed = executed }
+    let requests: RequestCounter
+    let beforeProcessing: @Sendable () -> Void
+
+    init(_ inner: any VirtioDevice, counting requests: RequestCounter = RequestCounter(),
+         beforeProcessing: @escaping @Sendable () -> Void = {}) {
+        self.inner = inner
+        self.requests = requests
+        self.beforeProcessing = beforeProcessing
+    }
+
     var deviceID: UInt32 { inner.deviceID }
     var deviceFeatures: VirtioFeatures { inner.deviceFeatures }
     var queueCount: Int { inner.queueCount }
@@ -89,7 +98,8 @@ final class CountingDevice: VirtioDevice {
     func readConfig() -> [UInt8] { inner.readConfig() }
     func reset() { inner.reset() }
     func process(queue: Int, batch: inout RequestBatch) {
-        executed.add(batch.count)
+        requests.add(batch.count)
+        beforeProcessing()
         inner.process(queue: queue, batch: &batch)
     }
 }
