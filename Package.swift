@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
         .library(name: "VirtioScheduler", targets: ["VirtioScheduler"]),
         .library(name: "VirtioFuzzTargets", targets: ["VirtioFuzzTargets"]),
+        .library(name: "VirtioConformance", targets: ["VirtioConformance"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -35,13 +36,18 @@ let package = Package(
         // The bodies of the fuzz targets: Fuzz/ links them into libFuzzer binaries, and the
         // tests replay the corpora through them.
         .target(name: "VirtioFuzzTargets", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler"]),
+        // The conformance kit: the requirement catalog of Spec/, the test index and the matrix
+        // generator, and the scripted front-end and back-end harnesses the conformance tests use
+        // (raw ring writes, misbehaviour on demand, an access log), public for other devices.
+        .target(name: "VirtioConformance", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
         .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
+        .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioConformance", "VirtioCore", "VirtioTransport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -61,6 +61,14 @@ let usage = """
         --queue-size N     (default 256; all of it in flight)
         --requests N       latency round trips (default 20000)
         --mode M           grants, gpa or both (default both)
+      conformance          the conformance matrix: Spec/ requirements, the tests naming them, a run's results
+        --test-output FILE read the results from this `swift test` output
+        --run-tests        run `swift test` for the results instead
+        --check            compare with Spec/CONFORMANCE.md instead of writing it (exit 1 on drift)
+        --root DIR         the package root (default .)
+        --output FILE      where the matrix goes (default ROOT/Spec/CONFORMANCE.md)
+                           exit 1 on any problem: an untested MUST, an unexplained SHOULD, a test
+                           naming an unknown ID, a failed test
     """
 
 func fail(_ message: String) -> Never {
@@ -100,6 +108,8 @@ do throws(UsageError) {
         default:
             throw UsageError(description: "bench needs a workload: ring, grants, xproc or sched")
         }
+    case "conformance":
+        exit(try ConformanceCommand(arguments.dropFirst()).run())
     case "help", "--help", "-h":
         print(usage)
     case nil:
