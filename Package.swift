@@ -41,9 +41,9 @@ let package = Package(
         // (raw ring writes, misbehaviour on demand, an access log), public for other devices.
         .target(name: "VirtioConformance", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport"]),
         .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance"]),
-        .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore"]),
-        .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore"]),
-        .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "virtio-grant"]),
+        .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VirtioConformance"]),
+        .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore", "VirtioConformance"]),
+        .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "VirtioConformance", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
         .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),

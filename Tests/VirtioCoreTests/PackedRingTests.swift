@@ -1,5 +1,6 @@
 import Testing
 import VirtioCore
+import VirtioConformance
 
 /// The packed ring (VIRTIO 1.2 §2.8): layout, wrap counters, both sides' validation of a
 /// hostile peer, IN_ORDER and event suppression.

@@ -1,5 +1,6 @@
 import Testing
 import VirtioCore
+import VirtioConformance
 
 /// Driver → device → driver round trips of random chains, checked byte for byte.
 @Suite("Random round trips", .tags(.ring))

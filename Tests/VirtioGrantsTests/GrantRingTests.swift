@@ -1,6 +1,7 @@
 import Testing
 import VirtioCore
 import VirtioGrants
+import VirtioConformance
 
 /// A split ring whose areas, indirect tables and buffers are all granted memory: the driver
 /// writes grant handles, the device resolves them through a per-queue IOTLB.

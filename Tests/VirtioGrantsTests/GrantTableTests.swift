@@ -331,4 +331,5 @@ final class Counter: Sendable {
 
 #if canImport(Glibc)
 import Glibc
+import VirtioConformance
 #endif
