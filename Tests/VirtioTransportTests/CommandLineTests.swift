@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.
-private func run(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {
+func runVirtioGrant(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {
     let pipe = try Pipe()
     let child = try ChildProcess.spawn(path: try ChildProcess.executableDirectory + "/virtio-grant", arguments: arguments,
                                        fileDescriptors: [(child: 1, parent: pipe.writeEnd), (child: 2, parent: pipe.writeEnd)])
@@ -55,11 +55,14 @@ struct CommandLineTests {
         (["demo", "--guests", "0"], "--guests must be an integer in 1...16"),
         (["demo", "--seconds", "soon"], "--seconds must be a number of seconds"),
         (["demo", "extra"], "unexpected argument 'extra'"),
+        (["conformance", "--run-tests", "--test-output", "/tmp/x"], "give either --test-output FILE or --run-tests, not both"),
+        (["conformance", "--chek"], "unknown option --chek"),
+        (["conformance", "Spec"], "conformance takes no positional argument"),
     ]
 
     @Test("Every command-line mistake is a usage message and exit status 2, never a crash", arguments: mistakes)
     func mistake(_ arguments: [String], _ message: String) throws {
-        let (status, text) = try run(arguments)
+        let (status, text) = try runVirtioGrant(arguments)
         #expect(status == .exited(2), "\(arguments): \(text)")
         #expect(text.hasPrefix("virtio-grant: ") && text.contains(message), "\(text)")
         #expect(text.contains("usage: virtio-grant <command>"))
@@ -68,7 +71,7 @@ struct CommandLineTests {
     @Test("A blk back-end whose image cannot be opened says so as JSON and exits 1, before listening")
     func missingImage() throws {
         let socket = "/tmp/vg-noimage-\(getpid()).sock"
-        let (status, text) = try run(["serve", "--device", "blk", "--image", "/nonexistent/\(getpid()).img", "--socket", socket])
+        let (status, text) = try runVirtioGrant(["serve", "--device", "blk", "--image", "/nonexistent/\(getpid()).img", "--socket", socket])
         #expect(status == .exited(1))
         #expect(text.contains("\"event\":\"error\"") && text.contains("cannot open image"), "\(text)")
         #expect(access(socket, F_OK) != 0, "it never listened")
@@ -76,7 +79,7 @@ struct CommandLineTests {
 
     @Test("A guest that cannot reach its back-end prints the typed error as JSON and exits 3")
     func guestWithoutBackEnd() throws {
-        let (status, text) = try run(["guest", "--socket", "/nonexistent/\(getpid()).sock", "--seconds", "0.1"])
+        let (status, text) = try runVirtioGrant(["guest", "--socket", "/nonexistent/\(getpid()).sock", "--seconds", "0.1"])
         #expect(status == .exited(3))
         #expect(text.contains("\"ok\":false") && text.contains("\"error\":\"socket: "), "\(text)")
     }

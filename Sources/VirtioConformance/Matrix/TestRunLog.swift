@@ -38,7 +38,7 @@ public struct TestRunLog: Sendable {
     public func outcome(of title: String) -> TestOutcome? { outcomes[title] }
 
     private mutating func add(line: String) {
-        if line.contains("Test run with "), line.contains(" tests") {
+        if line.contains("Test run with "), line.contains(" passed after ") || line.contains(" failed after ") {
             isComplete = true
             return
         }
