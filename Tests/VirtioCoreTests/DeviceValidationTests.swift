@@ -216,7 +216,7 @@ struct DeviceValidationTests {
         expectBroken(&h, .indirectTableFault(TranslationFault(.outOfRange, address: address, length: 32, access: .read)))
     }
 
-    @Test("GHT-BRK-04, GHT-MEM-01: a segment outside guest memory faults when processed and breaks the queue")
+    @Test("GHT-BRK-04, GHT-MEM-01, GHT-BRK-02: a segment outside guest memory faults when processed and breaks the queue")
     func segmentOutsideMemory() throws {
         var h = RingHarness(queueSize: 8)
         let address = UInt64(h.region.size) + 4096

@@ -115,7 +115,7 @@ struct GrantRingTests {
         #expect(stats.hits > stats.misses, "the IOTLB serves most translations")
     }
 
-    @Test("SPL-DEV-01, GHT-GNT-06: a read-only grant behind a device-writable descriptor faults; the buffer is unchanged")
+    @Test("SPL-DEV-01, GHT-GNT-06, IOM-DEV-01: a read-only grant behind a device-writable descriptor faults; the buffer is unchanged")
     func readOnlyGrantWritten() throws {
         var h = try GrantedRingHarness()
         h.grants.frames.write([1, 2, 3, 4], at: h.frameAddress(writable: false, offset: 0))
@@ -164,7 +164,7 @@ struct GrantRingTests {
         #expect(h.iotlb.statistics.faults == [.malformedHandle: 1, .notGranted: 1])
     }
 
-    @Test("GHT-TLB-01: a revoke request drops cached mappings at the next quiescent point, then end of access succeeds")
+    @Test("GHT-TLB-01, IOM-DEV-04: a revoke request drops cached mappings at the next quiescent point, then end of access succeeds")
     func revokeDropsIOTLB() throws {
         let h = try GrantedRingHarness()
         let t = h.iotlb.translator

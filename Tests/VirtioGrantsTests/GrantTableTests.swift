@@ -108,7 +108,7 @@ struct GrantTableTests {
         #expect(h.mapper.mappingCount(ref).readers == 0)
     }
 
-    @Test("GHT-GNT-06, IOM-DEV-05: entries that do not permit this access are refused, each with its own fault")
+    @Test("GHT-GNT-06, IOM-DEV-05, IOM-DEV-01: entries that do not permit this access are refused, each with its own fault")
     func refusals() throws {
         let h = GrantHarness(frameCount: 16)
         let other = try h.table.grant(frame: 1, to: DomainID(7), readOnly: false)

@@ -11,7 +11,7 @@ struct IOVATranslatorTests {
 
     func host(_ offset: Int, _ size: Int) -> HostRange { memory.range.slice(offset: offset, length: size) }
 
-    @Test("GHT-IOVA-01: updates map IOVA ranges to host memory with permissions")
+    @Test("GHT-IOVA-01, IOM-DEV-01: updates map IOVA ranges to host memory with permissions")
     func updateAndTranslate() throws {
         let space = IOVASpace()
         try space.update(iova: 0x10_0000, size: 0x2000, host: host(0x4000, 0x2000), permissions: .readWrite)

@@ -24,7 +24,7 @@ struct QueueProcessorTests {
         }
     }
 
-    @Test("GHT-CHN-02, GHT-CHN-03: a batch is resolved, processed by the device and completed")
+    @Test("GHT-CHN-02, GHT-CHN-03, VQ-DEF-01: a batch is resolved, processed by the device and completed")
     func echo() throws {
         let device = ChecksumEchoDevice()
         var s = try Setup(device: device)

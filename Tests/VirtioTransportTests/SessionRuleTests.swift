@@ -329,7 +329,7 @@ struct EndpointRuleTests {
         #expect(q.client.pool.range.slice(offset: 8 * 4096 + 8, length: 16).withUnsafeBytes { Array($0) } == Array(repeating: 0, count: 16))
     }
 
-    @Test("GHT-CTL-04, GHT-BRK-05: a broken queue signals err, sets DEVICE_NEEDS_RESET and sends CONFIG_CHANGE on the back-end channel")
+    @Test("GHT-CTL-04, GHT-BRK-05, OP-DEV-01: a broken queue signals err, sets DEVICE_NEEDS_RESET and sends CONFIG_CHANGE on the back-end channel")
     func brokenQueueIsReported() throws {
         let server = try TestBackEnd("broken")
         let client = try RawVhostUserClient(path: server.path)

@@ -99,6 +99,7 @@ extension BackEndSession {
             }
             try acknowledge(header, ack)
         case .revokeGrants(let range):
+            guard protocolFeatures.contains(.grantTable) else { throw Violation("REVOKE_GRANTS without GRANT_TABLE (GHT-VUG-02)") }
             try send(.ack(.revokeGrants, revokeGrants(range)))
         case .unsupported(let request, _):
             // GHT-VU-22: a failure where the protocol can say so; a request that needs a reply

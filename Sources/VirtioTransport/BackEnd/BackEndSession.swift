@@ -64,8 +64,9 @@ final class BackEndSession: @unchecked Sendable {
         channel = VhostUserChannel(socket: socket)
         self.device = device
         self.configuration = configuration
-        offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).union(BackEndConfiguration.transportFeatures)
-            .union(.vhostUserProtocolFeatures)
+        // FEAT-DEV-01: a device-type feature whose prerequisites the device does not offer is not offered.
+        offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).closure(requirements: device.featureRequirements)
+            .union(BackEndConfiguration.transportFeatures).union(.vhostUserProtocolFeatures)
         vrings = Array(repeating: Vring(), count: device.queueCount)
         report = Locked(SessionReport(id: id))
     }
