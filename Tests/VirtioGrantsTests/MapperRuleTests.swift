@@ -1,5 +1,6 @@
 import Testing
 import VirtioCore
+import VirtioConformance
 import VirtioGrants
 
 /// The IOMMU device rules (VIRTIO 1.2 §5.13) as the grant mapper reads them: a domain is the
