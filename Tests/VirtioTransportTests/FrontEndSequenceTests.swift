@@ -51,6 +51,15 @@ struct FrontEndSequenceTests {
         return found
     }
 
+    /// Chains the queue's driver still counts as exposed.
+    static func outstanding(_ q: FrontEndQueue) -> Int {
+        switch q.driver {
+        case .split(let d): return d.outstandingCount
+        case .packed(let d): return d.outstandingCount
+        case .empty, nil: return -1
+        }
+    }
+
     static func kicks(_ events: [DriverRuleDevice.Event]) -> [(queue: Int, count: UInt64)] {
         events.compactMap { if case .kick(let q, let n) = $0 { return (q, n) } else { return nil } }
     }
@@ -120,12 +129,13 @@ struct FrontEndSequenceTests {
         try q.submit([1], replyCapacity: 8)
         try q.publish()
         let free = q.freeCount, granted = frontEnd.grantedReferenceCount
+        #expect(Self.outstanding(q) == 1)
         let before = device.requests.count
         #expect(throws: FrontEndError.self) { try frontEnd.reset() }
         let after = Array(device.requests[before...])
         #expect(after.count == 2, "\(after)")
         #expect(after.first == .setStatus([]) && after.last == .getStatus)
-        #expect(q.freeCount == free, "the request in flight is not abandoned")
+        #expect(q.freeCount == free && Self.outstanding(q) == 1, "the request in flight is not abandoned")
         #expect(frontEnd.grantedReferenceCount == granted && frontEnd.grantsEnded == 0)
         frontEnd.close()
         _ = device.finish()
