@@ -153,4 +153,29 @@ struct FrontEndSequenceTests {
         other.close()
         _ = finishing.finish()
     }
+    @Test("TRN-M-04: the queue size sent is a power of 2 (split) or non-zero (packed); a device that refuses it as above its maximum ends setup with FAILED",
+          arguments: [(FrontEndConfiguration.RingFormat.split, 16), (.split, 256), (.packed, 12), (.packed, 100)])
+    func queueSizeWithinMaximum(_ ring: FrontEndConfiguration.RingFormat, _ size: Int) throws {
+        let maximum: UInt32 = 64
+        var script = DriverRuleDevice.Script()
+        script.refuses = { if case .setVringNum(let v) = $0 { return v.num > maximum } else { return false } }
+        var configuration = FrontEndConfiguration.small
+        configuration.ring = ring
+        configuration.queueSize = size
+        let (frontEnd, device) = try DriverRuleDevice.frontEnd(script, configuration: configuration)
+        let succeeded = (try? frontEnd.initialize()) != nil
+        frontEnd.close()
+        let events = device.finish()
+        let sizes = events.compactMap { event -> UInt32? in
+            switch event {
+            case .request(.setVringNum(let v)), .refused(.setVringNum(let v)): return v.num
+            default: return nil
+            }
+        }
+        #expect(sizes.count == 1 && sizes.allSatisfy { $0 > 0 && $0 <= 32768 })
+        if ring == .split { #expect(sizes.allSatisfy { $0.nonzeroBitCount == 1 }, "\(sizes)") }
+        #expect(succeeded == (UInt32(size) <= maximum))
+        #expect(events.statusWrites.contains { $0.contains(.driverOK) } == succeeded)
+        #expect(events.statusWrites.contains { $0.contains(.failed) } == !succeeded)
+    }
 }
