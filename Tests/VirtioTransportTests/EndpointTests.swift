@@ -42,7 +42,7 @@ struct EndpointTests {
         }
     }
 
-    @Test("GHT-VUG-03, GHT-HDL-02, INIT-DRV-01: a grant-mode front-end negotiates and streams requests, verified byte for byte")
+    @Test("GHT-VUG-03, GHT-HDL-02, INIT-DRV-01, AP-DRV-02, AP-DEF-01: a grant-mode front-end negotiates and streams requests, verified byte for byte")
     func grantMode() throws {
         let path = temporarySocketPath("grant")
         let backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice() }
@@ -69,7 +69,7 @@ struct EndpointTests {
         #expect(r.end == .disconnected)
     }
 
-    @Test("GHT-MEM-03: a guest-physical front-end streams requests through the same back-end")
+    @Test("GHT-MEM-03, AP-DEF-01: a guest-physical front-end streams requests through the same back-end")
     func guestPhysicalMode() throws {
         let path = temporarySocketPath("gpa")
         let backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice() }

@@ -22,6 +22,8 @@ public final class FrontEnd: @unchecked Sendable {
     /// The queues, once set up.
     public private(set) var queues: [FrontEndQueue] = []
     var grantedRuns: [(first: GrantReference, count: Int)] = []
+    /// The last status the device accepted.
+    var writtenStatus: DeviceStatus = []
     var closed = false
 
     /// Grants made and ended since the connection started.
@@ -91,7 +93,17 @@ public final class FrontEnd: @unchecked Sendable {
     }
 
     /// The device part of initialization: status sequence, features, queues (repeated after a reset).
+    /// A step that fails leaves FAILED set on top of what was written (INIT-DRV-04, STAT-DRV-02).
     func bringUp(offered: VirtioFeatures) throws(FrontEndError) {
+        do {
+            try bringUpSteps(offered: offered)
+        } catch {
+            if !writtenStatus.contains(.failed) { try? setStatus(writtenStatus.union(.failed)) }
+            throw error
+        }
+    }
+
+    private func bringUpSteps(offered: VirtioFeatures) throws(FrontEndError) {
         try setStatus([.acknowledge])
         try setStatus([.acknowledge, .driver])
         var wanted: VirtioFeatures = [.version1]
@@ -153,6 +165,7 @@ public final class FrontEnd: @unchecked Sendable {
 
     func setStatus(_ status: DeviceStatus) throws(FrontEndError) {
         try request(.setStatus(status))
+        writtenStatus = status
     }
 
     /// The device configuration space (GET_CONFIG).
