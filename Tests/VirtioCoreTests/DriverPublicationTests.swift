@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import VirtioCore
+import VirtioConformance
 
 /// What the driver writes, and in which order a device can see it: rings zeroed at setup,
 /// indirect tables linked in order, chains complete before they are published, and no kick
