@@ -178,4 +178,13 @@ struct FrontEndSequenceTests {
         #expect(events.statusWrites.contains { $0.contains(.driverOK) } == succeeded)
         #expect(events.statusWrites.contains { $0.contains(.failed) } == !succeeded)
     }
+
+    @Test("TRN-M-04: a queue size the ring format does not allow is a typed error before the device hears of any queue",
+          arguments: [(FrontEndConfiguration.RingFormat.split, 12), (.split, 0), (.split, 65536), (.packed, 0), (.packed, 40000)])
+    func invalidQueueSize(_ ring: FrontEndConfiguration.RingFormat, _ size: Int) throws {
+        var configuration = FrontEndConfiguration.small
+        configuration.ring = ring
+        configuration.queueSize = size
+        #expect(throws: FrontEndError.self) { _ = try DriverRuleDevice.frontEnd(configuration: configuration) }
+    }
 }

@@ -49,6 +49,13 @@ public final class FrontEnd: @unchecked Sendable {
     }
 
     init(socket: UnixSocket, configuration: FrontEndConfiguration) throws(FrontEndError) {
+        // TRN-M-04: a size the ring format does not allow never reaches the device (nor the
+        // pool's sizing).
+        let size = configuration.queueSize
+        let sizeIsValid = configuration.ring == .packed ? PackedRingLayout(queueSize: size) != nil : SplitRingLayout(queueSize: size) != nil
+        guard sizeIsValid else {
+            throw .negotiation("queue size \(size) is not valid for a \(configuration.ring) ring")
+        }
         self.configuration = configuration
         channel = VhostUserChannel(socket: socket)
         let pagesPerQueue = FrontEndQueue.pagesNeeded(configuration)

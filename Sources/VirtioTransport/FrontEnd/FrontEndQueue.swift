@@ -78,14 +78,21 @@ public final class FrontEndQueue: @unchecked Sendable {
     func configure() throws(FrontEndError) {
         let pool = IndirectTablePool(block: tables.host, deviceAddress: tables.deviceAddress(0), tableCount: size, entriesPerTable: Self.tableEntries)
         let packed = frontEnd.features.contains(.ringPacked)
+        // The embedder's queue size, checked here rather than trusted (TRN-M-04): a split ring's
+        // is a power of 2 up to 32768, a packed ring's 1...32768.
+        let splitLayout = packed ? nil : SplitRingLayout(queueSize: size)
+        let packedLayout = packed ? PackedRingLayout(queueSize: size) : nil
+        guard splitLayout != nil || packedLayout != nil else {
+            throw .negotiation("queue size \(size) is not valid for a \(packed ? "packed" : "split") ring")
+        }
         do {
-            if packed {
+            if let packedLayout {
                 // The avail and used runs hold the driver and device event-suppression areas.
-                let ring = try PackedRing(layout: PackedRingLayout(queueSize: size)!, descriptorRing: descriptors.host,
+                let ring = try PackedRing(layout: packedLayout, descriptorRing: descriptors.host,
                                           driverEventArea: avail.host, deviceEventArea: used.host)
                 driver = .packed(PackedDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool))
-            } else {
-                let ring = try SplitRing(layout: SplitRingLayout(queueSize: size)!, descriptorTable: descriptors.host,
+            } else if let splitLayout {
+                let ring = try SplitRing(layout: splitLayout, descriptorTable: descriptors.host,
                                          availRing: avail.host, usedRing: used.host)
                 driver = .split(SplitDriverQueue(ring: ring, features: frontEnd.features, indirectTables: pool))
             }
