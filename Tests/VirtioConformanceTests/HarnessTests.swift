@@ -1,6 +1,11 @@
 import Testing
 import VirtioConformance
 import VirtioCore
+import VirtioTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The harnesses themselves: a conformance check is only as good as the log it reads and the
 /// misbehaviour it can script.
@@ -101,5 +106,28 @@ struct HarnessTests {
         packed.driver.publish()
         packed.writeUsed(0, id: 2, length: 0, wrote: false)   // an id never exposed
         #expect(throws: DriverQueueError.self) { _ = try packed.driver.reapUsed() }
+    }
+
+    @Test("GHT-CNF-09: the scripted vhost-user back-end answers as scripted, refuses on demand and logs every request in order")
+    func scriptedVhostUserBackEnd() throws {
+        let path = "/tmp/vg-scripted-\(getpid()).sock"
+        unlink(path)
+        defer { unlink(path) }
+        var script = ScriptedVhostUserBackEnd.Script()
+        script.offered = [.version1, .accessPlatform, .vhostUserProtocolFeatures]
+        script.refuses = { if case .setOwner = $0 { return true } else { return false } }
+        let backEnd = try ScriptedVhostUserBackEnd.listen(at: path, script)
+        let frontEnd = try ScriptedVhostUserFrontEnd(path: path)
+        try frontEnd.send(.getFeatures)
+        guard case .features(let offered) = try frontEnd.reply(to: .getFeatures) else {
+            Issue.record("GET_FEATURES was not answered with features")
+            return
+        }
+        #expect(offered == script.offered)
+        #expect(try !frontEnd.ack(.setOwner).isSuccess, "the scripted refusal")
+        #expect(try frontEnd.ack(.setStatus([.acknowledge])).isSuccess)
+        frontEnd.close()
+        let events = backEnd.finish().map(\.description)
+        #expect(events == ["\(VhostUserMessage.getFeatures)", "REFUSED \(VhostUserMessage.setOwner)", "\(VhostUserMessage.setStatus([.acknowledge]))"])
     }
 }

@@ -182,7 +182,7 @@ struct DriverPublicationTests {
 /// The kick counter and the first problem of a two-thread run.
 final class StressState: Sendable {
     let kicks = Atomic<Int>(0)
-    let problem = Mutex<String?>(nil)
+    let problem = Locked<String?>(nil)
 
     func fail(_ message: String) { problem.withLock { if $0 == nil { $0 = message } } }
 }
