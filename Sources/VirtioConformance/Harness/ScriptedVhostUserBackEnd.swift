@@ -56,7 +56,9 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
     public static func start(_ script: Script = Script()) throws -> (ScriptedVhostUserBackEnd, UnixSocket) {
         let (mine, theirs) = try UnixSocket.pair()
         let device = ScriptedVhostUserBackEnd(script: script, socket: mine)
-        device.thread = WorkerThread(name: "scripted-back-end") { [device] in device.serve() }
+        // Weak: the device holds its thread, so a strong capture would be a cycle that keeps both
+        // alive forever; while serving, `serve` keeps the device alive itself.
+        device.thread = WorkerThread(name: "scripted-back-end") { [weak device] in device?.serve() }
         return (device, theirs)
     }
 
@@ -66,9 +68,9 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
     public static func listen(at path: String, _ script: Script = Script()) throws -> ScriptedVhostUserBackEnd {
         let listener = try UnixSocket.listen(path: path)
         let device = ScriptedVhostUserBackEnd(script: script, socket: nil)
-        device.thread = WorkerThread(name: "scripted-back-end") { [device] in
+        device.thread = WorkerThread(name: "scripted-back-end") { [weak device] in
             defer { listener.close() }
-            guard let connection = try? listener.accept() else { return }
+            guard let connection = try? listener.accept(), let device else { return }
             device.connection.withLock { $0 = connection }
             device.serve()
         }
