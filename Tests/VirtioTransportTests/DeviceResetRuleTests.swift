@@ -109,6 +109,16 @@ private func status(_ client: RawVhostUserClient) throws -> DeviceStatus {
     return s
 }
 
+/// A session on `server` with queues 0 and 1 (pages 0 and 8) enabled and DRIVER_OK set.
+private func twoRunningQueues(_ server: TestBackEnd) throws -> (RawVhostUserClient, ManualQueue, ManualQueue) {
+    let client = try session(server)
+    let q0 = try ManualQueue(client, index: 0, page: 0), q1 = try ManualQueue(client, index: 1, page: 8)
+    try q0.configure(enable: true)
+    try q1.configure(enable: true)
+    try driverOK(client)
+    return (client, q0, q1)
+}
+
 /// A fresh session on `server`: negotiated, memory shared, features at FEATURES_OK.
 private func session(_ server: TestBackEnd) throws -> RawVhostUserClient {
     let client = try RawVhostUserClient(path: server.path)
@@ -142,11 +152,7 @@ struct DeviceResetRuleTests {
     @Test("RST-DEV-01, TRN-M-02: SET_STATUS 0 and RESET_DEVICE return the status to 0, also from DEVICE_NEEDS_RESET, and leave every queue disabled")
     func resetClearsStatusAndEnable() throws {
         let server = try TestBackEnd("rst01")
-        let client = try session(server)
-        var q0 = try ManualQueue(client, index: 0, page: 0), q1 = try ManualQueue(client, index: 1, page: 8)
-        try q0.configure(enable: true)
-        try q1.configure(enable: true)
-        try driverOK(client)
+        var (client, q0, q1) = try twoRunningQueues(server)
         try q0.post()
         #expect(try q0.completions() == [0])
         try q1.post(readable: UInt64(client.pool.size) + 0x10000)   // outside shared memory: the queue breaks
@@ -238,11 +244,7 @@ struct DeviceResetRuleTests {
     @Test("QRST-DEV-01: a queue stopped by GET_VRING_BASE or SET_VRING_ENABLE 0 executes nothing more and sends no notification")
     func nothingAfterQueueReset() throws {
         let server = try TestBackEnd("qrst01")
-        let client = try session(server)
-        var q0 = try ManualQueue(client, index: 0, page: 0), q1 = try ManualQueue(client, index: 1, page: 8)
-        try q0.configure(enable: true)
-        try q1.configure(enable: true)
-        try driverOK(client)
+        var (client, q0, q1) = try twoRunningQueues(server)
         try q0.post()
         try q1.post()
         #expect(try q0.completions() == [0] && q1.completions() == [0])
@@ -288,11 +290,7 @@ struct DeviceResetRuleTests {
     @Test("GHT-BRK-02, GHT-BRK-03: a broken queue gets no used element and no notification; the device's other queue keeps serving")
     func brokenQueueIsLeftAlone() throws {
         let server = try TestBackEnd("brk02")
-        let client = try session(server)
-        var q0 = try ManualQueue(client, index: 0, page: 0), q1 = try ManualQueue(client, index: 1, page: 8)
-        try q0.configure(enable: true)
-        try q1.configure(enable: true)
-        try driverOK(client)
+        var (client, q0, q1) = try twoRunningQueues(server)
         try q1.post()
         #expect(try q1.completions() == [0])
         try q1.post(readable: UInt64(client.pool.size) + 0x10000)   // outside shared memory

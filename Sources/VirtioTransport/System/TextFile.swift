@@ -46,7 +46,8 @@ public enum TextFile {
     }
 
     /// The paths of the regular files under `directory` (recursively) whose names end with
-    /// `suffix`, sorted, so that every reader sees the same order.
+    /// `suffix`, sorted, so that every reader sees the same order. Symbolic links and hidden
+    /// entries are not followed (a link back up the tree would otherwise never end).
     public static func files(under directory: String, suffix: String) throws(SystemError) -> [String] {
         var found: [String] = []
         var pending = [directory]
@@ -61,7 +62,7 @@ public enum TextFile {
                 if name == "." || name == ".." || name.hasPrefix(".") { continue }
                 let path = current + "/" + name
                 var info = stat()
-                guard stat(path, &info) == 0 else { continue }
+                guard lstat(path, &info) == 0 else { continue }
                 if info.st_mode & S_IFMT == S_IFDIR {
                     pending.append(path)
                 } else if info.st_mode & S_IFMT == S_IFREG, name.hasSuffix(suffix) {
