@@ -59,9 +59,10 @@ public struct VirtioFeatures: OptionSet, Hashable, Sendable, CustomStringConvert
     /// Bits that are bound to a transport that is not ours (FEAT-T-01: 37, 39, 41).
     public static let foreignTransportBits: VirtioFeatures = [.srIOV, .notifConfigData, VirtioFeatures(bit: 41)]
 
-    /// The transport-level features this library implements and may therefore offer or accept.
+    /// The transport-level features this library implements and may therefore offer or accept:
+    /// what every back-end session offers besides its device's own bits.
     public static let implementedTransport: VirtioFeatures = [
-        .indirectDescriptors, .eventIndex, .version1, .accessPlatform,
+        .indirectDescriptors, .eventIndex, .version1, .accessPlatform, .ringPacked, .inOrder,
     ]
 
     /// Prerequisites between feature bits: a feature in a key requires every feature in its

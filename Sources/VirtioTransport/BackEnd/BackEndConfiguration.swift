@@ -23,8 +23,7 @@ public struct BackEndConfiguration: Sendable {
     public init() {}
 
     /// The transport features every session offers besides the device's own.
-    public static let transportFeatures: VirtioFeatures = [.version1, .accessPlatform, .indirectDescriptors, .eventIndex,
-                                                           .ringPacked, .inOrder]
+    public static let transportFeatures: VirtioFeatures = .implementedTransport
 
     /// The vhost-user protocol features every session offers.
     public static let protocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
