@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
         .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
-        .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioConformance", "VirtioCore", "VirtioTransport"]),
+        .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioConformance", "VirtioCore", "VirtioGrants", "VirtioTransport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,60 +3,9 @@ import VirtioCore
 import VirtioGrants
 import VirtioConformance
 
-/// A split ring whose areas, indirect tables and buffers are all granted memory: the driver
-/// writes grant handles, the device resolves them through a per-queue IOTLB.
-///
-/// Frames: 0 descriptor table (granted read-only), 1 available ring (read-only), 2 used ring
-/// (read-write), 3 indirect tables (read-only), 16..<80 readable buffers (read-only),
-/// 80..<144 writable buffers (read-write).
-struct GrantedRingHarness {
-    let grants: GrantHarness
-    let queueSize: Int
-    var driver: SplitDriverQueue
-    var device: SplitDeviceQueue<GrantTranslator>
-    let iotlb: GrantIOTLB
-    let granted: GrantedSplitRing
-    let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
-    let readableBase: GrantReference
-    let writableBase: GrantReference
-
-    init(queueSize: Int = 16, features: VirtioFeatures = [.version1, .indirectDescriptors, .accessPlatform], iotlbEntries: Int = 64) throws {
-        let grants = GrantHarness(frameCount: 160)
-        self.grants = grants
-        self.queueSize = queueSize
-        let layout = SplitRingLayout(queueSize: queueSize)!
-        let peer = GrantHarness.backEnd
-        let descRef = try grants.table.grant(frame: 0, to: peer, readOnly: true)
-        let availRef = try grants.table.grant(frame: 1, to: peer, readOnly: true)
-        let usedRef = try grants.table.grant(frame: 2, to: peer, readOnly: false)
-        let tablesRef = try grants.table.grant(frame: 3, to: peer, readOnly: true)
-        readableBase = try grants.table.grant(frames: (16..<80).map { UInt32($0) }, to: peer, readOnly: true)
-        writableBase = try grants.table.grant(frames: (80..<144).map { UInt32($0) }, to: peer, readOnly: false)
-        // The driver's view: its own memory.
-        let page = { (f: Int) in grants.frames.range.slice(offset: f * 4096, length: 4096) }
-        let ring = try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2))
-        let pool = IndirectTablePool(block: page(3), deviceAddress: GrantHandle(reference: tablesRef).rawValue,
-                                     tableCount: 16, entriesPerTable: 16)
-        driver = SplitDriverQueue(ring: ring, features: features, indirectTables: pool)
-        // The device's view: handles only.
-        let addresses = SplitRingAddresses(descriptorTable: GrantHandle(reference: descRef).rawValue,
-                                           availRing: GrantHandle(reference: availRef).rawValue,
-                                           usedRing: GrantHandle(reference: usedRef).rawValue)
-        granted = try GrantedSplitRing(layout: layout, addresses: addresses, mapper: grants.mapper)
-        iotlb = GrantIOTLB(mapper: grants.mapper, capacity: iotlbEntries)
-        device = SplitDeviceQueue(ring: granted.ring, memory: iotlb.translator, features: features, statusCell: status)
-    }
-
-    /// The handle of byte `offset` of the readable (or writable) buffer area.
-    func handle(writable: Bool, offset: Int) -> UInt64 {
-        GrantHandle(reference: (writable ? writableBase : readableBase).advanced(by: offset / 4096), offset: offset % 4096).rawValue
-    }
-
-    /// The front-end's view of the same bytes.
-    func frameAddress(writable: Bool, offset: Int) -> UInt64 {
-        grants.address(ofFrame: UInt32((writable ? 80 : 16) + offset / 4096)) + UInt64(offset % 4096)
-    }
-}
+/// The public grant-mode split ring harness: areas, indirect tables and buffers all granted,
+/// the device reaching them through a per-queue IOTLB.
+typealias GrantedRingHarness = GrantedSplitRingHarness
 
 @Suite("Rings over grant handles", .tags(.grants))
 struct GrantRingTests {

@@ -15,7 +15,7 @@ import VirtioCore
 ///
 /// Layout of the region: the ring at ``ringBase``, indirect tables at ``indirectBase``, payload
 /// buffers from ``payloadBase`` (each 4 KiB page one buffer unless a test says otherwise).
-public struct SplitRingHarness {
+public struct SplitRingHarness: SplitRingScripting {
     public static let ringBase: UInt64 = 0x1000
     public static let indirectBase: UInt64 = 0x10000
     public static let payloadBase: UInt64 = 0x40000
@@ -59,44 +59,12 @@ public struct SplitRingHarness {
     /// The guest address of payload page `i`.
     public static func page(_ i: Int) -> UInt64 { payloadBase + UInt64(i) * 4096 }
 
-    // MARK: the scripted front-end: raw driver-side writes
-
-    /// Stores a descriptor in slot `index` of the descriptor table, unchecked.
-    public func writeDescriptor(_ index: Int, address: UInt64, length: UInt32, flags: DescriptorFlags = [], next: UInt16 = 0) {
-        ring.descriptorTable.store(Descriptor(address: address, length: length, flags: flags, next: next), at: index)
-    }
+    // MARK: the scripted front-end (the rest is ``SplitRingScripting``)
 
     /// Writes `descriptors` as an indirect table at guest address `at`.
     public func writeIndirectTable(at address: UInt64, _ descriptors: [Descriptor]) {
         let table = UnsafeDescriptorTable(region.hostRange(at: address, count: descriptors.count * 16)!)
         for (i, d) in descriptors.enumerated() { table.store(d, at: i) }
-    }
-
-    /// Places `heads` in the available ring starting at position `from` and publishes `from + heads.count`.
-    public func makeAvailable(_ heads: [UInt16], from position: UInt16 = 0) {
-        for (i, head) in heads.enumerated() {
-            ring.availRing.setEntry(Int(position &+ UInt16(i)) & (layout.count - 1), head)
-        }
-        ring.availRing.storeIndex(position &+ UInt16(heads.count))
-    }
-
-    /// Publishes any available index, without entries (an index jump, a move backwards).
-    public func publishAvailable(_ index: UInt16) { ring.availRing.storeIndex(index) }
-
-    // MARK: the scripted back-end: raw device-side writes
-
-    /// Writes a used element at used-ring position `position` (not yet published).
-    public func writeUsed(_ position: UInt16, id: UInt32, length: UInt32) {
-        ring.usedRing.setElement(Int(position) & (layout.count - 1), UsedElement(id: id, length: length))
-    }
-
-    /// Publishes any used index.
-    public func publishUsed(_ index: UInt16) { ring.usedRing.storeIndex(index) }
-
-    /// The used elements published so far (from position 0).
-    public var usedElements: [UsedElement] {
-        let n = Int(ring.usedRing.loadIndex())
-        return (0..<n).map { ring.usedRing.element($0 & (layout.count - 1)) }
     }
 
     /// The guest-address ranges of the descriptor table, the available ring and the used ring.
