@@ -21,12 +21,8 @@ struct DeviceValidationTests {
         #expect(h.ring.usedRing.loadIndex() == usedBefore, sourceLocation: sourceLocation)
         let owed = h.device.needsNotification()
         #expect(!owed, sourceLocation: sourceLocation)
-        // GHT-BRK-03: another queue is unaffected.
-        var other = RingHarness(queueSize: 8)
-        _ = try? other.driver.add(readable: [BufferSegment(address: RingHarness.page(0), length: 4)], writable: [], token: 1)
-        other.driver.publish()
-        let chain = try? other.device.popAvailable()
-        #expect(chain != nil, sourceLocation: sourceLocation)
+        // GHT-BRK-03 (another queue of the device goes on) needs a device of several queues:
+        // DeviceResetRuleTests checks it over a session.
     }
 
     @Test("GHT-VAL-01, AVL-DEF-02: the available index running more than N ahead breaks the queue")
