@@ -82,12 +82,7 @@ extension SchedulerTests {
                                    completed: stats.enumerated().map { $1.turns - ($0 == k ? 1 : 0) }))
                 }
             }
-            for _ in 0..<4 {
-                _ = try s.startRequest(lease)
-                spin(nanoseconds: 20_000)
-                try s.finishRequest(lease)
-            }
-            try s.finishBatch(lease, requests: 4, bytes: 0)
+            try s.serveBatch(lease, requests: 4, nanoseconds: 20_000)
         }
         sleep(milliseconds: 2000)
         let log = turns.value
@@ -166,12 +161,7 @@ extension SchedulerTests {
                 let waited = seconds(since: t)
                 longestWaitAfterArrival.update { $0 = max($0, waited) }
             }
-            for _ in 0..<8 {
-                _ = try s.startRequest(lease)
-                spin(nanoseconds: 20_000)
-                try s.finishRequest(lease)
-            }
-            try s.finishBatch(lease, requests: 8, bytes: 0)
+            try s.serveBatch(lease, requests: 8, nanoseconds: 20_000)
         }
         sleep(milliseconds: 200)
         let alone = try #require(s.statistics(of: a))

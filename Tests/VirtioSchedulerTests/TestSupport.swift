@@ -89,13 +89,19 @@ extension DeviceScheduler {
         where Model == OpaqueDeviceModel {
         let lease = try obtain(guest)
         yieldProcessor()
+        try serveBatch(lease, requests: requests, nanoseconds: nanoseconds, bytes: bytes)
+        return lease
+    }
+
+    /// On a function already obtained: `requests` requests of `nanoseconds` each, then finishBatch.
+    func serveBatch(_ lease: FunctionLease, requests: Int, nanoseconds: UInt64, bytes: Int = 0) throws(SchedulerError)
+        where Model == OpaqueDeviceModel {
         for _ in 0..<requests {
             _ = try startRequest(lease)
             spin(nanoseconds: nanoseconds)
             try finishRequest(lease)
         }
         try finishBatch(lease, requests: requests, bytes: bytes)
-        return lease
     }
 }
 
