@@ -41,6 +41,9 @@ public struct TranslationFault: Error, Hashable, Sendable, CustomStringConvertib
         /// A miss reported to the front-end again and again and never answered with a mapping
         /// (IOVA mode, GHT-IOVA-07): the address is treated as unmapped for good.
         case missUnanswered
+        /// The memory behind the address was taken away under the device: the peer shrank a
+        /// shared file the back-end maps (GHT-LIFE-03). Nothing read from it can be trusted.
+        case memoryLost
     }
 
     public var kind: Kind

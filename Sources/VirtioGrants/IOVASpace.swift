@@ -44,6 +44,16 @@ public final class IOVASpace: @unchecked Sendable {
         var end: UInt64            // exclusive
         var host: UInt             // host address of `start`
         var permissions: IOVAPermissions
+        /// The front-end's user address of `start`, when the update named one: what the range
+        /// is bound to again when the memory behind it changes (``rebind(_:)``).
+        var userAddress: UInt64?
+
+        /// The part `[from, to)` of this range (`to` 0 means 2^64), host and user addresses moved along.
+        func slice(from: UInt64, to: UInt64) -> Range {
+            let delta = from &- start
+            return Range(start: from, end: to, host: host &+ UInt(delta), permissions: permissions,
+                         userAddress: userAddress.map { $0 &+ delta })
+        }
     }
 
     struct State {
@@ -71,9 +81,16 @@ public final class IOVASpace: @unchecked Sendable {
     /// front-end while its answer is on its way.
     public let missRepeatNanoseconds: UInt64
 
-    public init(capacity: Int = 1 << 16, missCapacity: Int = 64, missTimeoutMilliseconds: Int = 5000, missRepeatMilliseconds: Int = 100) {
+    /// The most pages whose report times are remembered (GHT-LIM-03): beyond it the oldest
+    /// is forgotten, so a front-end that makes the device miss page after page costs a bounded
+    /// table, not one entry per page it ever named.
+    public let reportCapacity: Int
+
+    public init(capacity: Int = 1 << 16, missCapacity: Int = 64, reportCapacity: Int = 1024, missTimeoutMilliseconds: Int = 5000,
+                missRepeatMilliseconds: Int = 100) {
         self.capacity = capacity
         self.missCapacity = missCapacity
+        self.reportCapacity = max(reportCapacity, missCapacity)
         missTimeoutNanoseconds = UInt64(missTimeoutMilliseconds) * 1_000_000
         missRepeatNanoseconds = UInt64(missRepeatMilliseconds) * 1_000_000
     }
@@ -82,7 +99,11 @@ public final class IOVASpace: @unchecked Sendable {
     public var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
 
     /// Maps `[iova, iova + size)` to `host` (exactly `size` bytes) with `permissions`.
-    public func update(iova: UInt64, size: UInt64, host: HostRange, permissions: IOVAPermissions) throws(IOVAError) {
+    /// `userAddress` is the front-end's address of the same bytes (the IOTLB message's
+    /// `uaddr`): a range that has one survives a memory-table change by being bound again
+    /// (``rebind(_:)``); one without is dropped then.
+    public func update(iova: UInt64, size: UInt64, host: HostRange, userAddress: UInt64? = nil,
+                       permissions: IOVAPermissions) throws(IOVAError) {
         guard size > 0, iova <= UInt64.max - (size - 1) else { throw .invalidRange(iova: iova, size: size) }
         guard UInt64(host.count) == size else { throw .sizeMismatch(iova: iova, size: size, host: host.count) }
         guard !permissions.isEmpty else { throw .noPermission(iova: iova) }
@@ -91,7 +112,7 @@ public final class IOVASpace: @unchecked Sendable {
             Self.remove(&s.ranges, iova, end)
             guard s.ranges.count < capacity else { throw .full }
             let i = s.ranges.firstIndex { $0.start > iova } ?? s.ranges.count
-            s.ranges.insert(Range(start: iova, end: end, host: host.startAddress, permissions: permissions), at: i)
+            s.ranges.insert(Range(start: iova, end: end, host: host.startAddress, permissions: permissions, userAddress: userAddress), at: i)
             s.misses.removeAll { $0.page >= iova >> 12 && ($0.page << 12) &- iova < size }
             s.reports = s.reports.filter { !($0.key >= iova >> 12 && ($0.key << 12) &- iova < size) }
         }
@@ -103,7 +124,23 @@ public final class IOVASpace: @unchecked Sendable {
     /// on goes (GHT-IOVA-08).
     public func invalidate(iova: UInt64, size: UInt64) {
         let end = size != 0 && iova <= UInt64.max - (size - 1) ? iova &+ size : 0
-        state.withLock { Self.remove(&$0.ranges, iova, end) }
+        state.withLock { Self.remove(&$0.ranges, iova, end, capacity: capacity) }
+        generationCounter.add(1, ordering: .releasing)
+    }
+
+    /// Binds every range again after the memory behind the front-end's user addresses changed
+    /// (SET_MEM_TABLE, REM_MEM_REG; GHT-LIFE-01): `resolve` gives the new host bytes of a
+    /// range's user address and size, or nil when no region holds them any more, and the range
+    /// is dropped. No host address from before the change survives it.
+    public func rebind(_ resolve: (_ userAddress: UInt64, _ size: UInt64) -> HostRange?) {
+        state.withLock { s in
+            s.ranges = s.ranges.compactMap { r in
+                guard let user = r.userAddress, let host = resolve(user, r.end &- r.start) else { return nil }
+                var bound = r
+                bound.host = host.startAddress
+                return bound
+            }
+        }
         generationCounter.add(1, ordering: .releasing)
     }
 
@@ -116,8 +153,11 @@ public final class IOVASpace: @unchecked Sendable {
         generationCounter.add(1, ordering: .releasing)
     }
 
-    /// Cuts `[start, end)` out of the sorted ranges (`end` 0 means 2^64).
-    private static func remove(_ ranges: inout [Range], _ start: UInt64, _ end: UInt64) {
+    /// Cuts `[start, end)` out of the sorted ranges (`end` 0 means 2^64). A cut inside one range
+    /// splits it in two; when that would take the space past `capacity`, the part after the cut
+    /// goes too (GHT-LIM-02: removing more than asked is safe for a cache, growing past the
+    /// bound is not).
+    private static func remove(_ ranges: inout [Range], _ start: UInt64, _ end: UInt64, capacity: Int = .max) {
         func before(_ a: UInt64, _ b: UInt64) -> Bool { b == 0 ? true : a < b }   // a < b with 0 as 2^64
         var result: [Range] = []
         result.reserveCapacity(ranges.count + 1)
@@ -127,11 +167,12 @@ public final class IOVASpace: @unchecked Sendable {
                 result.append(r)
                 continue
             }
-            if r.start < start {
-                result.append(Range(start: r.start, end: start, host: r.host, permissions: r.permissions))
+            let keepsHead = r.start < start
+            if keepsHead {
+                result.append(r.slice(from: r.start, to: start))
             }
-            if end != 0 && before(end, r.end) {
-                result.append(Range(start: end, end: r.end, host: r.host &+ UInt(end &- r.start), permissions: r.permissions))
+            if end != 0 && before(end, r.end) && !(keepsHead && ranges.count >= capacity) {
+                result.append(r.slice(from: end, to: r.end))
             }
         }
         ranges = result
@@ -188,6 +229,9 @@ public final class IOVASpace: @unchecked Sendable {
                     guard now &- r.last >= missRepeatNanoseconds else { continue }
                     s.reports[m.page] = (r.first, now)
                 } else {
+                    if s.reports.count >= reportCapacity, let oldest = s.reports.min(by: { $0.value.last < $1.value.last }) {
+                        s.reports[oldest.key] = nil
+                    }
                     s.reports[m.page] = (now, now)
                 }
                 due.append((m.page << 12, m.access))
@@ -201,6 +245,9 @@ public final class IOVASpace: @unchecked Sendable {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
+
+    /// Pages whose report times are remembered (at most ``reportCapacity``).
+    public var reportedPageCount: Int { state.withLock { $0.reports.count } }
 
     /// Misses dropped because the pending list was full.
     public var droppedMisses: Int { state.withLock { $0.droppedMisses } }

@@ -30,6 +30,22 @@ int CVirtioShim_get_seals(int fd);
 #define CVIRTIOSHIM_SEAL_GROW   0x4
 #define CVIRTIOSHIM_SEAL_WRITE  0x8
 
+// The truncation guard (truncation_guard.c, GHT-LIFE-03): a SIGBUS on a registered mapping maps a
+// private zero page over the faulting page and marks the mapping poisoned; any other SIGBUS goes
+// to the handler installed before ours. Register returns a slot (-1: table full or handler not
+// installable); unregister before munmap.
+int CVirtioShim_guard_install(void);
+int CVirtioShim_guard_register(void *base, size_t size);
+void CVirtioShim_guard_unregister(int slot);
+int CVirtioShim_guard_is_poisoned(int slot);
+// Bumped each time a page is poisoned: one load tells a worker whether to look further.
+uint64_t CVirtioShim_guard_epoch(void);
+uint64_t CVirtioShim_guard_poisoned_pages(void);
+
+// memfd_create(name, MFD_CLOEXEC) without sealing: what an unsealed peer (DPDK virtio-user, UML)
+// sends, for tests of a peer that truncates its memory.
+int CVirtioShim_memfd_create_unsealed(const char *name);
+
 // accept4(fd, NULL, NULL, SOCK_CLOEXEC): GNU-only; plain accept + fcntl would leave a window in
 // which a concurrent posix_spawn inherits the descriptor.
 int CVirtioShim_accept_cloexec(int fd);

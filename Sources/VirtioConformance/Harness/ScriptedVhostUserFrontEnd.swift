@@ -16,13 +16,23 @@ public final class ScriptedVhostUserFrontEnd {
     public let pool: SharedMemory
     public let table: SharedMemory
 
-    /// Connects to the back-end at `path` and creates the memory it can share.
-    public init(path: String, poolPages: Int = 64) throws {
+    /// Connects to the back-end at `path` and creates the memory it can share: sealed memfds,
+    /// or with `sealed: false` files whose size the client can change under the back-end (what
+    /// DPDK's virtio-user and UML send; ``truncate(_:toPages:)``).
+    public init(path: String, poolPages: Int = 64, sealed: Bool = true) throws {
         let socket = try UnixSocket.connect(path: path)
         try socket.setReceiveTimeout(milliseconds: 3000)
         channel = VhostUserChannel(socket: socket)
-        pool = try SharedMemory.create(name: "raw-pool", size: poolPages * 4096)
-        table = try SharedMemory.create(name: "raw-table", size: 4096)
+        pool = sealed ? try SharedMemory.create(name: "raw-pool", size: poolPages * 4096)
+                      : try SharedMemory.createUnsealed(name: "raw-pool", size: poolPages * 4096)
+        table = sealed ? try SharedMemory.create(name: "raw-table", size: 4096) : try SharedMemory.createUnsealed(name: "raw-table", size: 4096)
+    }
+
+    /// Shrinks (or grows) the file behind `memory`, one of this client's unsealed files, to
+    /// `pages` pages: a hostile front-end pulling memory from under the back-end's mapping.
+    /// The client's own mapping of the lost pages must not be touched afterwards.
+    public func truncate(_ memory: SharedMemory, toPages pages: Int) throws {
+        try memory.fd.truncate(to: pages * 4096)
     }
 
     public func send(_ message: VhostUserMessage, needReply: Bool = false, fds: [Int32] = []) throws {

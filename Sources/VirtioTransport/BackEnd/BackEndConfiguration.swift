@@ -62,6 +62,8 @@ public struct SessionReport: Sendable, CustomStringConvertible {
     public var faults: [TranslationFault.Kind: UInt64] = [:]
     /// Queues that broke, with the error.
     public var brokenQueues: [Int: VirtqueueError] = [:]
+    /// Whether the front-end shrank a shared file under the back-end's mapping (GHT-LIFE-03).
+    public var memoryLost = false
 
     public var iotlbHitRate: Double { iotlbHits + iotlbMisses == 0 ? 0 : Double(iotlbHits) / Double(iotlbHits + iotlbMisses) }
 

@@ -31,6 +31,7 @@ extension BackEndSession {
         }
         try checkNoOverlap(mapped)
         regions = mapped
+        try memoryChanged()
     }
 
     /// ADD_MEM_REG (CONFIGURE_MEM_SLOTS).
@@ -41,6 +42,7 @@ extension BackEndSession {
         let candidate = regions + [MappedMemoryRegion(descriptor: r, memory: memory, range: range)]
         try checkNoOverlap(candidate)
         regions = candidate
+        try memoryChanged()
     }
 
     /// REM_MEM_REG: removes the region with the same guest address, size and user address.
@@ -52,7 +54,30 @@ extension BackEndSession {
             throw Violation("REM_MEM_REG of a region that is not registered")
         }
         regions.remove(at: i)
+        try memoryChanged()
     }
+
+    /// After the regions changed: no IOVA translation may point into memory that is gone
+    /// (GHT-LIFE-01). The IOTLB maps IOVAs to the front-end's user addresses (vhost-user.rst,
+    /// "IOMMU support"); every range is resolved again through the new regions, and the ones
+    /// that no longer resolve are dropped (a later access misses and is asked for again).
+    func memoryChanged() throws {
+        let users = try userAddressTranslator()
+        iovaSpace.rebind { userAddress, size in
+            guard size <= UInt64(Int.max) else { return nil }
+            return try? users.translateContiguous(userAddress, length: Int(size), access: .read)
+        }
+        refreshPeerMemory()
+    }
+
+    /// The mappings the queue workers check for truncation (GHT-LIFE-03).
+    func refreshPeerMemory() {
+        let memory = regions.map(\.memory) + (grants.map { [$0.table, $0.frames] } ?? [])
+        peerMemory.withLock { $0 = memory }
+    }
+
+    /// Whether the front-end shrank a file the session maps under it (GHT-LIFE-03).
+    var isPeerMemoryPoisoned: Bool { peerMemory.withLock { $0.contains { $0.isPoisoned } } }
 
     /// Regions may overlap neither in guest-physical nor in user addresses.
     func checkNoOverlap(_ candidate: [MappedMemoryRegion]) throws {
@@ -100,6 +125,7 @@ extension BackEndSession {
         let mapper = GrantMapper(table: table.range, granter: info.granter, frames: region.range.slice(offset: 0, length: Int(frameBytes)),
                                  domain: info.grantee, owners: [table, region.memory])
         grants = GrantState(info: info, table: table, mapper: mapper, frames: region.memory)
+        refreshPeerMemory()
         report.withLock { $0.granter = info.granter }
         log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
         return .success
@@ -143,7 +169,8 @@ extension BackEndSession {
             case .none: return .failure()
             }
             do {
-                try iovaSpace.update(iova: message.iova, size: message.size, host: host, permissions: permissions)
+                try iovaSpace.update(iova: message.iova, size: message.size, host: host, userAddress: message.userAddress,
+                                     permissions: permissions)
             } catch {
                 return .failure()
             }
@@ -152,6 +179,7 @@ extension BackEndSession {
         default:
             return .failure()
         }
+        stopQueuesWhoseRingAreasMoved()
         for v in vrings { v.worker?.nudge() }
         try startReadyQueues()
         return .success

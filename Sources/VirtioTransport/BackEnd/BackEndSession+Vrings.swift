@@ -116,6 +116,10 @@ extension BackEndSession {
     /// Starts queue `i`: translates its ring once in the negotiated mode and format and
     /// starts its worker.
     func startQueue(_ i: Int) throws {
+        // GHT-LIFE-03: memory the front-end truncated is never used again.
+        guard !isPeerMemoryPoisoned else {
+            throw Violation("queue \(i) not started: the front-end shrank a shared file under its mapping (GHT-LIFE-03)")
+        }
         let v = vrings[i]
         let a = v.address!
         let features = ackedFeatures!
@@ -147,6 +151,9 @@ extension BackEndSession {
                 started = try startGuestPhysicalQueue(i, geometry, features, onBroken)
             }
         } catch {
+            if isPeerMemoryPoisoned {
+                throw Violation("queue \(i) not started: the front-end shrank a shared file under its mapping (GHT-LIFE-03)")
+            }
             throw Violation("queue \(i) rings cannot be used: \(error)")
         }
         if started {
@@ -176,7 +183,8 @@ extension BackEndSession {
 
     private func startWorker<Queue: DeviceQueue>(_ i: Int, _ queue: Queue, quiescentPoint: (() -> Void)?,
                                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
-        let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint)
+        let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
+                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true })
         let worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
                                      batchLimit: configuration.batchLimit, onBroken: onBroken)
         vrings[i].worker = worker
@@ -221,6 +229,10 @@ extension BackEndSession {
         }
         try startWorker(i, ring, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
         vrings[i].iovaCache = cache
+        vrings[i].iovaRingAreas = geometry.areas.map { area in
+            let host = cache.translator.resolve(area.start, length: area.size, access: area.access)
+            return (area.start, area.size, area.access, host.range?.startAddress ?? 0)
+        }
         vrings[i].keepAlive = [cache]
         return true
     }
@@ -257,8 +269,29 @@ extension BackEndSession {
         vrings[i].worker = nil
         vrings[i].iotlb = nil
         vrings[i].iovaCache = nil
+        vrings[i].iovaRingAreas = []
         vrings[i].keepAlive = []
         return position
+    }
+
+    /// GHT-LIFE-02: a queue whose ring areas were translated at start through IOVAs stops when
+    /// an IOTLB change moved or removed the translation of any of them (the pointers it holds
+    /// are no longer the front-end's ring); it resumes where it stopped once the areas translate
+    /// again (``startReadyQueues()``, miss-driven like a first start). A change elsewhere, or one
+    /// that maps an area to the same bytes, leaves it running.
+    func stopQueuesWhoseRingAreasMoved() {
+        for i in vrings.indices where vrings[i].worker != nil && !vrings[i].iovaRingAreas.isEmpty {
+            let cache = IOVACache(space: iovaSpace, capacity: 1)
+            let unchanged = withExtendedLifetime(cache) {
+                vrings[i].iovaRingAreas.allSatisfy { area in
+                    guard let range = cache.translator.resolve(area.start, length: area.size, access: area.access).range else { return false }
+                    return range.count == area.size && range.startAddress == area.host
+                }
+            }
+            guard !unchanged else { continue }
+            vrings[i].base = stopQueue(i)
+            log("queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
+        }
     }
 
     /// Stops every queue; with `resetConfiguration`, forgets their configuration too.
@@ -272,6 +305,12 @@ extension BackEndSession {
     func queueBroke(_ i: Int, _ error: VirtqueueError, err: EventNotifier?) {
         report.withLock { $0.brokenQueues[i] = error }
         log("queue \(i) broke: \(error)")
+        if case .memoryFault(let fault) = error, fault.kind == .memoryLost {
+            // GHT-LIFE-03: the front-end truncated shared memory; the session ends (its thread
+            // wakes from the closed connection and tears everything down).
+            report.withLock { $0.memoryLost = true }
+            try? channel.socket.shutdown()
+        }
         try? err?.signal()
         if status.status.contains(.driverOK) {
             backendChannel.withLock { channel in
@@ -291,6 +330,20 @@ enum RingGeometry {
         switch self {
         case .split(let layout, let addresses): return .split(try SplitRing(layout: layout, addresses: addresses, memory: memory))
         case .packed(let layout, let addresses): return .packed(try PackedRing(layout: layout, addresses: addresses, memory: memory))
+        }
+    }
+}
+
+extension RingGeometry {
+    /// The device-visible ranges of the ring's areas, with the access the device needs.
+    var areas: [(start: UInt64, size: Int, access: MemoryAccess)] {
+        switch self {
+        case .split(let layout, let a):
+            return [(a.descriptorTable, layout.descriptorTableSize, .read), (a.availRing, layout.availRingSize, .read),
+                    (a.usedRing, layout.usedRingSize, .write)]
+        case .packed(let layout, let a):
+            return [(a.descriptorRing, layout.descriptorRingSize, .write), (a.driverEventArea, PackedRingLayout.eventAreaSize, .read),
+                    (a.deviceEventArea, PackedRingLayout.eventAreaSize, .write)]
         }
     }
 }

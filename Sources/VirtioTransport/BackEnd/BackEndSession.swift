@@ -26,6 +26,9 @@ final class BackEndSession: @unchecked Sendable {
     var vrings: [Vring]
     var grants: GrantState?
     let backendChannel = Locked<UnixSocket?>(nil)
+    /// Every mapping of the front-end's files the session holds (regions, grant table), for the
+    /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
+    let peerMemory = Locked<[SharedMemory]>([])
     let report: Locked<SessionReport>
 
     /// A queue's configuration and, once started, its worker and the objects its translator needs.
@@ -42,6 +45,8 @@ final class BackEndSession: @unchecked Sendable {
         var keepAlive: [AnyObject] = []
         var iotlb: GrantIOTLB?
         var iovaCache: IOVACache?
+        /// IOVA mode: the ring areas as IOVAs, translated once at start (GHT-LIFE-02).
+        var iovaRingAreas: [(start: UInt64, size: Int, access: MemoryAccess, host: UInt)] = []
     }
 
     /// The front-end's grant table, mapped.
@@ -82,7 +87,9 @@ final class BackEndSession: @unchecked Sendable {
                 received = try channel.receive()
             } catch {
                 switch error {
-                case .closed: end = .disconnected
+                case .closed:
+                    end = report.withLock { $0.memoryLost } ? .violation("the front-end shrank shared memory under the back-end (GHT-LIFE-03)")
+                                                             : .disconnected
                 case .protocolViolation(let e): end = .violation("\(e)")
                 case .socket(let e): end = .violation("socket: \(e)")
                 }

@@ -16,6 +16,12 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     private var spans: [(readable: Range<Int>, writable: Range<Int>)] = []
     /// Called after each batch, when no chain of this queue is in flight (grant revocations).
     let quiescentPoint: (() -> Void)?
+    /// Whether any memory this queue reaches lost pages to a peer's truncation (GHT-LIFE-03);
+    /// asked only when ``TruncationGuard/epoch`` moved, so a batch pays one atomic load.
+    let isMemoryPoisoned: (() -> Bool)?
+    /// The epoch last checked; none at first, so the first batch checks (a truncation met while
+    /// the queue was being set up, before this processor existed, counts too).
+    private var guardEpoch = UInt64.max
     /// Whether the last batch stopped at a chain naming an address that is not mapped yet:
     /// draining stops until the next call (a mapping arrived, or the driver kicked).
     public private(set) var isWaitingForMapping = false
@@ -27,11 +33,24 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     /// Batches handed to the device since creation.
     public private(set) var batches = 0
 
-    public init(queue: Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil) {
+    public init(queue: Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil,
+                isMemoryPoisoned: (() -> Bool)? = nil) {
         self.queue = queue
         self.index = index
         self.device = device
         self.quiescentPoint = quiescentPoint
+        self.isMemoryPoisoned = isMemoryPoisoned
+    }
+
+    /// GHT-LIFE-03: a batch that met memory the peer truncated is not completed; the queue breaks.
+    private mutating func checkMemory() throws(VirtqueueError) {
+        guard let isMemoryPoisoned else { return }
+        let epoch = TruncationGuard.epoch
+        guard _slowPath(epoch != guardEpoch) else { return }
+        guardEpoch = epoch
+        if isMemoryPoisoned() {
+            throw queue.fail(.memoryFault(TranslationFault(.memoryLost, address: 0, length: 0, access: .read)))
+        }
     }
 
     /// Processes up to `limit` available chains as one batch.
@@ -67,12 +86,14 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         // reported at the quiescent point below).
         if queue.takeMappingMiss() != nil { isWaitingForMapping = true }
         guard !chains.isEmpty else {
+            try checkMemory()
             quiescentPoint?()
             return (0, false)
         }
         var batch = RequestBatch(fragments: resolver.fragments, spans: spans)
         device.process(queue: index, batch: &batch)
         if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }
+        try checkMemory()
         for (i, chain) in chains.enumerated() {
             queue.addUsed(chain, length: UInt32(clamping: min(UInt64(batch.used[i]), chain.writableLength)))
         }
@@ -96,7 +117,17 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         isPacedByDevice = false
         repeat {
             while true {
-                let r = try runBatch(limit: batchLimit)
+                let r: (processed: Int, notify: Bool)
+                do {
+                    r = try runBatch(limit: batchLimit)
+                } catch {
+                    // GHT-LIFE-03: zeros read from a truncated page look like a malformed ring;
+                    // the cause is the lost memory, and that is what the session must hear.
+                    if let isMemoryPoisoned, isMemoryPoisoned() {
+                        throw .memoryFault(TranslationFault(.memoryLost, address: 0, length: 0, access: .read))
+                    }
+                    throw error
+                }
                 total += r.processed
                 notify = notify || r.notify
                 if r.processed == 0 || isWaitingForMapping || isPacedByDevice { break }

@@ -55,6 +55,12 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
         return FileDescriptor(adopting: try valueOrErrno("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, minimum) })
     }
 
+    /// Sets the file's size (`ftruncate`): what a peer does to shrink memory it shared.
+    public func truncate(to size: Int) throws(SystemError) {
+        let fd = rawValue
+        try nothingOrErrno("ftruncate") { ftruncate(fd, off_t(size)) }
+    }
+
     /// Sets `O_NONBLOCK` on the open file description (shared with every duplicate, including
     /// one held by another process that received it over `SCM_RIGHTS`).
     func setNonBlocking() throws(SystemError) {

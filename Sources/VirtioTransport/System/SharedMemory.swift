@@ -21,6 +21,8 @@ public final class SharedMemory: @unchecked Sendable {
     // atomic, so `unmap()` may race with deinit or itself and still unmaps once.
     private let base: UnsafeMutableRawPointer
     private let mapped: Atomic<Bool>
+    /// The truncation guard's slot for a mapping of a peer's file (GHT-LIFE-03), or -1.
+    private let guardSlot: Int32
 
     /// The descriptor of the underlying file; closed by ``unmap()``.
     public let fd: FileDescriptor
@@ -32,12 +34,13 @@ public final class SharedMemory: @unchecked Sendable {
     /// The system page size: `sysconf(_SC_PAGESIZE)`.
     public static let pageSize: Int = sysconf(Int32(_SC_PAGESIZE))
 
-    private init(fd: FileDescriptor, base: UnsafeMutableRawPointer, size: Int, offset: Int) {
+    private init(fd: FileDescriptor, base: UnsafeMutableRawPointer, size: Int, offset: Int, guarded: Bool = false) {
         self.fd = fd
         self.base = base
         self.size = size
         self.offset = offset
         mapped = Atomic(true)
+        guardSlot = guarded ? CVirtioShim_guard_register(base, size) : -1
     }
 
     deinit { unmap() }
@@ -51,6 +54,15 @@ public final class SharedMemory: @unchecked Sendable {
 
     /// Whether ``unmap()`` has not run yet.
     public var isMapped: Bool { mapped.load(ordering: .acquiring) }
+
+    /// Whether the peer shrank the file under this mapping and an access met the lost pages
+    /// (GHT-LIFE-03): those pages now read as zeros, privately; nothing in the region can be
+    /// trusted and its user must stop using it. Only mappings of a peer's file are guarded.
+    public var isPoisoned: Bool { guardSlot >= 0 && CVirtioShim_guard_is_poisoned(guardSlot) != 0 }
+
+    /// Whether the truncation guard covers this mapping (a peer's file, and the guard's table
+    /// had room: ``TruncationGuard/capacity``).
+    public var isGuarded: Bool { guardSlot >= 0 }
 
     /// Creates an anonymous shared file of `size` bytes, seals its size, and maps all of it.
     ///
@@ -78,13 +90,30 @@ public final class SharedMemory: @unchecked Sendable {
         }
     }
 
+    /// Creates an anonymous shared file of `size` bytes that is not sealed: its size can
+    /// change under a peer's mapping. What a front-end that does not seal its memory (DPDK's
+    /// virtio-user, UML) sends; for tests of a peer that truncates its memory (GHT-LIFE-03).
+    public static func createUnsealed(name: String, size: Int) throws(SharedMemoryError) -> SharedMemory {
+        guard size > 0 else { throw .invalidSize(size) }
+        do {
+            let fd = FileDescriptor(adopting: try valueOrErrno("memfd_create") { CVirtioShim_memfd_create_unsealed(name) })
+            let raw = fd.rawValue
+            try nothingOrErrno("ftruncate") { ftruncate(raw, off_t(size)) }
+            return SharedMemory(fd: fd, base: try mapWindow(raw, size: size, offset: 0), size: size, offset: 0)
+        } catch {
+            throw .system(error)
+        }
+    }
+
     /// Maps `size` bytes at `offset` of a descriptor received from a peer.
     ///
     /// Nothing about the request is trusted: the size must be positive, the offset
     /// page-aligned, `offset + size` must not overflow and must lie within the file's current
     /// size (`fstat`). Only that window is mapped (`mmap(MAP_SHARED, PROT_READ | PROT_WRITE)`).
     /// The region takes ownership of `fd` and closes it in ``unmap()``; if mapping fails, `fd`
-    /// is left open.
+    /// is left open. The mapping is registered with the truncation guard (GHT-LIFE-03): a
+    /// peer that shrinks the file later poisons the region (``isPoisoned``) instead of killing
+    /// the process with `SIGBUS`.
     ///
     /// - Parameters:
     ///   - fd: The shared file, usually a memfd.
@@ -122,7 +151,8 @@ public final class SharedMemory: @unchecked Sendable {
             guard seals & CVIRTIOSHIM_SEAL_SHRINK != 0 else { throw .notSealed }
         }
         do {
-            return SharedMemory(fd: fd, base: try mapWindow(raw, size: size, offset: offset), size: size, offset: offset)
+            return SharedMemory(fd: fd, base: try mapWindow(raw, size: size, offset: offset), size: size, offset: offset,
+                                guarded: true)
         } catch {
             throw .system(error)
         }
@@ -135,6 +165,8 @@ public final class SharedMemory: @unchecked Sendable {
         guard mapped.exchange(false, ordering: .acquiringAndReleasing) else { return }
         let base = base
         let size = size
+        // Out of the guard's table first: a later mapping at this address is not ours to guard.
+        if guardSlot >= 0 { CVirtioShim_guard_unregister(guardSlot) }
         // munmap fails only for arguments mmap itself returned, that is, never.
         do {
             try nothingOrErrno("munmap") { munmap(base, size) }
