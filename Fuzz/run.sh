@@ -2,7 +2,7 @@
 # Builds and runs one libFuzzer target of VirtioGrant.
 #
 #   Fuzz/run.sh TARGET SECONDS     fuzz TARGET (split-device, split-driver, packed-device,
-#                                  packed-driver, grants, chain-io, vhost-user, block-device, or all) for
+#                                  packed-driver, grants, chain-io, vhost-user, block-device, session, or all) for
 #                                  SECONDS each; fails on any finding
 #   Fuzz/run.sh --seeds            rewrite Fuzz/Corpus from the seed generator
 #
@@ -27,9 +27,9 @@ fi
 
 declare -A binaries=([split-device]=FuzzSplitDevice [split-driver]=FuzzSplitDriver [packed-device]=FuzzPackedDevice
                      [packed-driver]=FuzzPackedDriver [grants]=FuzzGrants
-                     [chain-io]=FuzzChainIO [vhost-user]=FuzzVhostUser [block-device]=FuzzBlockDevice)
+                     [chain-io]=FuzzChainIO [vhost-user]=FuzzVhostUser [block-device]=FuzzBlockDevice [session]=FuzzSession)
 if [[ "$1" == all ]]; then
-    targets=(split-device split-driver packed-device packed-driver grants chain-io vhost-user block-device)
+    targets=(split-device split-driver packed-device packed-driver grants chain-io vhost-user block-device session)
 elif [[ -n "${binaries[$1]:-}" ]]; then
     targets=("$1")
 else

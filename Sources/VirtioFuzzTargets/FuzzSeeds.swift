@@ -17,6 +17,7 @@ public enum FuzzTargets {
         ("chain-io", ChainIOTarget.run),
         ("vhost-user", VhostUserTarget.run),
         ("block-device", BlockDeviceTarget.run),
+        ("session", SessionTarget.run),
     ]
 
     /// The seeds of the target `name`.
@@ -30,6 +31,7 @@ public enum FuzzTargets {
         case "chain-io": return FuzzSeeds.chainIO()
         case "vhost-user": return FuzzSeeds.vhostUser()
         case "block-device": return FuzzSeeds.blockDevice()
+        case "session": return FuzzSeeds.session()
         default: return []
         }
     }
