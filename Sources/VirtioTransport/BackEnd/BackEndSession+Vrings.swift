@@ -177,9 +177,20 @@ extension BackEndSession {
     private func startWorker<Queue: DeviceQueue>(_ i: Int, _ queue: Queue, quiescentPoint: (() -> Void)?,
                                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint)
-        let worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
-                                     batchLimit: configuration.batchLimit, onBroken: onBroken)
+        let worker: QueueWorker
+        do {
+            worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
+                                     batchLimit: configuration.batchLimit, startThread: configuration.startThread,
+                                     onBroken: onBroken, onKickLost: { [weak self] in
+                                         self?.end(.violation("queue \(i): the kick descriptor hung up or failed"))
+                                     })
+        } catch {
+            // GHT-LIM-41: no thread for the queue ends this session, never the process.
+            forcedEnd.withLock { if $0 == nil { $0 = .refused("queue \(i) cannot start: \(error)") } }
+            throw Violation("queue \(i) cannot start: \(error)")
+        }
         vrings[i].worker = worker
+        queueEverStarted = true
         device.queueStarted(i, doorbell: worker.doorbell)
     }
 
@@ -273,10 +284,8 @@ extension BackEndSession {
         report.withLock { $0.brokenQueues[i] = error }
         log("queue \(i) broke: \(error)")
         try? err?.signal()
-        if status.status.contains(.driverOK) {
-            backendChannel.withLock { channel in
-                if let channel, let bytes = try? VhostUserCodec.encode(.configChange) { try? channel.send(bytes) }
-            }
+        if status.status.contains(.driverOK), let bytes = try? VhostUserCodec.encode(.configChange) {
+            sendOnBackendChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
         }
     }
 }
