@@ -150,6 +150,24 @@ struct LivenessTests {
         #expect(reason.contains("setVringKick") && reason.contains("eventfd"), "\(reason)")
     }
 
+    @Test("GHT-LIVE-05: a call or err descriptor that is not an eventfd ends the session at SET_VRING_CALL / SET_VRING_ERR",
+          arguments: [VhostUserRequest.setVringCall, .setVringErr])
+    func pipeCallOrErrRefused(_ request: VhostUserRequest) throws {
+        let server = try TestBackEnd("pipecall")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate([.replyAck, .status])
+        let pipe = try Pipe()
+        pipe.readEnd.close()   // a write into it would be EPIPE (or SIGPIPE)
+        let file = VhostUserVringFile(index: 0)
+        try? client.send(request == .setVringCall ? .setVringCall(file) : .setVringErr(file), needReply: true, fds: [pipe.writeEnd.rawValue])
+        #expect(client.isClosedByPeer())
+        guard case .violation(let reason) = try server.report(1).end else {
+            Issue.record("the session did not end with a violation")
+            return
+        }
+        #expect(reason.contains("\(request)") && reason.contains("eventfd"), "\(reason)")
+    }
+
     @Test("GHT-LIVE-05: a kick descriptor that hangs up after the queue started stops being watched: the worker does not spin and reports it once")
     func kickHangupDoesNotSpin() throws {
         let s = try QueueProcessorTests.Setup(device: ChecksumEchoDevice())
