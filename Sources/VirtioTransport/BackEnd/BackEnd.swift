@@ -10,6 +10,11 @@ import VirtioCore
 /// A session that ends — the front-end closed, was killed, or broke the protocol — has its
 /// queues stopped, regions unmapped, descriptors closed and device reset; the back-end keeps
 /// accepting other connections.
+///
+/// What one peer can hold is bounded (Spec/limits.md §3): the connections served at once, the
+/// time to set up and to finish a message, the reports kept of ended sessions. A thread that
+/// cannot be created refuses that connection; running out of descriptors pauses the accept
+/// loop instead of spinning it (Spec/hostile-peers.md §3).
 public final class BackEnd: @unchecked Sendable {
     public let socketPath: String
     public let configuration: BackEndConfiguration
@@ -82,19 +87,26 @@ public final class BackEnd: @unchecked Sendable {
 
     private func serve(_ connection: UnixSocket) {
         reapFinished()
-        state.withLock { s in
-            // GHT-LIM-40: beyond the cap, the connection is closed before anything is read.
+        // GHT-LIM-40: beyond the cap, the connection is closed before anything is read. (Only
+        // this thread adds sessions, so the count cannot grow between the check and the insert.)
+        let admitted: Int? = state.withLock { s in
             guard s.live.count < configuration.maxConnections else {
                 s.refusedConnections += 1
-                configuration.log?("connection refused: \(s.live.count) connections served (the limit)")
-                connection.close()
-                return
+                return nil
             }
-            let id = s.nextID
-            s.nextID += 1
-            let session = BackEndSession(id: id, socket: connection, device: makeDevice(), configuration: configuration)
+            defer { s.nextID += 1 }
+            return s.nextID
+        }
+        guard let id = admitted else {
+            configuration.log?("connection refused: \(configuration.maxConnections) connections served (the limit)")
+            connection.close()
+            return
+        }
+        let session = BackEndSession(id: id, socket: connection, device: makeDevice(), configuration: configuration)
+        let started: Bool = state.withLock { s in
             do {
                 // GHT-LIM-41: no thread for the session refuses this connection, nothing else.
+                // Started under the lock, so that its end is recorded after its start.
                 let thread = try configuration.startThread("session\(id)") { [weak self] in
                     let report = session.serve()
                     self?.state.withLock { s in
@@ -103,13 +115,18 @@ public final class BackEnd: @unchecked Sendable {
                     }
                     try? self?.wake.signal()
                 }
-                configuration.log?("session \(id): connected")
                 s.live[id] = (session, thread)
+                return true
             } catch {
                 s.refusedConnections += 1
                 configuration.log?("session \(id): connection refused: no thread (\(error))")
-                connection.close()
+                return false
             }
+        }
+        if started {
+            configuration.log?("session \(id): connected")
+        } else {
+            connection.close()
         }
     }
 
