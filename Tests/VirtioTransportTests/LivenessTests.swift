@@ -213,6 +213,25 @@ struct LivenessTests {
         trickler.join()
     }
 
+    @Test("GHT-LIVE-06: a front-end whose back-end does not read is a timeout after the deadline, not a send blocked forever")
+    func backEndNotReading() throws {
+        let (theirs, mine) = try Self.fullSocket()   // the front-end's socket, its buffer already full
+        // Bounds the test even without the rule: the back-end side goes away after 3 s.
+        let done = Atomic<Bool>(false)
+        let closer = WorkerThread(name: "closer") {
+            for _ in 0..<60 where !done.load(ordering: .relaxed) { usleep(50_000) }
+            mine.close()
+        }
+        var configuration = FrontEndConfiguration()
+        configuration.timeoutMilliseconds = 300
+        let frontEnd = try FrontEnd(socket: theirs, configuration: configuration)
+        let start = ContinuousClock.now
+        #expect(throws: FrontEndError.timedOut("sending getFeatures")) { try frontEnd.initialize() }
+        #expect(ContinuousClock.now - start < .milliseconds(2000))
+        done.store(true, ordering: .relaxed)
+        closer.join()
+    }
+
     @Test("GHT-LIVE-06: a send to a peer that does not read fails after the deadline instead of blocking")
     func sendDeadline() throws {
         let (full, peer) = try Self.fullSocket()
