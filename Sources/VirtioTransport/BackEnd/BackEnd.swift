@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import VirtioCore
 
@@ -7,6 +10,11 @@ import VirtioCore
 /// A session that ends — the front-end closed, was killed, or broke the protocol — has its
 /// queues stopped, regions unmapped, descriptors closed and device reset; the back-end keeps
 /// accepting other connections.
+///
+/// What one peer can hold is bounded (Spec/limits.md §3): the connections served at once, the
+/// time to set up and to finish a message, the reports kept of ended sessions. A thread that
+/// cannot be created refuses that connection; running out of descriptors pauses the accept
+/// loop instead of spinning it (Spec/hostile-peers.md §3).
 public final class BackEnd: @unchecked Sendable {
     public let socketPath: String
     public let configuration: BackEndConfiguration
@@ -15,13 +23,19 @@ public final class BackEnd: @unchecked Sendable {
     private let wake: EventNotifier
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
-    private let state = Locked<State>(State())
+    private let state: Locked<State>
     private var acceptThread: WorkerThread?
 
     private struct State {
         var nextID = 1
+        /// Sessions whose thread has not been joined yet.
         var live: [Int: (session: BackEndSession, thread: WorkerThread)] = [:]
-        var finished: [SessionReport] = []
+        /// Sessions that ended and wait to be joined (GHT-LIM-44: reaping costs what ended, not
+        /// what ever connected).
+        var ended: [Int] = []
+        /// The most recent reports, oldest overwritten first.
+        var reports: ReportRing
+        var refusedConnections = 0
     }
 
     /// Listens on `socketPath`; `makeDevice` creates the device each connection is served.
@@ -30,6 +44,7 @@ public final class BackEnd: @unchecked Sendable {
         self.socketPath = socketPath
         self.configuration = configuration
         self.makeDevice = makeDevice
+        state = Locked(State(reports: ReportRing(capacity: configuration.keptReports)))
         listener = try UnixSocket.listen(path: socketPath)
         wake = try EventNotifier()
         poller = try Poller()
@@ -47,41 +62,81 @@ public final class BackEnd: @unchecked Sendable {
 
     private func acceptLoop() {
         var events: [PollEvent] = []
+        var pause = 0
         while !stopping.load(ordering: .acquiring) {
+            // GHT-LIVE-04: out of descriptors or memory, the pending connection stays pending
+            // and the listener stays readable; the loop pauses (woken early by stop() or a
+            // session's end, which frees a descriptor) instead of retrying at once.
+            if pause > 0 { _ = try? wake.wait(timeoutMilliseconds: Int32(pause)) }
             guard (try? poller.wait(timeoutMilliseconds: -1, into: &events)) != nil else { continue }
             for event in events where event.token == 0 {
-                guard let connection = try? listener.accept() else { continue }
-                serve(connection)
+                do {
+                    let connection = try listener.accept()
+                    pause = 0
+                    serve(connection)
+                } catch where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
+                    pause = min(max(pause * 2, 10), max(configuration.acceptBackoffMaxMilliseconds, 1))
+                    configuration.log?("accept: \(error); pausing \(pause) ms")
+                } catch {
+                    continue   // the connection went away before it was accepted (ECONNABORTED)
+                }
             }
             reapFinished()
         }
     }
 
     private func serve(_ connection: UnixSocket) {
-        let device = makeDevice()
-        state.withLock { s in
-            let id = s.nextID
-            s.nextID += 1
-            let session = BackEndSession(id: id, socket: connection, device: device, configuration: configuration)
-            configuration.log?("session \(id): connected")
-            let thread = WorkerThread(name: "session\(id)") { [weak self] in
-                let report = session.serve()
-                self?.state.withLock { s in s.finished.append(report) }
-                try? self?.wake.signal()
+        reapFinished()
+        // GHT-LIM-40: beyond the cap, the connection is closed before anything is read. (Only
+        // this thread adds sessions, so the count cannot grow between the check and the insert.)
+        let admitted: Int? = state.withLock { s in
+            guard s.live.count < configuration.maxConnections else {
+                s.refusedConnections += 1
+                return nil
             }
-            s.live[id] = (session, thread)
+            defer { s.nextID += 1 }
+            return s.nextID
+        }
+        guard let id = admitted else {
+            configuration.log?("connection refused: \(configuration.maxConnections) connections served (the limit)")
+            connection.close()
+            return
+        }
+        let session = BackEndSession(id: id, socket: connection, device: makeDevice(), configuration: configuration)
+        let started: Bool = state.withLock { s in
+            do {
+                // GHT-LIM-41: no thread for the session refuses this connection, nothing else.
+                // Started under the lock, so that its end is recorded after its start.
+                let thread = try configuration.startThread("session\(id)") { [weak self] in
+                    let report = session.serve()
+                    self?.state.withLock { s in
+                        s.ended.append(report.id)
+                        s.reports.append(report)
+                    }
+                    try? self?.wake.signal()
+                }
+                s.live[id] = (session, thread)
+                return true
+            } catch {
+                s.refusedConnections += 1
+                configuration.log?("session \(id): connection refused: no thread (\(error))")
+                return false
+            }
+        }
+        if started {
+            configuration.log?("session \(id): connected")
+        } else {
+            connection.close()
         }
     }
 
     /// Joins the threads of sessions that ended.
     private func reapFinished() {
-        let done: [(BackEndSession, WorkerThread)] = state.withLock { s in
-            let ended = Set(s.finished.map(\.id))
-            let finished = s.live.filter { ended.contains($0.key) }
-            for id in finished.keys { s.live[id] = nil }
-            return finished.values.map { ($0.session, $0.thread) }
+        let done: [WorkerThread] = state.withLock { s in
+            defer { s.ended.removeAll(keepingCapacity: true) }
+            return s.ended.compactMap { s.live.removeValue(forKey: $0)?.thread }
         }
-        for (_, thread) in done { thread.join() }
+        for thread in done { thread.join() }
         _ = try? wake.drain()
     }
 
@@ -107,12 +162,44 @@ public final class BackEnd: @unchecked Sendable {
         listener.close()
     }
 
-    /// Reports of the sessions that ended, in the order they started. (A live session's state
-    /// belongs to its threads; it is reported when it ends.)
+    /// Reports of the most recent sessions that ended (at most
+    /// ``BackEndConfiguration/keptReports``), in the order they started. (A live session's
+    /// state belongs to its threads; it is reported when it ends.)
     public var reports: [SessionReport] {
-        state.withLock { $0.finished }.sorted { $0.id < $1.id }
+        state.withLock { $0.reports.elements }.sorted { $0.id < $1.id }
     }
 
     /// The number of sessions being served.
-    public var liveSessionCount: Int { state.withLock { s in s.live.count - Set(s.finished.map(\.id)).intersection(s.live.keys).count } }
+    public var liveSessionCount: Int { state.withLock { s in s.live.count - s.ended.count } }
+
+    /// Connections closed at once: beyond ``BackEndConfiguration/maxConnections``, or with no
+    /// thread to serve them.
+    public var refusedConnectionCount: Int { state.withLock { $0.refusedConnections } }
+
+    /// Entries of the back-end's bookkeeping (live sessions, ended ones not yet joined, kept
+    /// reports): bounded by the connections served at once and ``BackEndConfiguration/keptReports``.
+    var bookkeepingCount: Int { state.withLock { s in s.live.count + s.ended.count + s.reports.elements.count } }
+}
+
+/// The most recent session reports, in a fixed-size ring: appending costs O(1) and never grows
+/// the ring past its capacity (GHT-LIM-44).
+struct ReportRing {
+    private var storage: [SessionReport] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(capacity, 0) }
+
+    mutating func append(_ report: SessionReport) {
+        guard capacity > 0 else { return }
+        if storage.count < capacity {
+            storage.append(report)
+        } else {
+            storage[next] = report
+            next = (next + 1) % capacity
+        }
+    }
+
+    /// The reports kept, oldest first.
+    var elements: [SessionReport] { Array(storage[next...] + storage[..<next]) }
 }

@@ -20,6 +20,30 @@ public struct BackEndConfiguration: Sendable {
     /// Called on the session's thread with its final report when a session ends.
     public var onSessionEnd: (@Sendable (SessionReport) -> Void)?
 
+    // MARK: Connections, threads and liveness (Spec/limits.md §3, Spec/hostile-peers.md §3)
+
+    /// Connections served at once; one beyond it is closed at once and logged (GHT-LIM-40).
+    public var maxConnections = 256
+    /// How long a new connection may take to send SET_OWNER; nil: no bound (GHT-LIM-42).
+    public var setupTimeoutMilliseconds: Int32? = 10_000
+    /// How long an owned connection may take to start its first queue; nil (the default): no
+    /// bound, since a guest may load its driver long after the front-end connects (GHT-LIM-42).
+    public var queueStartTimeoutMilliseconds: Int32?
+    /// How long the rest of a message may take once its first byte arrived (GHT-LIM-43).
+    public var messageTimeoutMilliseconds: Int32 = 5_000
+    /// How long a reply on the connection may take to go out (the front-end not reading);
+    /// the session then ends (GHT-LIVE-02).
+    public var replyTimeoutMilliseconds: Int32 = 5_000
+    /// Reports of ended sessions kept for ``BackEnd/reports`` (the most recent; GHT-LIM-44).
+    public var keptReports = 128
+    /// The longest pause of the accept loop when the process or system is out of descriptors
+    /// or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM); pauses double from 10 ms up to it (GHT-LIVE-04).
+    public var acceptBackoffMaxMilliseconds = 1000
+    /// How threads are started (a test seam: a failing creation is refused, never fatal).
+    var startThread: @Sendable (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
+        try WorkerThread.start(name: name, body)
+    }
+
     public init() {}
 
     /// The transport features every session offers besides the device's own.
@@ -36,11 +60,19 @@ public enum SessionEnd: Sendable, Equatable, CustomStringConvertible {
     case disconnected
     /// The front-end broke the protocol; the back-end closed the connection (GHT-VU-21).
     case violation(String)
+    /// The front-end took longer than a bound of ``BackEndConfiguration`` (set-up, a message,
+    /// a reply it did not read); the back-end closed the connection (GHT-LIM-42, GHT-LIM-43).
+    case timedOut(String)
+    /// The back-end could not give the session what it needs (a thread); the connection was
+    /// closed (GHT-LIM-41).
+    case refused(String)
 
     public var description: String {
         switch self {
         case .disconnected: return "disconnected"
         case .violation(let reason): return "closed: \(reason)"
+        case .timedOut(let reason): return "timed out: \(reason)"
+        case .refused(let reason): return "refused: \(reason)"
         }
     }
 }
@@ -64,6 +96,9 @@ public struct SessionReport: Sendable, CustomStringConvertible {
     public var brokenQueues: [Int: VirtqueueError] = [:]
     /// Whether the front-end shrank a shared file under the back-end's mapping (GHT-LIFE-03).
     public var memoryLost = false
+    /// Messages for the back-end channel not sent because the front-end did not read it; the
+    /// channel is closed at the first (GHT-LIVE-01).
+    public var backendMessagesDropped: UInt64 = 0
 
     public var iotlbHitRate: Double { iotlbHits + iotlbMisses == 0 ? 0 : Double(iotlbHits) / Double(iotlbHits + iotlbMisses) }
 

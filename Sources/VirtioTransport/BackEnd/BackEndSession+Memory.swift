@@ -189,13 +189,11 @@ extension BackEndSession {
     func reportIOTLBMisses() {
         let misses = iovaSpace.takeMisses()
         guard !misses.isEmpty else { return }
-        backendChannel.withLock { channel in
-            guard let channel else { return }
-            for miss in misses {
-                let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
-                if let bytes = try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm) { try? channel.send(bytes) }
-            }
-        }
+        // GHT-LIVE-01: encoded first, then sent without waiting for the front-end.
+        sendOnBackendChannel(misses.compactMap { miss in
+            let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
+            return try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm)
+        })
     }
 }
 

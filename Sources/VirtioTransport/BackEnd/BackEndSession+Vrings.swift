@@ -185,9 +185,20 @@ extension BackEndSession {
                                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
                                        isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true })
-        let worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
-                                     batchLimit: configuration.batchLimit, onBroken: onBroken)
+        let worker: QueueWorker
+        do {
+            worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
+                                     batchLimit: configuration.batchLimit, startThread: configuration.startThread,
+                                     onBroken: onBroken, onKickLost: { [weak self] in
+                                         self?.end(.violation("queue \(i): the kick descriptor hung up or failed"))
+                                     })
+        } catch {
+            // GHT-LIM-41: no thread for the queue ends this session, never the process.
+            forcedEnd.withLock { if $0 == nil { $0 = .refused("queue \(i) cannot start: \(error)") } }
+            throw Violation("queue \(i) cannot start: \(error)")
+        }
         vrings[i].worker = worker
+        queueEverStarted = true
         device.queueStarted(i, doorbell: worker.doorbell)
     }
 
@@ -306,16 +317,13 @@ extension BackEndSession {
         report.withLock { $0.brokenQueues[i] = error }
         log("queue \(i) broke: \(error)")
         if case .memoryFault(let fault) = error, fault.kind == .memoryLost {
-            // GHT-LIFE-03: the front-end truncated shared memory; the session ends (its thread
-            // wakes from the closed connection and tears everything down).
+            // GHT-LIFE-03: the front-end truncated shared memory; the session ends.
             report.withLock { $0.memoryLost = true }
-            try? channel.socket.shutdown()
+            end(.violation("the front-end shrank shared memory under the back-end (GHT-LIFE-03)"))
         }
         try? err?.signal()
-        if status.status.contains(.driverOK) {
-            backendChannel.withLock { channel in
-                if let channel, let bytes = try? VhostUserCodec.encode(.configChange) { try? channel.send(bytes) }
-            }
+        if status.status.contains(.driverOK), let bytes = try? VhostUserCodec.encode(.configChange) {
+            sendOnBackendChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
         }
     }
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import VirtioCore
 import VirtioGrants
@@ -30,6 +33,12 @@ final class BackEndSession: @unchecked Sendable {
     /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
     let peerMemory = Locked<[SharedMemory]>([])
     let report: Locked<SessionReport>
+    /// When the connection was accepted (set-up bounds count from here).
+    let connectedAt = ContinuousClock.now
+    /// Whether a queue of this session was ever started (GHT-LIM-42).
+    var queueEverStarted = false
+    /// Why the session ends, when another thread or a timed-out reply decided it.
+    let forcedEnd = Locked<SessionEnd?>(nil)
 
     /// A queue's configuration and, once started, its worker and the objects its translator needs.
     struct Vring {
@@ -78,20 +87,24 @@ final class BackEndSession: @unchecked Sendable {
 
     func log(_ message: String) { configuration.log?("session \(id): \(message)") }
 
-    /// Serves the connection until the front-end closes it or breaks the protocol.
+    /// Serves the connection until the front-end closes it, breaks the protocol or exceeds a
+    /// bound (set-up, a message, a reply: GHT-LIM-42, GHT-LIM-43, GHT-LIVE-02).
     func run() -> SessionEnd {
         let end: SessionEnd
         loop: while true {
             let received: VhostUserChannel.Received
             do {
-                received = try channel.receive()
+                received = try channel.receive(deadline: pendingSetupDeadline?.deadline,
+                                               messageTimeoutMilliseconds: configuration.messageTimeoutMilliseconds)
             } catch {
                 switch error {
-                case .closed:
-                    end = report.withLock { $0.memoryLost } ? .violation("the front-end shrank shared memory under the back-end (GHT-LIFE-03)")
-                                                             : .disconnected
+                case .closed: end = .disconnected
                 case .protocolViolation(let e): end = .violation("\(e)")
                 case .socket(let e): end = .violation("socket: \(e)")
+                case .timedOut(midMessage: true):
+                    end = .timedOut("a message not completed within \(configuration.messageTimeoutMilliseconds) ms")
+                case .timedOut(midMessage: false):
+                    end = .timedOut(pendingSetupDeadline?.what ?? "set-up not completed in time")
                 }
                 break loop
             }
@@ -106,10 +119,32 @@ final class BackEndSession: @unchecked Sendable {
                 break loop
             }
         }
+        // An end forced from another thread (a doorbell that hung up) shut the socket down; it
+        // is the reason, not the end of stream that followed.
+        let reason = forcedEnd.withLock { $0 } ?? end
         teardown()
-        report.withLock { $0.end = end }
-        log("\(end)")
-        return end
+        report.withLock { $0.end = reason }
+        log("\(reason)")
+        return reason
+    }
+
+    /// The set-up milestone the connection has not reached yet, with its deadline: SET_OWNER,
+    /// then (when bounded) a started queue (GHT-LIM-42).
+    private var pendingSetupDeadline: (deadline: Timeout, what: String)? {
+        if !owned, let ms = configuration.setupTimeoutMilliseconds {
+            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no SET_OWNER within \(ms) ms")
+        }
+        if !queueEverStarted, let ms = configuration.queueStartTimeoutMilliseconds {
+            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no queue started within \(ms) ms")
+        }
+        return nil
+    }
+
+    /// Ends the session from another thread: records `reason` and shuts the connection down,
+    /// which wakes the session thread.
+    func end(_ reason: SessionEnd) {
+        forcedEnd.withLock { if $0 == nil { $0 = reason } }
+        try? channel.socket.shutdown()
     }
 
     /// Runs the session to its end and reports it (``BackEndConfiguration/onSessionEnd``).
@@ -166,9 +201,45 @@ final class BackEndSession: @unchecked Sendable {
         return r
     }
 
-    /// Sends `reply`.
+    /// Sends `reply`, within ``BackEndConfiguration/replyTimeoutMilliseconds`` (GHT-LIVE-02): a
+    /// front-end that does not read its replies ends the session instead of holding its thread.
     func send(_ reply: VhostUserReply) throws {
-        try channel.send(try VhostUserCodec.encodeReply(reply))
+        do {
+            try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
+        } catch let error as SystemError where error.errno == ETIMEDOUT {
+            forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
+            throw error
+        }
+    }
+
+    /// Sends a request on the back-end channel without waiting (GHT-LIVE-01). The queue
+    /// workers call this: a front-end that does not read the channel must not hold them, so a
+    /// message that does not fit in the socket buffer at once is dropped, counted, and the
+    /// channel closed (part of it may be out, and the front-end is not listening anyway). The
+    /// lock only orders the senders; no one waits for the peer while holding it.
+    func sendOnBackendChannel(_ messages: [[UInt8]]) {
+        guard !messages.isEmpty else { return }
+        var dropped = 0
+        backendChannel.withLock { channel in
+            for (n, bytes) in messages.enumerated() {
+                guard let socket = channel else {
+                    dropped += messages.count - n
+                    return
+                }
+                do {
+                    try socket.send(bytes, timeoutMilliseconds: 0)
+                } catch {
+                    socket.close()
+                    channel = nil
+                    dropped += messages.count - n
+                    return
+                }
+            }
+        }
+        if dropped > 0 {
+            report.withLock { $0.backendMessagesDropped += UInt64(dropped) }
+            log("back-end channel not read: \(dropped) message(s) dropped, channel closed")
+        }
     }
 
     /// Answers a request that does not always reply: an ack when REPLY_ACK is negotiated and the

@@ -43,9 +43,19 @@ final class QueueWorker: @unchecked Sendable {
     /// - Parameters:
     ///   - kick: the available-buffer doorbell (front-end to back-end).
     ///   - call: the used-buffer doorbell (back-end to front-end), if the front-end gave one.
+    ///   - startThread: how the worker thread is started; its failure is this initializer's
+    ///     error (GHT-LIM-41), never a trap.
     ///   - onBroken: called once, on the worker thread, with the violation that broke the queue.
+    ///   - onKickLost: called once, on the worker thread, when the kick descriptor hangs up or
+    ///     fails with nothing to read; the worker stops watching it instead of spinning
+    ///     (GHT-LIVE-05) and waits to be stopped.
     init<Queue: DeviceQueue>(processor: QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
-                                   batchLimit: Int = 64, onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws(SystemError) {
+                             batchLimit: Int = 64,
+                             startThread: (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
+                                 try WorkerThread.start(name: name, body)
+                             },
+                             onBroken: @escaping @Sendable (VirtqueueError) -> Void,
+                             onKickLost: @escaping @Sendable () -> Void = {}) throws(SystemError) {
         index = processor.index
         wake = try EventNotifier()
         let poller = try Poller()
@@ -53,7 +63,7 @@ final class QueueWorker: @unchecked Sendable {
         try poller.add(wake.fd, token: 1)
         let statistics = self.statistics, control = self.control, wake = self.wake
         let box = ProcessorBox(processor)
-        thread = WorkerThread(name: "vq\(processor.index)") {
+        thread = try startThread("vq\(processor.index)") {
             var processor = box.take()
             var events: [PollEvent] = []
             events.reserveCapacity(4)
@@ -82,7 +92,14 @@ final class QueueWorker: @unchecked Sendable {
                 _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
                 for event in events {
                     if event.token == 0 {
-                        if (try? kick.drain()) ?? 0 > 0 { statistics.kicks.add(1, ordering: .relaxed) }
+                        let kicks = (try? kick.drain()) ?? 0
+                        if kicks > 0 {
+                            statistics.kicks.add(1, ordering: .relaxed)
+                        } else if event.isHangup || event.isError {
+                            // Level-triggered: a hung-up descriptor is reported on every wait.
+                            try? poller.remove(kick.fd)
+                            onKickLost()
+                        }
                     } else {
                         _ = try? wake.drain()
                     }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import VirtioCore
 import VirtioGrants
 
@@ -15,18 +18,27 @@ extension FrontEnd {
         } catch {
             throw .protocolViolation("cannot encode \(request): \(error)")
         }
+        // GHT-LIVE-06: the timeout bounds the whole send and the whole reply, not each system
+        // call, so a back-end that reads or writes one byte at a time cannot hold the caller.
+        let timeout = configuration.timeoutMilliseconds
         do {
-            try channel.send(bytes, fds: fds)
+            try channel.send(bytes, fds: fds, timeoutMilliseconds: timeout > 0 ? timeout : -1)
+        } catch where error.errno == ETIMEDOUT {
+            abandon()   // part of the message may be out: the stream has lost its framing
+            throw .timedOut("sending \(request)")
         } catch {
             throw .disconnected
         }
         guard request.alwaysReplies || wantsAck else { return nil }
         let received: VhostUserChannel.Received
         do {
-            received = try channel.receive()
+            received = try channel.receive(deadline: timeout > 0 ? Timeout(milliseconds: timeout) : nil, messageTimeoutMilliseconds: nil)
         } catch {
             switch error {
             case .closed: throw .disconnected
+            case .timedOut(let midMessage):
+                if midMessage { abandon() }
+                throw .timedOut("reply to \(request)")
             case .socket(.timedOut): throw .timedOut("reply to \(request)")
             case .socket(let e): throw .socket(e)
             case .protocolViolation(let e):

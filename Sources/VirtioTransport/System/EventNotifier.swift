@@ -28,9 +28,33 @@ public final class EventNotifier: Sendable {
     ///
     /// `O_NONBLOCK` is set with `fcntl(F_SETFL)` on the open file description, which the
     /// sender shares; a peer that relies on its copy blocking must not pass it here.
+    ///
+    /// - Throws: `SystemError` with `EINVAL` when `fd` is not an eventfd (GHT-LIVE-05): a pipe, a
+    ///   socket or a file can hang up or never become readable, and a waiter would spin on it
+    ///   or write into it with a meaning the peer chose.
     public init(adopting fd: FileDescriptor) throws(SystemError) {
+        guard try Self.isEventFD(fd) else { throw SystemError(errno: EINVAL, operation: "eventfd type check") }
         try fd.setNonBlocking()
         self.fd = fd
+    }
+
+    /// Wraps `fd` without checking its type (tests that need a doorbell that misbehaves).
+    init(uncheckedAdopting fd: FileDescriptor) throws(SystemError) {
+        try fd.setNonBlocking()
+        self.fd = fd
+    }
+
+    /// Whether `fd` is an eventfd: its `/proc/self/fd` link reads `anon_inode:[eventfd]`.
+    ///
+    /// The corresponding C call is `readlink`. An eventfd has no other mark (`fstat` shows an
+    /// anonymous inode with no file type).
+    static func isEventFD(_ fd: FileDescriptor) throws(SystemError) -> Bool {
+        let expected = Array("anon_inode:[eventfd]".utf8)
+        let path = "/proc/self/fd/\(fd.rawValue)"
+        return try withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { (buffer) throws(SystemError) in
+            let n = try valueOrErrno("readlink") { readlink(path, buffer.baseAddress!, buffer.count) }
+            return n == expected.count && buffer.prefix(n).elementsEqual(expected.map { CChar(bitPattern: $0) })
+        }
     }
 
     /// Rings the doorbell: adds 1 to the counter.

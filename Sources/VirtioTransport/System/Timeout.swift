@@ -9,6 +9,12 @@ struct Timeout {
         deadline = milliseconds < 0 ? nil : .now.advanced(by: .milliseconds(milliseconds))
     }
 
+    /// A deadline at `instant` (a bound that counts from an earlier event, such as a
+    /// connection's arrival).
+    init(deadline instant: ContinuousClock.Instant) {
+        deadline = instant
+    }
+
     /// The milliseconds left, rounded up (a wait never ends early), or -1 for no deadline.
     func remainingMilliseconds() -> Int32 {
         guard let deadline else { return -1 }

@@ -136,7 +136,7 @@ extension UnixSocket {
 
 /// Calls `body` with a control buffer holding one `SCM_RIGHTS` message for `fds`, or with
 /// `nil` when there are none.
-private func withRightsControl<R>(
+func withRightsControl<R>(
     _ fds: [Int32], _ body: (UnsafeMutableRawBufferPointer?) throws(SystemError) -> R
 ) throws(SystemError) -> R {
     if fds.isEmpty { return try body(nil) }
@@ -155,9 +155,9 @@ private func withRightsControl<R>(
     }
 }
 
-/// One `sendmsg`; returns how many bytes went out.
-private func sendOnce(
-    _ socket: Int32, _ bytes: UnsafeRawBufferPointer, control: UnsafeMutableRawBufferPointer?
+/// One `sendmsg` (`MSG_NOSIGNAL` by default: a closed peer is `EPIPE`); returns how many bytes went out.
+func sendOnce(
+    _ socket: Int32, _ bytes: UnsafeRawBufferPointer, control: UnsafeMutableRawBufferPointer?, flags: Int32 = Int32(MSG_NOSIGNAL)
 ) throws(SystemError) -> Int {
     var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
     return try withUnsafeMutablePointer(to: &vector) { (vector) throws(SystemError) in
@@ -168,6 +168,6 @@ private func sendOnce(
             message.msg_control = control.baseAddress
             message.msg_controllen = control.count
         }
-        return try valueOrErrno("sendmsg") { sendmsg(socket, &message, Int32(MSG_NOSIGNAL)) }
+        return try valueOrErrno("sendmsg") { sendmsg(socket, &message, flags) }
     }
 }

@@ -10,8 +10,26 @@ public final class WorkerThread: @unchecked Sendable {
     private var joined = false
     private let body: @Sendable () -> Void
 
+    /// Starts a thread running `body`, trapping if the system cannot create one. For tools and
+    /// tests only: a thread started on a peer's behalf uses ``start(name:_:)``, whose failure
+    /// refuses that peer instead of ending the process (GHT-LIM-41).
+    public convenience init(name: String = "virtio", _ body: @escaping @Sendable () -> Void) {
+        do {
+            try self.init(starting: body)
+        } catch {
+            preconditionFailure("pthread_create failed: \(error)")
+        }
+    }
+
     /// Starts a thread running `body`. The corresponding C call is `pthread_create`.
-    public init(name: String = "virtio", _ body: @escaping @Sendable () -> Void) {
+    ///
+    /// - Throws: `SystemError` (`EAGAIN`: the thread limit or memory is exhausted) when no thread
+    ///   could be created; `body` is then never run.
+    public static func start(name: String = "virtio", _ body: @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread {
+        try WorkerThread(starting: body)
+    }
+
+    private init(starting body: @escaping @Sendable () -> Void) throws(SystemError) {
         self.body = body
         let unmanaged = Unmanaged.passRetained(self)
         let result = pthread_create(&thread, nil, { raw in
@@ -19,7 +37,11 @@ public final class WorkerThread: @unchecked Sendable {
             me.body()
             return nil
         }, unmanaged.toOpaque())
-        precondition(result == 0, "pthread_create failed: \(result)")
+        if result != 0 {
+            unmanaged.release()
+            joined = true   // nothing to join or detach
+            throw SystemError(errno: result, operation: "pthread_create")
+        }
     }
 
     /// Waits for the thread to finish (idempotent). The corresponding C call is `pthread_join`.
