@@ -157,6 +157,7 @@ public enum SessionTarget {
                 }
             }
             for step in steps {
+                fuzzTrace("step \(step)")
                 switch step {
                 case .message(let message, let file):
                     guard let bytes = try? VhostUserCodec.encode(message, needReply: true) else { continue }
@@ -173,17 +174,21 @@ public enum SessionTarget {
                     usleep(UInt32(microseconds))
                 }
             }
+            fuzzTrace("script done")
             try? ours.shutdownWriting()
             session.join()
+            fuzzTrace("hostile session ended")
             kicking.store(false, ordering: .relaxed)
             kicker.join()
-            ours.close()
-            backendOurs.close()
+            // Shut down, not closed: a close does not wake a thread blocked in recv.
+            try? ours.shutdown()
+            try? backendOurs.shutdown()
             for d in drains { d.join() }
-            theirs.close()
-            backendTheirs.close()
+            for socket in [ours, backendOurs, theirs, backendTheirs] { socket.close() }
             fuzzCheck(ended.withLock { $0?.end } != nil, "the hostile session did not end")
+            fuzzTrace("finishing the bystander")
             bystander.finish()
+            fuzzTrace("bystander finished")
             // Left open: what this function still holds (three files, six doorbells, the
             // bystander's memory), once each; every descriptor the sessions received is closed.
             let open = ((try? openFileIdentities()) ?? []).filter { identities.contains($0) }

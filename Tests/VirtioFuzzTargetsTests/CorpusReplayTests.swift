@@ -74,7 +74,7 @@ struct CorpusReplayTests {
             return state
         }
         let seeds = FuzzTargets.seeds(name)
-        for _ in 0..<(name == "vhost-user" ? 60 : 300) {
+        for _ in 0..<(name == "vhost-user" || name == "session" ? 60 : 300) {
             var bytes = seeds[Int(next() % UInt64(seeds.count))]
             for _ in 0..<(1 + Int(next() % 8)) {
                 guard !bytes.isEmpty else { break }
