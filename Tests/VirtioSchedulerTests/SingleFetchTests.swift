@@ -95,18 +95,22 @@ struct SingleFetchTests {
     func rangeListFlip() throws {
         let disk = try TwoWindowDisk()
         let requests = Requests()
-        requests.add(rangeRequest(.writeZeroes, [BlockRangeSegment(sector: 8, sectorCount: 1)]), writable: 1)
+        requests.add(rangeRequest(.writeZeroes, [BlockRangeSegment(sector: 8, sectorCount: 1), BlockRangeSegment(sector: 9, sectorCount: 1),
+                                                 BlockRangeSegment(sector: 10, sectorCount: 1)]), writable: 1)
         let memory = requests.memory
-        // The range's sector is at offset 16 (after the header).
+        // The first range's sector is at offset 16 (after the header), the third's at 48.
         let (scheduler, device) = try blockGuest(disk) {
             memory.write(withUnsafeBytes(of: (TwoWindowDisk.window + 8).littleEndian) { Array($0) }, at: 16)
+            memory.write(withUnsafeBytes(of: (TwoWindowDisk.window + 10).littleEndian) { Array($0) }, at: 48)
         }
         defer { scheduler.stop() }
         var batch = requests.batch
         device.process(queue: 0, batch: &batch)
         #expect(requests.writable(0) == [BlockStatus.ok.rawValue])
-        #expect(disk.sector(8) == [UInt8](repeating: 0, count: 512), "the range checked was zeroed")
-        #expect(disk.sector(TwoWindowDisk.window + 8) == [UInt8](repeating: 0xB2, count: 512), "the victim's sector is untouched")
+        for sector: UInt64 in 8...10 {
+            #expect(disk.sector(sector) == [UInt8](repeating: 0, count: 512), "the ranges checked were zeroed")
+            #expect(disk.sector(TwoWindowDisk.window + sector) == [UInt8](repeating: 0xB2, count: 512), "the victim's sectors are untouched")
+        }
     }
 
     @Test("GHT-ONE-03: a net source address rewritten after the model's check is not what the switch forwards")

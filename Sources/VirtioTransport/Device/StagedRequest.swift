@@ -9,6 +9,10 @@ import VirtioCore
 /// once; ``RequestBatch/commit(_:)`` then makes that copy the start of what the device reads.
 /// A front-end that rewrites the header after the decision changes nothing the device sees.
 public struct StagedRequest {
+    /// Bytes kept inline before the copy spills to the heap: a virtio-blk header (16) or a
+    /// virtio-net header and the Ethernet addresses (24) cost no allocation.
+    static let inlineCapacity = 32
+
     /// The request's index in its batch.
     public let index: Int
     /// The device-readable and device-writable byte counts (from the resolved descriptors,
@@ -17,8 +21,11 @@ public struct StagedRequest {
     public let writableBytes: Int
     /// The shared bytes not copied yet: private to this type, so no decision reads them.
     private var source: FragmentReader
-    /// The private copy, from the first readable byte.
-    public private(set) var copy: [UInt8] = []
+    /// The private copy: its first ``inlineCapacity`` bytes, then the rest.
+    private var head: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private var tail: [UInt8] = []
+    /// The bytes copied so far, from the first readable byte.
+    public private(set) var stagedCount = 0
 
     init(index: Int, source: FragmentReader, writableBytes: Int) {
         self.index = index
@@ -36,36 +43,69 @@ public struct StagedRequest {
     /// into the private copy — those not copied yet, once — and returns a reader over the
     /// whole copy from its first byte.
     public mutating func stage(upTo count: Int) -> StagedReader {
-        let more = min(count, readableBytes) - copy.count
-        if more > 0, let bytes = try? source.readBytes(more) { copy += bytes }
-        return StagedReader(copy[...])
+        let target = min(count, readableBytes)
+        if stagedCount < min(target, Self.inlineCapacity) {
+            let end = min(target, Self.inlineCapacity)
+            let from = stagedCount
+            stagedCount += withUnsafeMutableBytes(of: &head) { source.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[from..<end])) }
+        }
+        if stagedCount >= Self.inlineCapacity, stagedCount < target, let more = try? source.readBytes(target - stagedCount) {
+            tail += more
+            stagedCount += more.count
+        }
+        return StagedReader(head: head, tail: tail[...], count: stagedCount)
+    }
+
+    /// Copies the private copy to `destination` (at least ``stagedCount`` bytes).
+    func copy(to destination: UnsafeMutableRawPointer) {
+        withUnsafeBytes(of: head) { destination.copyMemory(from: $0.baseAddress!, byteCount: min(stagedCount, Self.inlineCapacity)) }
+        if !tail.isEmpty { tail.withUnsafeBytes { (destination + Self.inlineCapacity).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
+    /// The private copy as bytes (tests, diagnostics).
+    public var copiedBytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: stagedCount) { buffer, initialized in
+            if stagedCount > 0 { copy(to: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+            initialized = stagedCount
+        }
     }
 }
 
 /// Reads a private copy (``StagedRequest``) as ``FragmentReader`` reads shared bytes.
 public struct StagedReader: LittleEndianReading {
-    private var bytes: ArraySlice<UInt8>
+    private let head: (UInt64, UInt64, UInt64, UInt64)
+    private let tail: ArraySlice<UInt8>
+    private let count: Int
+    private var offset = 0
 
-    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
+    init(head: (UInt64, UInt64, UInt64, UInt64), tail: ArraySlice<UInt8>, count: Int) {
+        self.head = head
+        self.tail = tail
+        self.count = count
+    }
 
     /// The bytes not yet consumed.
-    public var remaining: Int { bytes.count }
+    public var remaining: Int { count - offset }
+
+    private func byte(_ i: Int) -> UInt8 {
+        i < StagedRequest.inlineCapacity ? withUnsafeBytes(of: head) { $0[i] } : tail[tail.startIndex + i - StagedRequest.inlineCapacity]
+    }
 
     /// Skips up to `count` bytes; returns how many.
     @discardableResult
-    public mutating func skip(_ count: Int) -> Int {
-        let n = min(max(count, 0), bytes.count)
-        bytes.removeFirst(n)
-        return n
+    public mutating func skip(_ n: Int) -> Int {
+        let k = min(max(n, 0), remaining)
+        offset += k
+        return k
     }
 
     /// Reads a little-endian integer, or throws without consuming when it does not fit.
     public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(ChainAccessError) -> T {
         let size = MemoryLayout<T>.size
-        guard size <= bytes.count else { throw .endOfChain(needed: size, available: bytes.count) }
+        guard size <= remaining else { throw .endOfChain(needed: size, available: remaining) }
         var value = T.zero
-        for (k, byte) in bytes.prefix(size).enumerated() { value |= T(byte) << (8 * k) }
-        bytes.removeFirst(size)
+        for k in 0..<size { value |= T(byte(offset + k)) << (8 * k) }
+        offset += size
         return value
     }
 }
@@ -79,18 +119,25 @@ public protocol LittleEndianReading {
 
 extension FragmentReader: LittleEndianReading {}
 
-/// The private copies a batch's requests start with; freed with the last batch that uses them.
-final class PrivateCopy {
-    let bytes: UnsafeMutableRawBufferPointer
+/// The private copies a batch's requests start with, in chunks that never move (fragments
+/// point into them); freed with the last batch that uses them. One per batch, allocated at the
+/// first commit.
+final class PrivateCopies {
+    static let chunkSize = 4096
+    private var chunks: [UnsafeMutableRawBufferPointer] = []
+    private var used = 0
 
-    init(_ source: [UInt8]) {
-        bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 8)
-        source.withUnsafeBytes { bytes.copyMemory(from: $0) }
+    deinit { for c in chunks { c.deallocate() } }
+
+    /// Room for `count` bytes that stays where it is.
+    func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        if chunks.isEmpty || used + count > chunks[chunks.count - 1].count {
+            chunks.append(.allocate(byteCount: max(count, Self.chunkSize), alignment: 16))
+            used = 0
+        }
+        defer { used += count }
+        return chunks[chunks.count - 1].baseAddress! + used
     }
-
-    deinit { bytes.deallocate() }
-
-    var range: HostRange { HostRange(unsafeBase: bytes.baseAddress!, count: bytes.count) }
 }
 
 extension RequestBatch {
@@ -103,21 +150,24 @@ extension RequestBatch {
     /// now on (the device reads the bytes the decision read, whatever shared memory says),
     /// then go on in shared memory after it. Call once per request, before the device runs.
     public mutating func commit(_ request: StagedRequest) {
-        guard !request.copy.isEmpty, spans.indices.contains(request.index) else { return }
-        let holder = PrivateCopy(request.copy)
-        var skip = request.copy.count
-        var replaced = [holder.range]
-        for fragment in fragments[spans[request.index].readable] {
+        let n = request.stagedCount
+        guard n > 0, spans.indices.contains(request.index) else { return }
+        if privateCopies == nil { privateCopies = PrivateCopies() }
+        let base = privateCopies!.allocate(n)
+        request.copy(to: base)
+        let readable = spans[request.index].readable
+        let start = fragments.count
+        fragments.append(HostRange(unsafeBase: base, count: n))
+        var skip = n
+        for k in readable {
+            let fragment = fragments[k]
             if skip >= fragment.count {
                 skip -= fragment.count
                 continue
             }
-            replaced.append(fragment.slice(offset: skip, length: fragment.count - skip))
+            fragments.append(fragment.slice(offset: skip, length: fragment.count - skip))
             skip = 0
         }
-        let start = fragments.count
-        fragments += replaced
         spans[request.index].readable = start..<fragments.count
-        privateCopies.append(holder)
     }
 }

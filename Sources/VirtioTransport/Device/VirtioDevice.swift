@@ -76,7 +76,7 @@ public struct RequestBatch {
     @usableFromInline var used: [UInt32]
     /// The private copies committed requests start with (``commit(_:)``): kept alive as long
     /// as a fragment points into them.
-    var privateCopies: [PrivateCopy] = []
+    var privateCopies: PrivateCopies?
     /// Set by ``abandonQueue()``: the queue breaks instead of completing the batch.
     public private(set) var isQueueAbandoned = false
 
