@@ -33,7 +33,7 @@ struct SingleFetchSessionTests {
         let flip = GuestFlip(), file = disk.file
         let backEnd = try BackEnd(socketPath: socket) {
             try! ScheduledDevice(scheduler: scheduler, rules: BlockDeviceModel.Rules(sectors: 0..<TwoWindowDisk.window),
-                                 device: FlippingDevice(BlockDevice(file: file)) { flip.run() })
+                                 device: ForwardingDevice(BlockDevice(file: file)) { flip.run() })
         }
         backEnd.start()
         defer { backEnd.stop() }

@@ -9,31 +9,6 @@ import VirtioTransport
 import Glibc
 #endif
 
-/// A hostile front-end's second thread, made deterministic: it rewrites a request's bytes in
-/// shared memory after the device model checked them and before the device reads them (the
-/// window a real race would hit). It sits between the scheduled device and the real device.
-final class FlippingDevice: VirtioDevice {
-    let inner: any VirtioDevice
-    /// The rewrite: run once per batch, with the batch's shared memory untouched so far.
-    let flip: @Sendable () -> Void
-
-    init(_ inner: any VirtioDevice, flip: @escaping @Sendable () -> Void) {
-        self.inner = inner
-        self.flip = flip
-    }
-
-    var deviceID: UInt32 { inner.deviceID }
-    var deviceFeatures: VirtioFeatures { inner.deviceFeatures }
-    var queueCount: Int { inner.queueCount }
-    var maxQueueSize: Int { inner.maxQueueSize }
-    func readConfig() -> [UInt8] { inner.readConfig() }
-    func reset() { inner.reset() }
-    func process(queue: Int, batch: inout RequestBatch) {
-        flip()
-        inner.process(queue: queue, batch: &batch)
-    }
-}
-
 /// A disk of two 1024-sector windows: guest 1's sectors hold 0xA1, guest 2's (the victim's)
 /// hold 0xB2.
 final class TwoWindowDisk {
@@ -64,11 +39,12 @@ final class TwoWindowDisk {
 @Suite("One private copy of each request across the model and the device", .serialized)
 struct SingleFetchTests {
     /// Guest 1 (window 0..<1024) on a scheduled block device whose requests get rewritten by
-    /// `flip` after the model's check.
+    /// `flip` after the model's check and before the device reads them: a hostile front-end's
+    /// second thread, made deterministic (the window a real race would hit).
     func blockGuest(_ disk: TwoWindowDisk, flip: @escaping @Sendable () -> Void) throws -> (DeviceScheduler<BlockDeviceModel>, ScheduledDevice<BlockDeviceModel>) {
         let scheduler = try DeviceScheduler<BlockDeviceModel>(functionCount: 1, configuration: SchedulerConfiguration(mapping: .shared(0)))
         let device = try ScheduledDevice(scheduler: scheduler, rules: BlockDeviceModel.Rules(sectors: 0..<TwoWindowDisk.window),
-                                         device: FlippingDevice(BlockDevice(file: disk.file), flip: flip))
+                                         device: ForwardingDevice(BlockDevice(file: disk.file), beforeProcessing: flip))
         return (scheduler, device)
     }
 
@@ -124,7 +100,7 @@ struct SingleFetchTests {
         let memory = requests.memory
         // The source address is at offset 12 (virtio-net header) + 6 (destination).
         let device = try ScheduledDevice(scheduler: scheduler, rules: NetworkDeviceModel.Rules(address: sender.mac),
-                                         device: FlippingDevice(sender) { memory.write(victim.mac.array, at: 18) })
+                                         device: ForwardingDevice(sender) { memory.write(victim.mac.array, at: 18) })
         var batch = requests.batch
         device.process(queue: NetworkDeviceModel.transmitQueue, batch: &batch)
         #expect(sender.statistics.framesSent == 1)
