@@ -148,7 +148,8 @@ extension RequestBatch {
 
     /// GHT-ONE-01: request `request.index`'s readable bytes start with the private copy from
     /// now on (the device reads the bytes the decision read, whatever shared memory says),
-    /// then go on in shared memory after it. Call once per request, before the device runs.
+    /// then go on in shared memory after it. Call once per request staged from this batch
+    /// (``staging(_:)``), before the device runs.
     public mutating func commit(_ request: StagedRequest) {
         let n = request.stagedCount
         guard n > 0, spans.indices.contains(request.index) else { return }
