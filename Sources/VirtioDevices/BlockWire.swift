@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioTransport
 
 /// virtio-blk feature bits (VIRTIO 1.2 §5.2.3).
 extension VirtioFeatures {
@@ -76,7 +77,7 @@ public struct BlockRequestHeader: Hashable, Sendable {
     }
 
     /// Reads a header from the start of a request; nil when the request is shorter.
-    public static func read(from reader: inout FragmentReader) -> BlockRequestHeader? {
+    public static func read(from reader: inout some LittleEndianReading) -> BlockRequestHeader? {
         guard let type = try? reader.read(UInt32.self), (try? reader.read(UInt32.self)) != nil,
               let sector = try? reader.read(UInt64.self) else { return nil }
         return BlockRequestHeader(type: BlockRequestType(rawValue: type), sector: sector)
@@ -103,7 +104,7 @@ public struct BlockRangeSegment: Hashable, Sendable {
         withUnsafeBytes(of: (sector.littleEndian, sectorCount.littleEndian, flags.littleEndian)) { Array($0) }
     }
 
-    public static func read(from reader: inout FragmentReader) -> BlockRangeSegment? {
+    public static func read(from reader: inout some LittleEndianReading) -> BlockRangeSegment? {
         guard let sector = try? reader.read(UInt64.self), let count = try? reader.read(UInt32.self),
               let flags = try? reader.read(UInt32.self) else { return nil }
         return BlockRangeSegment(sector: sector, sectorCount: count, flags: flags)

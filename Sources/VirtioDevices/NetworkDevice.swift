@@ -20,6 +20,13 @@ public final class NetworkDevice: VirtioDevice {
         public var droppedBufferTooSmall: UInt64 = 0
         /// Transmitted buffers shorter than a header and an Ethernet header, or longer than a frame.
         public var malformed: UInt64 = 0
+        /// Transmitted frames from an address not the port's (GHT-ISO-02), dropped.
+        public var droppedSpoofed: UInt64 = 0
+        /// Flooded frames of a port that had ``NetworkSwitch/floodBudget`` frames waiting here
+        /// already (GHT-ISO-03), dropped.
+        public var droppedFloodBudget: UInt64 = 0
+        /// Transmitted frames of a port that is not attached to the switch, dropped.
+        public var droppedUnplugged: UInt64 = 0
     }
 
     public static let receiveQueue = 0
@@ -31,49 +38,72 @@ public final class NetworkDevice: VirtioDevice {
     public let maxQueueSize = 1024
     /// The address the configuration space offers.
     public let mac: EthernetAddress
-    /// This device's port number on the switch.
+    /// This device's port number on the switch; 0 when it is not attached
+    /// (``isAttached``).
     public let port: Int
     private let networkSwitch: NetworkSwitch
-    private let waiting = Locked<[[UInt8]]>([])
+    private let waiting = Locked(Waiting())
     private let doorbell = Locked<QueueDoorbell?>(nil)
     private let counters = Locked(Statistics())
 
-    /// A new port of `networkSwitch`, offering `mac` (by default 52:54:00:56:47:NN, NN the port).
-    public init(switch networkSwitch: NetworkSwitch, mac: EthernetAddress? = nil) {
-        self.networkSwitch = networkSwitch
-        let port = networkSwitch.reservePort()
-        self.port = port
-        self.mac = mac ?? EthernetAddress(0x52, 0x54, 0x00, 0x56, 0x47, UInt8(truncatingIfNeeded: port))
-        networkSwitch.attach(self, as: port)
+    /// Frames waiting for the guest's receive buffers, with the port each came from.
+    private struct Waiting {
+        var frames: [(frame: [UInt8], source: Int, flooded: Bool)] = []
+        /// Flooded frames waiting, by source port (GHT-ISO-03).
+        var flooded: [Int: Int] = [:]
     }
 
-    deinit { networkSwitch.detach(port) }
+    /// A new port of `networkSwitch`, offering `mac` (by default
+    /// ``NetworkSwitch/defaultAddress(port:)``, unique per port, GHT-ISO-01).
+    ///
+    /// When the switch has ``NetworkSwitch/maxPorts`` ports already, or another port owns
+    /// `mac`, the device is not attached: its link is down, and every frame it transmits is
+    /// dropped and counted (``Statistics/droppedUnplugged``).
+    public init(switch networkSwitch: NetworkSwitch, mac: EthernetAddress? = nil) {
+        self.networkSwitch = networkSwitch
+        let reserved = networkSwitch.reservePort(mac: mac)
+        port = reserved?.port ?? 0
+        self.mac = reserved?.mac ?? mac ?? NetworkSwitch.defaultAddress(port: 0)
+        if reserved != nil { networkSwitch.attach(self, as: port) }
+    }
+
+    deinit { if isAttached { networkSwitch.detach(port) } }
+
+    /// Whether the device is a port of its switch.
+    public var isAttached: Bool { port != 0 }
 
     public var statistics: Statistics { counters.withLock { $0 } }
 
     public func readConfig() -> [UInt8] {
-        NetworkConfigurationSpace(mac: mac, status: NetworkConfigurationSpace.linkUp, queuePairs: 1, mtu: 1500).bytes
+        NetworkConfigurationSpace(mac: mac, status: isAttached ? NetworkConfigurationSpace.linkUp : 0, queuePairs: 1, mtu: 1500).bytes
     }
 
     // MARK: Receive side (frames from the switch)
 
-    /// Queues a frame for this port's guest; false when its queue is full (the frame is dropped).
-    func enqueue(_ frame: [UInt8]) -> Bool {
-        let accepted = waiting.withLock { w in
-            guard w.count < networkSwitch.portQueueLimit else { return false }
-            w.append(frame)
-            return true
+    /// Queues a frame from port `source` for this port's guest; false when it is dropped: the
+    /// queue is full (GHT-NET-04), or the frame is flooded and `source` has its budget of
+    /// flooded frames waiting here already (GHT-ISO-03).
+    func enqueue(_ frame: [UInt8], from source: Int, flooded: Bool) -> Bool {
+        let budget = networkSwitch.floodBudget, limit = networkSwitch.portQueueLimit
+        let refusal = waiting.withLock { w -> WritableKeyPath<Statistics, UInt64>? in
+            guard w.frames.count < limit else { return \.droppedQueueFull }
+            if flooded {
+                guard w.flooded[source, default: 0] < budget else { return \.droppedFloodBudget }
+                w.flooded[source, default: 0] += 1
+            }
+            w.frames.append((frame, source, flooded))
+            return nil
         }
-        if accepted {
-            doorbell.withLock { $0 }?.ring()
-        } else {
-            counters.withLock { $0.droppedQueueFull += 1 }
+        if let refusal {
+            counters.withLock { $0[keyPath: refusal] += 1 }
+            return false
         }
-        return accepted
+        doorbell.withLock { $0 }?.ring()
+        return true
     }
 
     public func readyBuffers(queue: Int) -> Int? {
-        queue == Self.receiveQueue ? waiting.withLock { $0.count } : nil
+        queue == Self.receiveQueue ? waiting.withLock { $0.frames.count } : nil
     }
 
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {
@@ -95,9 +125,14 @@ public final class NetworkDevice: VirtioDevice {
     /// GHT-NET-02: each buffer gets the header and one whole frame, or (too small) nothing.
     private func receive(_ batch: inout RequestBatch) {
         let frames: [[UInt8]] = waiting.withLock { w in
-            let n = min(w.count, batch.count)
-            defer { w.removeFirst(n) }
-            return Array(w.prefix(n))
+            let n = min(w.frames.count, batch.count)
+            let taken = w.frames.prefix(n)
+            for f in taken where f.flooded {
+                w.flooded[f.source, default: 1] -= 1
+                if w.flooded[f.source] == 0 { w.flooded[f.source] = nil }
+            }
+            defer { w.frames.removeFirst(n) }
+            return taken.map(\.frame)
         }
         var received: UInt64 = 0, tooSmall: UInt64 = 0
         for i in 0..<batch.count {
@@ -125,27 +160,33 @@ public final class NetworkDevice: VirtioDevice {
 
     /// GHT-NET-01: each buffer is a header and one frame, handed to the switch.
     private func transmit(_ batch: inout RequestBatch) {
-        var sent: UInt64 = 0, malformed: UInt64 = 0
+        var tally = Statistics()
         for i in 0..<batch.count {
             var reader = batch.reader(i)
             let frameLength = reader.remaining - NetworkHeader.byteCount
             if frameLength >= 14 && frameLength <= NetworkSwitch.maxFrameSize {
                 reader.skip(NetworkHeader.byteCount)
+                // The frame is copied once; the switch decides on, and forwards, this copy.
                 if let frame = try? reader.readBytes(frameLength) {
-                    networkSwitch.forward(frame, from: port)
-                    sent += 1
+                    switch networkSwitch.forward(frame, from: port) {
+                    case .forwarded: tally.framesSent += 1
+                    case .spoofed: tally.droppedSpoofed += 1
+                    case .unplugged: tally.droppedUnplugged += 1
+                    }
                 }
             } else {
-                malformed += 1
+                tally.malformed += 1
             }
             batch.complete(i, usedLength: 0)
         }
         counters.withLock { s in
-            s.framesSent += sent
-            s.malformed += malformed
+            s.framesSent += tally.framesSent
+            s.malformed += tally.malformed
+            s.droppedSpoofed += tally.droppedSpoofed
+            s.droppedUnplugged += tally.droppedUnplugged
         }
     }
 
     /// Frames waiting for this guest are dropped; the port stays attached.
-    public func reset() { waiting.withLock { $0.removeAll() } }
+    public func reset() { waiting.withLock { $0 = Waiting() } }
 }

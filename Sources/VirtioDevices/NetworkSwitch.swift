@@ -1,81 +1,156 @@
 import VirtioCore
 import VirtioTransport
 
-/// A learning Ethernet switch between the front-ends of one back-end process: each connected
-/// ``NetworkDevice`` is a port. A frame goes to the port that last sent from its destination
-/// address; group addresses and unknown destinations go to every other port; nothing goes back
-/// to the port it came from (Spec/devices.md §2).
+/// An Ethernet switch between the front-ends of one back-end process: each connected
+/// ``NetworkDevice`` is a port. A frame goes to the port that owns its destination address;
+/// group addresses and unknown destinations go to every other port (a flood); nothing goes
+/// back to the port it came from (Spec/devices.md §2).
 ///
-/// Each port has a bounded queue of frames waiting for receive buffers: a guest that posts
-/// none fills its own queue and then loses its own frames, never another guest's.
+/// Isolation between the guests behind the ports (Spec/hostile-peers.md §4, GHT-ISO):
+/// - every port has its own address, unique among the attached ports however many there are
+///   (at most ``maxPorts``), and owns it from the moment it is attached: no other port can
+///   send from it or draw its traffic (GHT-ISO-01);
+/// - ports are locked by default (as a Linux bridge port with `locked on`, or Open vSwitch port
+///   security): a port transmits only from its own address, other frames are dropped and
+///   counted (GHT-ISO-02); an unlocked port may also send from other addresses, which the
+///   switch learns within ``addressesPerPort``;
+/// - each port holds at most ``floodBudget`` flooded frames of any one other port, so that a
+///   guest flooding the link takes a bounded share of the others' queues (GHT-ISO-03).
 public final class NetworkSwitch: Sendable {
     /// Frames a port holds for its guest before it drops new ones.
     public let portQueueLimit: Int
+    /// Flooded frames (group or unknown destination) of one source port that another port
+    /// holds at once (GHT-ISO-03, GHT-LIM-66).
+    public let floodBudget: Int
+    /// Ports attached at once (GHT-LIM-65); a device created beyond it is unplugged.
+    public let maxPorts: Int
+    /// Whether a port transmits only from its own address (GHT-ISO-02).
+    public let lockedPorts: Bool
+    /// Source addresses one unlocked port may own in the address table (GHT-NET-07): a guest
+    /// that sends from ever new addresses replaces its own entries instead of growing the table.
+    public let addressesPerPort: Int
     /// The largest frame forwarded (a standard MTU frame with a VLAN tag; no offloads).
     public static let maxFrameSize = 1518
     private let state = Locked(State())
 
     private struct State {
+        var ports: [Int: Port] = [:]
+        /// Port numbers detached, taken again first.
+        var freePorts: [Int] = []
         var nextPort = 1
-        var ports: [Int: WeakPort] = [:]
+        /// Each attached port's own address: a static entry, never learned over.
+        var owners: [EthernetAddress: Int] = [:]
+        /// Addresses learned behind unlocked ports.
         var addresses: [EthernetAddress: Int] = [:]
         var learned: [Int: Int] = [:]
     }
 
-    private struct WeakPort {
-        weak var port: NetworkDevice?
+    private struct Port {
+        weak var device: NetworkDevice?
+        let mac: EthernetAddress
     }
 
-    /// Source addresses one port may own in the address table (GHT-NET-07): a guest that sends
-    /// from ever new addresses replaces its own entries instead of growing the table.
-    public let addressesPerPort: Int
-
-    public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64) {
-        self.portQueueLimit = portQueueLimit
-        self.addressesPerPort = addressesPerPort
+    /// What became of a transmitted frame.
+    enum Verdict {
+        case forwarded(Int)
+        /// Locked port, foreign source address (GHT-ISO-02).
+        case spoofed
+        /// The port is not attached (beyond ``maxPorts``, or its address was taken).
+        case unplugged
     }
 
-    /// The addresses learned, for every port.
+    public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64, maxPorts: Int = 1024, floodBudget: Int = 64, lockedPorts: Bool = true) {
+        self.portQueueLimit = max(portQueueLimit, 1)
+        self.addressesPerPort = max(addressesPerPort, 1)
+        self.maxPorts = min(max(maxPorts, 1), Int(UInt16.max))
+        self.floodBudget = max(floodBudget, 1)
+        self.lockedPorts = lockedPorts
+    }
+
+    /// The addresses learned behind unlocked ports (the ports' own addresses not counted).
     public var learnedAddressCount: Int { state.withLock { $0.addresses.count } }
 
-    /// A new port number, from 1.
-    func reservePort() -> Int {
+    /// The ports attached now.
+    public var portCount: Int { state.withLock { $0.ports.values.filter { $0.device != nil }.count } }
+
+    /// The default address of port `port` (1...65535): 52:54:00:56 and the port number, so
+    /// that no two ports share one (GHT-ISO-01).
+    public static func defaultAddress(port: Int) -> EthernetAddress {
+        EthernetAddress(0x52, 0x54, 0x00, 0x56, UInt8(truncatingIfNeeded: port >> 8), UInt8(truncatingIfNeeded: port))
+    }
+
+    /// Reserves a port number and its address (`mac`, or the port's default): nil when
+    /// ``maxPorts`` ports are attached or another port owns the address.
+    func reservePort(mac: EthernetAddress?) -> (port: Int, mac: EthernetAddress)? {
         state.withLock { s in
-            defer { s.nextPort += 1 }
-            return s.nextPort
+            guard s.ports.count < maxPorts else { return nil }
+            let port: Int
+            if let reused = s.freePorts.min() {
+                port = reused
+            } else {
+                guard s.nextPort <= Int(UInt16.max) else { return nil }
+                port = s.nextPort
+            }
+            let address = mac ?? Self.defaultAddress(port: port)
+            guard s.owners[address] == nil, !address.isGroup else { return nil }
+            if port == s.nextPort { s.nextPort += 1 } else { s.freePorts.removeAll { $0 == port } }
+            s.owners[address] = port
+            // A learned entry for the address goes: the owner draws its traffic from now on.
+            if let learner = s.addresses.removeValue(forKey: address) { s.learned[learner, default: 1] -= 1 }
+            s.ports[port] = Port(device: nil, mac: address)
+            return (port, address)
         }
     }
 
-    func attach(_ port: NetworkDevice, as id: Int) {
-        state.withLock { $0.ports[id] = WeakPort(port: port) }
+    func attach(_ device: NetworkDevice, as id: Int) {
+        state.withLock { s in
+            guard let port = s.ports[id] else { return }
+            s.ports[id] = Port(device: device, mac: port.mac)
+        }
     }
 
     func detach(_ id: Int) {
         state.withLock { s in
-            s.ports[id] = nil
+            guard let port = s.ports.removeValue(forKey: id) else { return }
+            s.owners[port.mac] = nil
             s.addresses = s.addresses.filter { $0.value != id }
             s.learned[id] = nil
+            s.freePorts.append(id)
         }
     }
 
-    /// The ports attached now.
-    public var portCount: Int { state.withLock { $0.ports.values.filter { $0.port != nil }.count } }
-
-    /// Forwards `frame` (Ethernet header first) that port `source` transmitted; returns how
-    /// many ports it was queued for.
-    @discardableResult
-    func forward(_ frame: [UInt8], from source: Int) -> Int {
-        guard frame.count >= 14, let destination = EthernetAddress(frame), let sender = EthernetAddress(frame, offset: 6) else { return 0 }
-        let targets: [NetworkDevice] = state.withLock { s in
-            if !sender.isGroup, s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
-            if !destination.isGroup, let port = s.addresses[destination] {
-                return port == source ? [] : [s.ports[port]?.port].compactMap { $0 }
-            }
-            return s.ports.filter { $0.key != source }.compactMap { $0.value.port }
+    /// Forwards `frame` (Ethernet header first) that port `source` transmitted.
+    func forward(_ frame: [UInt8], from source: Int) -> Verdict {
+        guard frame.count >= 14, let destination = EthernetAddress(frame), let sender = EthernetAddress(frame, offset: 6) else {
+            return .forwarded(0)
         }
-        var delivered = 0
-        for port in targets where port.enqueue(frame) { delivered += 1 }
-        return delivered
+        let route = state.withLock { s -> Route in
+            guard let port = s.ports[source] else { return .unplugged }
+            if sender != port.mac {
+                // GHT-ISO-02: a locked port sends from its own address only; no port ever sends
+                // from another port's, nor from a group address.
+                guard !lockedPorts, !sender.isGroup, s.owners[sender] == nil else { return .spoofed }
+                if s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
+            }
+            if !destination.isGroup, let target = s.owners[destination] ?? s.addresses[destination] {
+                return .deliver(target == source ? [] : [s.ports[target]?.device].compactMap { $0 }, flooded: false)
+            }
+            return .deliver(s.ports.filter { $0.key != source }.compactMap { $0.value.device }, flooded: true)
+        }
+        switch route {
+        case .unplugged: return .unplugged
+        case .spoofed: return .spoofed
+        case .deliver(let targets, let flooded):
+            var delivered = 0
+            for target in targets where target.enqueue(frame, from: source, flooded: flooded) { delivered += 1 }
+            return .forwarded(delivered)
+        }
+    }
+
+    private enum Route {
+        case deliver([NetworkDevice], flooded: Bool)
+        case spoofed
+        case unplugged
     }
 
     /// Records that `address` is behind `port`, within the port's share of the table.

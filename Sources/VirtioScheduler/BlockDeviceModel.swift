@@ -36,20 +36,32 @@ public struct BlockDeviceModel: DeviceModel {
 
     public mutating func start(_ request: inout ModelRequest) -> ModelVerdict {
         guard let rules else { return .denied(rule: "GHT-MDL-02", reason: "no guest context loaded") }
-        guard let header = BlockRequestHeader.read(from: &request.reader) else {
+        // GHT-ONE-01: the header is decided on, and acted on, from the request's private copy.
+        var reader = request.stage(upTo: BlockRequestHeader.byteCount)
+        guard let header = BlockRequestHeader.read(from: &reader) else {
             inFlight += 1
             return .allowed
         }
         stagedType = header.type.rawValue
         stagedSector = header.sector
+        let payload = request.readableBytes - BlockRequestHeader.byteCount
         let verdict: ModelVerdict
         switch header.type {
         case .read:
             verdict = Self.check(rules, sector: header.sector, bytes: max(request.writableBytes - 1, 0), writes: false)
         case .write:
-            verdict = Self.check(rules, sector: header.sector, bytes: request.reader.remaining, writes: true)
+            verdict = Self.check(rules, sector: header.sector, bytes: payload, writes: true)
         case .discard, .writeZeroes:
-            verdict = Self.checkRanges(rules, &request.reader)
+            // GHT-ONE-02: the whole range list is copied too (at most `rangeLimit` ranges).
+            let count = payload / BlockRangeSegment.byteCount
+            guard payload % BlockRangeSegment.byteCount == 0, count >= 1 else { verdict = .allowed; break }
+            guard count <= Self.rangeLimit else {
+                verdict = .denied(rule: "GHT-MDL-03", reason: "\(count) ranges in one request")
+                break
+            }
+            var ranges = request.stage(upTo: request.readableBytes)
+            ranges.skip(BlockRequestHeader.byteCount)
+            verdict = Self.checkRanges(rules, &ranges, count: count)
         default:
             verdict = .allowed
         }
@@ -68,12 +80,9 @@ public struct BlockDeviceModel: DeviceModel {
         return .allowed
     }
 
-    /// GHT-MDL-03 for DISCARD and WRITE_ZEROES: every range inside the window. A list the
-    /// device refuses as a whole (ragged, empty) passes to the device, which touches nothing.
-    static func checkRanges(_ rules: Rules, _ reader: inout FragmentReader) -> ModelVerdict {
-        let count = reader.remaining / BlockRangeSegment.byteCount
-        guard reader.remaining % BlockRangeSegment.byteCount == 0, count >= 1 else { return .allowed }
-        guard count <= rangeLimit else { return .denied(rule: "GHT-MDL-03", reason: "\(count) ranges in one request") }
+    /// GHT-MDL-03 for DISCARD and WRITE_ZEROES: every one of the `count` ranges inside the
+    /// window (a list the device refuses as a whole, ragged or empty, never gets here).
+    static func checkRanges(_ rules: Rules, _ reader: inout StagedReader, count: Int) -> ModelVerdict {
         for _ in 0..<count {
             guard let segment = BlockRangeSegment.read(from: &reader) else { return .allowed }
             let verdict = check(rules, sector: segment.sector, bytes: Int(segment.sectorCount) * 512, writes: true)

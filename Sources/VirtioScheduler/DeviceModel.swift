@@ -45,22 +45,33 @@ public protocol DeviceModel: Sendable {
     static func completeDenied(_ i: Int, in batch: inout RequestBatch)
 }
 
-/// What a device model sees of one request before the device acts on it.
+/// What a device model sees of one request before the device acts on it: the byte counts and
+/// a private copy of the bytes the model decides on (GHT-ONE-01). The model never reads shared
+/// memory: ``stage(upTo:)`` copies the header once, and the scheduled device hands the device
+/// that same copy (``RequestBatch/commit(_:)``), so a front-end that rewrites the header after
+/// the check changes nothing the device acts on.
 public struct ModelRequest {
     /// The queue the request came from.
     public let queue: Int
-    /// The device-readable bytes (a model reads the request's header from here; the device's
-    /// own reader is separate, so reading here consumes nothing of the device's).
-    public var reader: FragmentReader
-    public let readableBytes: Int
-    public let writableBytes: Int
+    /// The request's private copy, as staged so far.
+    public private(set) var staged: StagedRequest
 
-    public init(queue: Int, reader: FragmentReader, writableBytes: Int) {
+    public var readableBytes: Int { staged.readableBytes }
+    public var writableBytes: Int { staged.writableBytes }
+
+    public init(queue: Int, staged: StagedRequest) {
         self.queue = queue
-        self.reader = reader
-        readableBytes = reader.remaining
-        self.writableBytes = writableBytes
+        self.staged = staged
     }
+
+    /// A request over `reader` outside any batch (benchmarks, model tests).
+    public init(queue: Int, reader: FragmentReader, writableBytes: Int) {
+        self.init(queue: queue, staged: .detached(reader, writableBytes: writableBytes))
+    }
+
+    /// Copies the readable bytes up to `count` into the private copy (once each) and returns a
+    /// reader over the copy from the first byte (``StagedRequest/stage(upTo:)``).
+    public mutating func stage(upTo count: Int) -> StagedReader { staged.stage(upTo: count) }
 }
 
 /// A device model's answer for one request.

@@ -7,9 +7,9 @@ import VirtioTransport
 struct SchedulerState {
     var guests = GuestTable()
     var functions: [FunctionRecord]
-    /// Statistics of guests that left, for their final report.
+    /// Statistics of guests that left, for their final report, until their number is taken
+    /// again (so at most one entry per slot).
     var departed: [DomainID: GuestStatistics] = [:]
-    var nextGuest: UInt16 = 0
     var nextTicket: UInt64 = 0
     var stopping = false
     var decisions: UInt64 = 0
@@ -21,7 +21,7 @@ struct SchedulerState {
     }
 
     /// Whether some guest waits for a function.
-    var anyoneWaiting: Bool { guests.slots.contains { $0 != nil && $0!.waiting > 0 && $0!.holding == nil } }
+    var anyoneWaiting: Bool { guests.live.contains { guests.slots[$0]!.waiting > 0 && guests.slots[$0]!.holding == nil } }
 }
 
 struct GuestRecord {
@@ -70,10 +70,16 @@ struct GuestRecord {
     }
 }
 
-/// The guests by number (slot k-1 holds guest k; a guest that left leaves its slot
-/// empty): the decision scans a plain array, with no hashing and no copies.
+/// The guests by number: slot k-1 holds guest k. A departed guest's slot is taken by the next
+/// guest that registers (GHT-LIM-70), so the table never outgrows the most guests registered at
+/// once, and every decision walks the live guests only (`live`), not every slot ever used:
+/// a decision costs in proportion to the guests there are, however many came and went.
 struct GuestTable {
-    var slots: [GuestRecord?] = []
+    private(set) var slots: [GuestRecord?] = []
+    /// The slots of the guests registered now (in no particular order).
+    private(set) var live: [Int] = []
+    /// Slots of departed guests, taken again first.
+    private var free: [Int] = []
 
     subscript(id: DomainID) -> GuestRecord? {
         get {
@@ -81,14 +87,40 @@ struct GuestTable {
             return slots.indices.contains(i) ? slots[i] : nil
         }
         _modify {
+            // Only registered guests are changed in place; `insert` and `remove` add and drop.
             let i = Int(id.rawValue) - 1
-            if i >= slots.count { slots += repeatElement(nil, count: i + 1 - slots.count) }
+            precondition(slots.indices.contains(i) && slots[i] != nil, "guest \(id) is not registered")
             yield &slots[i]
+            precondition(slots[i] != nil, "a guest is dropped with remove(_:)")
         }
     }
 
-    var ids: [DomainID] { slots.compactMap { $0?.id } }
-    var parkers: [EventNotifier] { slots.compactMap { $0?.parker } }
+    /// Registers the record `make` builds for the number it is given: a departed guest's slot
+    /// if there is one, a new slot otherwise.
+    mutating func insert(_ make: (DomainID) -> GuestRecord) -> DomainID {
+        let i = free.popLast() ?? slots.count
+        if i == slots.count { slots.append(nil) }
+        let id = DomainID(UInt16(i + 1))
+        slots[i] = make(id)
+        live.append(i)
+        return id
+    }
+
+    /// Drops a registered guest; its slot and number go to the next guest that registers.
+    mutating func remove(_ id: DomainID) {
+        let i = Int(id.rawValue) - 1
+        guard slots.indices.contains(i), slots[i] != nil else { return }
+        slots[i] = nil
+        if let k = live.firstIndex(of: i) { live.swapAt(k, live.count - 1); live.removeLast() }
+        free.append(i)
+    }
+
+    /// The guests registered now.
+    var count: Int { live.count }
+    var ids: [DomainID] { live.sorted().map { DomainID(UInt16($0 + 1)) } }
+    var parkers: [EventNotifier] { live.map { slots[$0]!.parker } }
+    /// The registered records.
+    var records: [GuestRecord] { live.map { slots[$0]! } }
 }
 
 struct FunctionRecord {

@@ -268,7 +268,7 @@ extension SchedulerState {
         var over = now &- functions[f].turnStart >= configuration.sliceNanoseconds
         if case .deficitRoundRobin = configuration.policy, g.deficit <= 0 { over = true }
         guard over else { return false }
-        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true && guests.slots[i]?.id != g.id {
+        for i in guests.live where guests.slots[i]!.waits(for: f) && guests.slots[i]!.id != g.id {
             return true
         }
         return false
@@ -278,7 +278,7 @@ extension SchedulerState {
     func nextWaiter(for f: Int) -> DomainID? {
         var best: DomainID?
         var bestTicket = UInt64.max
-        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true {
+        for i in guests.live where guests.slots[i]!.waits(for: f) {
             let ticket = guests.slots[i]!.ticket
             if ticket < bestTicket {
                 bestTicket = ticket
@@ -294,7 +294,7 @@ extension SchedulerState {
 
     /// Deficit round robin: whether a guest waiting for `f` can pay for a batch this round.
     func anyWaiterCanPay(for f: Int, _ quantum: Int) -> Bool {
-        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true && allowance(guests.slots[i]!, quantum) > 0 {
+        for i in guests.live where guests.slots[i]!.waits(for: f) && allowance(guests.slots[i]!, quantum) > 0 {
             return true
         }
         return false
@@ -302,8 +302,9 @@ extension SchedulerState {
 
     /// Deficit round robin: every guest waiting for `f` gets one more quantum.
     mutating func giveWaitersARound(for f: Int, _ quantum: Int) {
-        for i in guests.slots.indices where guests.slots[i]?.waits(for: f) == true {
-            guests.slots[i]!.deficit = allowance(guests.slots[i]!, quantum)
+        for i in guests.live where guests.slots[i]!.waits(for: f) {
+            let id = guests.slots[i]!.id
+            guests[id]!.deficit = allowance(guests[id]!, quantum)
         }
     }
 }

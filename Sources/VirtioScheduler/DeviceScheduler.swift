@@ -82,9 +82,8 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         do { parker = try EventNotifier() } catch { throw .stopped }
         return try state.withLock { s throws(SchedulerError) -> DomainID in
             guard !s.stopping else { throw .stopped }
-            guard s.nextGuest < UInt16.max else { throw .noFunction }
-            s.nextGuest += 1
-            let id = DomainID(s.nextGuest)
+            // GHT-LIM-70: a bounded number of guests at once; departed guests' slots are reused.
+            guard s.guests.count < configuration.guestLimit else { throw .tooManyGuests(configuration.guestLimit) }
             let allowed: [Int]
             switch configuration.mapping {
             case .pool: allowed = Array(functions.indices)
@@ -92,13 +91,17 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
                 guard functions.indices.contains(f) else { throw .functionOutOfRange(f) }
                 allowed = [f]
             case .oneToOne:
-                let taken = Set(s.guests.slots.compactMap { $0 }.flatMap(\.functions))
+                let taken = Set(s.guests.records.flatMap(\.functions))
                 guard let free = functions.indices.first(where: { !taken.contains($0) }) else { throw .noFunction }
                 allowed = [free]
             }
             s.nextTicket += 1
-            s.guests[id] = GuestRecord(id: id, weight: max(weight, 1), functions: allowed, ticket: s.nextTicket,
-                                       parker: parker, onCutOff: onCutOff)
+            let ticket = s.nextTicket
+            let id = s.guests.insert { id in
+                GuestRecord(id: id, weight: max(weight, 1), functions: allowed, ticket: ticket, parker: parker, onCutOff: onCutOff)
+            }
+            // The number is the new guest's now: what its previous holder left is not reported as its.
+            s.departed[id] = nil
             contexts.withLock { $0[id] = GuestContext(guest: id, queueCount: queueCount, rules: rules) }
             return id
         }
@@ -128,7 +131,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
             guard let g = s.guests[guest] else { return Wakeups() }
             if let f = g.holding { endTurn(&s, guest, f, now: monotonicNanoseconds()) }
             s.departed[guest] = g.statistics
-            s.guests[guest] = nil
+            s.guests.remove(guest)
             contexts.withLock { $0[guest] = nil }
             ledger.release(domain: guest)
             return dispatch(&s, now: monotonicNanoseconds())
@@ -147,6 +150,10 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// The guests registered now.
     public var guests: [DomainID] { state.withLock { $0.guests.ids } }
+
+    /// The guest slots the scheduler keeps (live guests and free slots to reuse): never more
+    /// than the most guests registered at once (GHT-LIM-70).
+    public var guestSlotCount: Int { state.withLock { $0.guests.slots.count } }
 
     /// The functions `guest` may use.
     public func functions(of guest: DomainID) -> [Int] { state.withLock { $0.guests[guest]?.functions ?? [] } }

@@ -46,8 +46,10 @@ public struct NetworkDeviceModel: DeviceModel {
             }
             // A frame too short for an Ethernet header is the device's to drop (GHT-NET-05).
             if frame >= 14 {
-                _ = request.reader.skip(NetworkHeader.byteCount + 6)
-                guard let low = try? request.reader.read(UInt32.self), let high = try? request.reader.read(UInt16.self) else {
+                // GHT-ONE-03: the source address is checked in, and sent from, the private copy.
+                var reader = request.stage(upTo: NetworkHeader.byteCount + 12)
+                reader.skip(NetworkHeader.byteCount + 6)
+                guard let low = try? reader.read(UInt32.self), let high = try? reader.read(UInt16.self) else {
                     return .denied(rule: "GHT-MDL-04", reason: "unreadable source address")
                 }
                 stagedSource = UInt64(low) | UInt64(high) << 32

@@ -70,11 +70,12 @@ public final class ScheduledDevice<Model: DeviceModel>: VirtioDevice {
         var bytes = 0
         let started: Void? = try? scheduler.withFunction(lease) { model, _ in
             for i in 0..<batch.count {
-                let counts = batch.byteCounts(i)
-                var request = ModelRequest(queue: queue, reader: batch.reader(i), writableBytes: counts.writable)
+                var request = ModelRequest(queue: queue, staged: batch.staging(i))
                 if model.start(&request).isAllowed {
                     allowed.append(i)
-                    bytes += counts.readable + counts.writable
+                    bytes += request.readableBytes + request.writableBytes
+                    // GHT-ONE-01: the device acts on the copy the model checked.
+                    batch.commit(request.staged)
                 }
             }
         }

@@ -43,13 +43,19 @@ public struct SchedulerConfiguration: Sendable {
     /// How long a guest asked to yield may take to reach a reusable point before it is cut off
     /// (GHT-SCH-08).
     public var cutOffNanoseconds: UInt64
+    /// Guests registered at once (GHT-LIM-70); one more is refused with
+    /// ``SchedulerError/tooManyGuests(_:)``. At most 65535 (a guest is a 16-bit domain).
+    public var guestLimit: Int {
+        didSet { guestLimit = min(max(guestLimit, 1), Int(UInt16.max)) }
+    }
 
     public init(policy: SchedulingPolicy = .roundRobin, mapping: FunctionMapping = .pool,
-                sliceNanoseconds: UInt64 = 2_000_000, cutOffNanoseconds: UInt64 = 100_000_000) {
+                sliceNanoseconds: UInt64 = 2_000_000, cutOffNanoseconds: UInt64 = 100_000_000, guestLimit: Int = 1024) {
         self.policy = policy
         self.mapping = mapping
         self.sliceNanoseconds = sliceNanoseconds
         self.cutOffNanoseconds = cutOffNanoseconds
+        self.guestLimit = min(max(guestLimit, 1), Int(UInt16.max))
     }
 }
 
@@ -67,6 +73,8 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     case stopped
     /// The scheduler could not get what it runs on (an eventfd, its VFs in the ledger).
     case resources(String)
+    /// As many guests as the limit are registered (GHT-LIM-70).
+    case tooManyGuests(Int)
 
     public var description: String {
         switch self {
@@ -76,6 +84,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .functionOutOfRange(let i): "no virtual function \(i)"
         case .stopped: "the scheduler stopped"
         case .resources(let why): "the scheduler could not start: \(why)"
+        case .tooManyGuests(let limit): "\(limit) guests are registered already"
         }
     }
 }

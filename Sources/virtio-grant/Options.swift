@@ -6,7 +6,8 @@ struct UsageError: Error, CustomStringConvertible {
 /// `--name value` options and bare flags, parsed strictly: an unknown option, a missing value or
 /// a value of the wrong kind is a ``UsageError``, never a crash.
 struct Options {
-    private var values: [String: String] = [:]
+    /// Every value given for each option, in order (most options take the last).
+    private var values: [String: [String]] = [:]
     private var flags: Set<String> = []
     private(set) var positional: [String] = []
 
@@ -22,7 +23,7 @@ struct Options {
                 } else if options.contains(name) {
                     i += 1
                     guard i < arguments.endIndex else { throw UsageError(description: "option --\(name) needs a value") }
-                    values[name] = arguments[i]
+                    values[name, default: []].append(arguments[i])
                 } else {
                     throw UsageError(description: "unknown option \(arg)")
                 }
@@ -35,11 +36,14 @@ struct Options {
 
     func flag(_ name: String) -> Bool { flags.contains(name) }
 
-    func string(_ name: String) -> String? { values[name] }
+    func string(_ name: String) -> String? { values[name]?.last }
+
+    /// Every value of an option that may be repeated (`--guest A --guest B`), in order.
+    func strings(_ name: String) -> [String] { values[name] ?? [] }
 
     /// An integer option within `range`, or `defaultValue` when absent.
     func int(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(UsageError) -> Int {
-        guard let text = values[name] else { return defaultValue }
+        guard let text = string(name) else { return defaultValue }
         guard let value = Int(text), range.contains(value) else {
             throw UsageError(description: "--\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
         }
@@ -48,7 +52,7 @@ struct Options {
 
     /// A list of integers ("1,32"), each within `range`.
     func ints(_ name: String, default defaultValue: [Int], in range: ClosedRange<Int>) throws(UsageError) -> [Int] {
-        guard let text = values[name] else { return defaultValue }
+        guard let text = string(name) else { return defaultValue }
         var result: [Int] = []
         for part in text.split(separator: ",") {
             guard let value = Int(part), range.contains(value) else {
@@ -62,7 +66,7 @@ struct Options {
 
     /// A positive number of seconds.
     func seconds(_ name: String, default defaultValue: Double, max: Double = 3600) throws(UsageError) -> Double {
-        guard let text = values[name] else { return defaultValue }
+        guard let text = string(name) else { return defaultValue }
         guard let value = Double(text), value > 0, value <= max else {
             throw UsageError(description: "--\(name) must be a number of seconds in (0, \(Int(max))], not '\(text)'")
         }
@@ -71,7 +75,7 @@ struct Options {
 
     /// One of `choices`, or `defaultValue` when absent.
     func choice(_ name: String, default defaultValue: String, from choices: [String]) throws(UsageError) -> String {
-        guard let text = values[name] else { return defaultValue }
+        guard let text = string(name) else { return defaultValue }
         guard choices.contains(text) else {
             throw UsageError(description: "--\(name) must be one of \(choices.joined(separator: ", ")), not '\(text)'")
         }

@@ -7,11 +7,13 @@ import VirtioDevices
 import VirtioScheduler
 import VirtioTransport
 
-/// `virtio-grant serve`: a back-end process. It listens on `--socket`, serves each connection a
-/// fresh device, and prints JSON lines: one when it listens, one per session when it ends
+/// `virtio-grant serve`: a back-end process. It listens on `--socket` (or, with `--vfs` and
+/// `--guest NAME=SOCKET,...`, on one socket per named guest), serves each connection a fresh
+/// device, and prints JSON lines: one per socket when it listens, one per session when it ends
 /// (its report). It stops on SIGINT/SIGTERM, or after `--sessions N` sessions ended.
 struct ServeCommand {
-    let socket: String
+    /// Where it listens, and the guest each socket is (`--guest`), if named.
+    let listeners: [(socket: String, guest: GuestSpec?)]
     let device: String
     let queues: Int
     let image: String?
@@ -24,10 +26,16 @@ struct ServeCommand {
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
         let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH") }
-        guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
-        self.socket = socket
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net"])
+        scheduling = try SchedulerOptions(options, device: device)
+        if let named = scheduling?.guests, !named.isEmpty {
+            guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
+            listeners = named.map { ($0.socket, $0) }
+        } else {
+            guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH (or --vfs N with --guest NAME=SOCKET)") }
+            guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
+            listeners = [(socket, nil)]
+        }
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
         readOnly = options.flag("read-only")
@@ -36,7 +44,6 @@ struct ServeCommand {
         }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
-        scheduling = try SchedulerOptions(options, device: device)
     }
 
     func run() -> Int32 {
@@ -56,40 +63,54 @@ struct ServeCommand {
         var configuration = BackEndConfiguration()
         if verbose { configuration.log = { message in var e = StandardError(); print(message, to: &e) } }
         let limit = sessions
-        let guests = GuestDirectory()
-        configuration.onSessionEnd = { report in
-            var line = Self.json(report)
-            if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
-            line.emit()
-            let count = ended.add(1, ordering: .relaxed).newValue
-            if let limit, count >= limit { try? done.signal() }
-        }
-        let makeDevice: @Sendable () -> any VirtioDevice
+        let serveOne: SchedulerOptions.Factory
         do {
-            makeDevice = try scheduling?.factory(device: device, try deviceFactory(), guests: guests) ?? deviceFactory()
+            let makeDevice = try deviceFactory()
+            if let scheduling {
+                serveOne = try scheduling.factory(device: device, makeDevice)
+            } else {
+                serveOne = { _, _ in makeDevice() }
+            }
         } catch {
             report(error: "\(error)")
             return 1
         }
-        let backEnd: BackEnd
-        do {
-            backEnd = try BackEnd(socketPath: socket, configuration: configuration, makeDevice: makeDevice)
-        } catch {
-            report(error: "cannot listen on \(socket): \(error)")
-            return 1
+        var backEnds: [BackEnd] = []
+        for listener in listeners {
+            // Session numbers, and the guest each is, per socket.
+            let guests = GuestDirectory()
+            configuration.onSessionEnd = { report in
+                var line = Self.json(report)
+                if let name = listener.guest?.name { line.add("guest_name", name) }
+                if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
+                line.emit()
+                let count = ended.add(1, ordering: .relaxed).newValue
+                if let limit, count >= limit { try? done.signal() }
+            }
+            do {
+                backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { serveOne(guests, listener.guest) })
+            } catch {
+                report(error: "cannot listen on \(listener.socket): \(error)")
+                for b in backEnds { b.stop() }
+                for l in listeners.prefix(backEnds.count) { unlink(l.socket) }
+                return 1
+            }
         }
-        backEnd.start()
-        var line = JSONLine()
-        line.add("event", "listening")
-        line.add("socket", socket)
-        line.add("device", device)
-        line.add("pid", Int(getpid()))
-        if let scheduling {
-            line.add("vfs", scheduling.functions)
-            line.add("mapping", "\(scheduling.configuration.mapping)")
-            line.add("policy", scheduling.configuration.policy.description)
+        for b in backEnds { b.start() }
+        for listener in listeners {
+            var line = JSONLine()
+            line.add("event", "listening")
+            line.add("socket", listener.socket)
+            if let guest = listener.guest { line.add("guest_name", guest.name) }
+            line.add("device", device)
+            line.add("pid", Int(getpid()))
+            if let scheduling {
+                line.add("vfs", scheduling.functions)
+                line.add("mapping", "\(scheduling.configuration.mapping)")
+                line.add("policy", scheduling.configuration.policy.description)
+            }
+            line.emit()
         }
-        line.emit()
 
         let waitedSignals = stopSignals
         let signalWaiter = WorkerThread(name: "signals") {
@@ -98,8 +119,8 @@ struct ServeCommand {
             if sigwait(&set, &signal) == 0 { try? done.signal() }
         }
         _ = try? done.wait(timeoutMilliseconds: -1)
-        backEnd.stop()
-        unlink(socket)
+        for b in backEnds { b.stop() }
+        for l in listeners { unlink(l.socket) }
         // The signal thread may still be in sigwait; the process ends without joining it.
         withExtendedLifetime(signalWaiter) {}
         return 0

@@ -16,12 +16,26 @@ let usage = """
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
         --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk) or
-                           net (virtio-net; every connection a port of one learning switch)
+                           net (virtio-net; every connection a port of one switch, with an
+                           address of its own that it alone may send from)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
+        --vfs N            the guests share N virtual functions of the device in turns; with
+          --mapping M      1:1, 1:n or n:m (default n:m), --policy P rr, drr (default) or
+                           drr-bytes, --quantum Q (default 32), --slice-ms T (default 2),
+                           --cutoff-ms T (default 100)
+          --weights W,...  the k-th connection on --socket weighs W_k (default 1)
+          --window-sectors N  blk: the k-th guest owns sectors [(k-1)N, kN)
+          --guest NAME=SOCKET[,window=FIRST:COUNT][,weight=W]
+                           repeatable, instead of --socket: a guest the operator names, on a
+                           socket of its own; its window (blk, in sectors) and weight (default
+                           1) follow the name, not the order of connections, and come back when
+                           it reconnects. A newer connection on the socket is the guest: an older
+                           one still open is served no more (its queues break). The socket's
+                           file permissions decide who may be that guest.
       guest                a front-end process: connects, negotiates, runs a workload, verifies
         --socket PATH      the back-end (required)
         --workload W       stream (default; checksum device), throughput or latency (echo device)

@@ -11,12 +11,23 @@ final class SpawnedProgram {
     let process: ChildProcess
     private var output: LineReader
 
-    init(_ arguments: [String]) throws {
+    /// Spawns `virtio-grant arguments...`; its standard output (and error, if `standardError`)
+    /// is read here.
+    init(_ arguments: [String], standardError: Bool = false) throws {
         let pipe = try Pipe()
+        let descriptors = standardError ? [(child: Int32(1), parent: pipe.writeEnd), (child: Int32(2), parent: pipe.writeEnd)]
+            : [(child: Int32(1), parent: pipe.writeEnd)]
         process = try ChildProcess.spawn(path: try ChildProcess.executableDirectory + "/virtio-grant", arguments: arguments,
-                                         fileDescriptors: [(child: 1, parent: pipe.writeEnd)])
+                                         fileDescriptors: descriptors)
         pipe.writeEnd.close()
         output = LineReader(pipe.readEnd)
+    }
+
+    /// Every line still to come, until the program closes its output (or 10 s of silence).
+    func remainingOutput() -> String {
+        var text = ""
+        while let line = try? output.readLine(timeoutMilliseconds: 10_000) { text += line + "\n" }
+        return text
     }
 
     /// The next line containing `text`.

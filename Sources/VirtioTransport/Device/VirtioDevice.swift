@@ -74,6 +74,9 @@ public struct RequestBatch {
     @usableFromInline var fragments: [HostRange]
     @usableFromInline var spans: [(readable: Range<Int>, writable: Range<Int>)]
     @usableFromInline var used: [UInt32]
+    /// The private copies committed requests start with (``commit(_:)``): kept alive as long
+    /// as a fragment points into them.
+    var privateCopies: PrivateCopies?
     /// Set by ``abandonQueue()``: the queue breaks instead of completing the batch.
     public private(set) var isQueueAbandoned = false
 
@@ -93,7 +96,9 @@ public struct RequestBatch {
     /// it and then ``merge(_:at:)`` completes them here. For a device that answers some requests
     /// itself (a device model denying them) and hands the rest on.
     public func selecting(_ indices: [Int]) -> RequestBatch {
-        RequestBatch(fragments: fragments, spans: indices.map { spans[$0] })
+        var part = RequestBatch(fragments: fragments, spans: indices.map { spans[$0] })
+        part.privateCopies = privateCopies
+        return part
     }
 
     /// Takes the used lengths of `part` (made by ``selecting(_:)`` with `indices`) and whether
