@@ -95,7 +95,7 @@ struct HostileBackEndTests {
         #expect(readOnlyCount > 0)
     }
 
-    @Test("GHT-HBE-04, GHT-HBE-02: once the front-end ends its grants, a back-end that kept the files and reads every page finds only zeros, never a request's bytes")
+    @Test("GHT-HBE-04: once the front-end ends its grants (reset, close), a back-end that kept the files and reads every page finds only zeros, never a request's bytes")
     func endedGrantsHoldNothing() throws {
         let (frontEnd, device) = try Self.connected()
         let q = frontEnd.queues[0]
@@ -104,6 +104,10 @@ struct HostileBackEndTests {
         let files = Self.memoryFiles(device)
         try #require(files.count == 2)
         #expect(Self.holdsSecret(Self.contents(files[0])), "granted and in flight, the request is the back-end's to read")
+        try frontEnd.reset()
+        #expect(!Self.holdsSecret(Self.contents(files[0])), "a request abandoned by a reset is zeroed")
+        try frontEnd.queues[0].submit(Self.secret, replyCapacity: 64)
+        try frontEnd.queues[0].publish()
         frontEnd.close()
         _ = device.finish()
         for fd in files {
@@ -112,7 +116,7 @@ struct HostileBackEndTests {
         }
     }
 
-    @Test("GHT-HBE-04, GHT-HBE-02: after each completion the request and reply slots in the shared files are zero, and the caller reads the reply from private memory")
+    @Test("GHT-HBE-06, GHT-HBE-02: after each completion the caller reads the reply from private memory, and with scrubbing on the request and reply slots in the shared files are zero")
     func completedSlotsAreScrubbed() throws {
         let path = temporarySocketPath("scrub")
         let backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice() }
@@ -121,6 +125,7 @@ struct HostileBackEndTests {
         for mode in [FrontEndConfiguration.AddressMode.grants, .guestPhysical] {
             var configuration = FrontEndConfiguration.small
             configuration.mode = mode
+            configuration.scrubsCompletedSlots = true
             let frontEnd = try FrontEnd.connect(socketPath: path, configuration: configuration)
             let q = frontEnd.queues[0]
             let shared = [frontEnd.pool.readable.range, frontEnd.pool.writable.range]
@@ -162,6 +167,24 @@ struct HostileBackEndTests {
         #expect(files(of: first).isDisjoint(with: files(of: second)))
         let secondReceived = Set(secondDevice.receivedFiles.map { Self.identity($0.fd.rawValue) })
         #expect(secondReceived.isDisjoint(with: files(of: first)))
+    }
+
+    @Test("GHT-HBE-05: a front-end's region that refuses writes is accepted read-only; an IOTLB update may map it for reading, never for writing")
+    func readOnlyRegionsInIOVAMode() throws {
+        let server = try TestBackEnd("hbe05")
+        let client = try RawVhostUserClient(path: server.path)
+        defer { client.close() }
+        try client.negotiate([.replyAck, .status, .config])
+        let sealed = try SharedMemory.createWritableOnlyHere(name: "hbe-iova", size: 4 * GrantHandle.pageSize)
+        let start = UInt64(sealed.range.startAddress)
+        let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(sealed.size), userAddress: start, mmapOffset: 0)
+        #expect(try client.ack(.setMemoryTable(VhostUserMemoryTable(regions: [region])), fds: [sealed.fd.rawValue]).isSuccess)
+        for permission in [VhostUserIOTLBPermission.readWrite, .writeOnly] {
+            try client.send(.iotlb(.update(iova: 0, size: 4096, userAddress: start, permission: permission)))
+            #expect(try client.u64Reply(request: 22) != 0, "\(permission) into a read-only region")
+        }
+        try client.send(.iotlb(.update(iova: 0, size: 4096, userAddress: start, permission: .readOnly)))
+        #expect(try client.u64Reply(request: 22) == 0)
     }
 
     @Test("GHT-HBE-05: a back-end maps a region whose file refuses writes read-only and faults device writes into it (readOnly), in guest-physical and grant translation, instead of storing into it")

@@ -42,7 +42,9 @@ extension BackEndSession {
                   let next = regions.first(where: { $0.descriptor.guestAddress == address }),
                   next.descriptor.size % page == 0, next.descriptor.mmapOffset % page == 0 else { return nil }
             chain.append(next)
-            covered += next.descriptor.size
+            let (sum, overflow) = covered.addingReportingOverflow(next.descriptor.size)
+            guard !overflow else { return nil }
+            covered = sum
         }
         let adjacent: AdjacentMapping
         do {

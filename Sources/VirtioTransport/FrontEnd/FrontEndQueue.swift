@@ -13,8 +13,10 @@ public struct Completion: Sendable {
 /// and reply buffers writable), and its kick, call and error doorbells are eventfds.
 ///
 /// A request is copied into its slot and a reply copied out of its slot into memory the
-/// back-end cannot reach before anyone reads it; both slots are then zeroed, so a slot not in
-/// flight holds nothing of the guest's (Spec/hostile-peers.md GHT-HBE-02, GHT-HBE-04).
+/// back-end cannot reach before anyone reads it (Spec/hostile-peers.md GHT-HBE-02). The slots
+/// stay granted, so what they held was the back-end's to read; with
+/// ``FrontEndConfiguration/scrubsCompletedSlots`` both are zeroed after each completion too, so
+/// a slot not in flight holds nothing of the guest's (GHT-HBE-06).
 public final class FrontEndQueue: @unchecked Sendable {
     unowned let frontEnd: FrontEnd
     public let index: Int
@@ -37,6 +39,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// The private copy of a reply (one slot's worth), which the back-end cannot change under
     /// the reader (GHT-HBE-02).
     let replyCopy: UnsafeMutableRawBufferPointer
+    let scrubsSlots: Bool
     var slotOfToken: [UInt64: Int] = [:]
     var nextToken: UInt64 = 1
 
@@ -70,6 +73,7 @@ public final class FrontEndQueue: @unchecked Sendable {
         replyPages = pages(c.maxReplySize)
         slotLengths = Array(repeating: (0, 0), count: slots)
         replyCopy = .allocate(byteCount: replyPages * GrantHandle.pageSize, alignment: 64)
+        scrubsSlots = c.scrubsCompletedSlots
         // A packed ring's descriptors are written by the device too (used descriptors).
         descriptors = try frontEnd.allocate(pages: pages(16 * size), readOnly: c.ring == .split)
         avail = try frontEnd.allocate(pages: pages(6 + 2 * size), readOnly: true)
@@ -249,11 +253,13 @@ public final class FrontEndQueue: @unchecked Sendable {
                 if let slot = slotOfToken.removeValue(forKey: used.token) {
                     let lengths = slotLengths[slot]
                     let length = min(Int(used.writtenLength), lengths.reply)
-                    // GHT-HBE-02: read once into private memory; GHT-HBE-04: the slot is zeroed.
+                    // GHT-HBE-02: read once into private memory; GHT-HBE-06: the slot zeroed if asked.
                     let reply = replies.host.slice(offset: slot * replyPages * GrantHandle.pageSize, length: lengths.reply)
                     _ = reply.slice(offset: 0, length: length).copyBytes(into: replyCopy)
-                    reply.fill(with: 0)
-                    requests.host.slice(offset: slot * requestPages * GrantHandle.pageSize, length: lengths.request).fill(with: 0)
+                    if scrubsSlots {
+                        reply.slice(offset: 0, length: length).fill(with: 0)
+                        requests.host.slice(offset: slot * requestPages * GrantHandle.pageSize, length: lengths.request).fill(with: 0)
+                    }
                     body(used.token, UnsafeRawBufferPointer(rebasing: replyCopy.prefix(length)))
                     freeSlots.append(slot)
                     bytesReceived += length
