@@ -17,6 +17,18 @@ int CVirtioShim_seal_size(int fd) {
     return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 }
 
+int CVirtioShim_seal_size_only(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+}
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010  /* Linux 5.1; older glibc headers lack the name */
+#endif
+
+int CVirtioShim_seal_future_write(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
 int CVirtioShim_get_seals(int fd) {
     int seals = fcntl(fd, F_GET_SEALS);
     if (seals < 0) {
@@ -27,6 +39,7 @@ int CVirtioShim_get_seals(int fd) {
     if (seals & F_SEAL_SHRINK) result |= CVIRTIOSHIM_SEAL_SHRINK;
     if (seals & F_SEAL_GROW) result |= CVIRTIOSHIM_SEAL_GROW;
     if (seals & F_SEAL_WRITE) result |= CVIRTIOSHIM_SEAL_WRITE;
+    if (seals & F_SEAL_FUTURE_WRITE) result |= CVIRTIOSHIM_SEAL_FUTURE_WRITE;
     return result;
 }
 

@@ -6,10 +6,15 @@ public struct MappedRegion: Sendable {
     public let start: UInt64
     /// The host bytes.
     public let range: HostRange
+    /// Whether the device may write the region. A region mapped read-only (a file its owner
+    /// sealed against writes, Spec/hostile-peers.md GHT-HBE-03) is not: a write into it is a
+    /// ``TranslationFault/Kind/readOnly`` fault, never a store into a read-only page.
+    public let writable: Bool
 
-    public init(start: UInt64, range: HostRange) {
+    public init(start: UInt64, range: HostRange, writable: Bool = true) {
         self.start = start
         self.range = range
+        self.writable = writable
     }
 
     /// One past the last address; `nil` when the region reaches the top of the 64-bit space.
@@ -38,6 +43,9 @@ public struct RegionMapTranslator: MemoryTranslator, @unchecked Sendable {
     @usableFromInline let starts: [UInt64]
     @usableFromInline let sizes: [UInt64]
     @usableFromInline let bases: [UInt]
+    /// Per region, whether it is read-only; empty when every region is writable (the common
+    /// case pays one test of `isEmpty` per write).
+    @usableFromInline let readOnly: [Bool]
 
     /// The most regions a map holds (vhost-user's largest memory-slot count).
     public static let maximumRegions = 509
@@ -51,6 +59,7 @@ public struct RegionMapTranslator: MemoryTranslator, @unchecked Sendable {
         starts = sorted.map(\.start)
         sizes = sorted.map { UInt64($0.range.count) }
         bases = sorted.map(\.range.startAddress)
+        readOnly = sorted.allSatisfy(\.writable) ? [] : sorted.map { !$0.writable }
     }
 
     /// The number of regions.
@@ -69,6 +78,7 @@ public struct RegionMapTranslator: MemoryTranslator, @unchecked Sendable {
         let i = lo &- 1
         let offset = address &- starts[i]
         guard offset < sizes[i] || (length == 0 && offset == sizes[i]) else { return .failure(.outOfRange) }
+        if access == .write && !readOnly.isEmpty && readOnly[i] { return .failure(.readOnly) }
         let available = sizes[i] &- offset
         let count = UInt64(length) <= available ? length : Int(truncatingIfNeeded: available)
         return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: bases[i] &+ UInt(truncatingIfNeeded: offset))!, count: count))

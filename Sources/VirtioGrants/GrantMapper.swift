@@ -22,6 +22,9 @@ public final class GrantMapper: @unchecked Sendable {
     public let frames: HostRange
     /// The most mappings that may exist at once.
     public let maxMappings: Int
+    /// Frames this side mapped read-only (a file the granter sealed against writes,
+    /// Spec/hostile-peers.md GHT-HBE-03): a write mapping of one is refused like a read-only grant.
+    public let readOnlyFrames: [Range<Int>]
 
     /// How many times one reference may be mapped per kind at once (Xen's pin counts stop at 127).
     public static let maxMappingsPerReference = 0x7FFF
@@ -55,8 +58,9 @@ public final class GrantMapper: @unchecked Sendable {
     /// - Parameter owners: the objects that own the memory of `table` and `frames`; the mapper
     ///   keeps them alive as long as any mapping may reach that memory.
     public init(table: HostRange, granter: DomainID, frames: HostRange, domain: DomainID, maxMappings: Int = 1 << 16,
-                owners: [AnyObject] = []) {
+                owners: [AnyObject] = [], readOnlyFrames: [Range<Int>] = []) {
         memoryOwners = owners
+        self.readOnlyFrames = readOnlyFrames
         self.table = UnsafeGrantTable(table)
         self.granter = granter
         self.domain = domain
@@ -124,6 +128,7 @@ public final class GrantMapper: @unchecked Sendable {
         guard e.domain == domain else { throw .wrongDomain(ref, grantee: e.domain) }
         if access == .write && e.flags.contains(.readOnly) { throw .readOnly(ref) }
         guard Int(e.frame) < frameCount else { throw .frameOutOfRange(ref, frame: e.frame) }
+        if access == .write && readOnlyFrames.contains(where: { $0.contains(Int(e.frame)) }) { throw .readOnly(ref) }
     }
 
     /// Ends `mapping`. The in-use bit of its kind is cleared when it was the last mapping of that

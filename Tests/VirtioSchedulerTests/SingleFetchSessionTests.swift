@@ -42,7 +42,7 @@ struct SingleFetchSessionTests {
         let guest = try FrontEnd.connect(socketPath: socket, configuration: configuration)
         defer { guest.close() }
         let marker: UInt32 = 0xC0DE_F11B
-        let memory = guest.pool.range
+        let memory = guest.pool.readable.range   // request headers live in the device-readable file (GHT-HBE-03)
         // The guest's second thread, made deterministic: it rewrites the sector of the request
         // carrying the marker, through the guest's own mapping of the shared memory.
         flip.action.withLock {

@@ -20,6 +20,16 @@ int CVirtioShim_memfd_create_sealable(const char *name);
 // further seal can be added or removed. Writes stay allowed (the memory is a shared ring).
 int CVirtioShim_seal_size(int fd);
 
+// fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW): the size is fixed, and more seals may
+// still be added (F_SEAL_FUTURE_WRITE once the creator has mapped the file writable).
+int CVirtioShim_seal_size_only(int fd);
+
+// fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): the
+// mappings that exist keep their access, but no new shared writable mapping (mmap PROT_WRITE
+// with MAP_SHARED) and no write() or fallocate() can change the file any more: whoever receives
+// the descriptor can only read it. Linux 5.1 or later.
+int CVirtioShim_seal_future_write(int fd);
+
 // fcntl(fd, F_GET_SEALS), decoded into the CVIRTIOSHIM_SEAL_* bits below; -1 with errno set
 // (EINVAL for a file that does not support sealing).
 int CVirtioShim_get_seals(int fd);
@@ -29,6 +39,7 @@ int CVirtioShim_get_seals(int fd);
 #define CVIRTIOSHIM_SEAL_SHRINK 0x2
 #define CVIRTIOSHIM_SEAL_GROW   0x4
 #define CVIRTIOSHIM_SEAL_WRITE  0x8
+#define CVIRTIOSHIM_SEAL_FUTURE_WRITE 0x10
 
 // The truncation guard (truncation_guard.c, GHT-LIFE-03): a SIGBUS on a registered mapping maps a
 // private zero page over the faulting page and marks the mapping poisoned; any other SIGBUS goes

@@ -40,8 +40,19 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
         }
     }
 
+    /// A file the front-end sent, kept open: what a back-end that ignores the protocol holds
+    /// (every memory region's file, the grant table, the doorbells), to map and write as it likes.
+    public struct ReceivedFile: Sendable {
+        /// The request that carried it.
+        public let request: VhostUserRequest
+        /// Its position among the request's descriptors (a memory table's region index).
+        public let index: Int
+        public let fd: FileDescriptor
+    }
+
     private struct State {
         var events: [Event] = []
+        var files: [ReceivedFile] = []
         var kicks: [Int: EventNotifier] = [:]
         var status: DeviceStatus = []
         var refused = false
@@ -90,6 +101,9 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
         }
     }
 
+    /// Every file received so far, in order (duplicates this device owns).
+    public var receivedFiles: [ReceivedFile] { state.withLock { $0.files } }
+
     /// The requests so far, in order.
     public var requests: [VhostUserMessage] {
         events.compactMap { if case .request(let m) = $0 { return m } else { return nil } }
@@ -130,6 +144,9 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
                 return .ack(message.request, .failure())
             }
             s.events.append(.request(message))
+            for (k, fd) in fds.enumerated() {
+                if let copy = try? fd.duplicate() { s.files.append(ReceivedFile(request: message.request, index: k, fd: copy)) }
+            }
             switch message {
             case .getFeatures: return .features(script.offered)
             case .getProtocolFeatures: return .protocolFeatures(script.protocolFeatures)

@@ -3,21 +3,25 @@ import VirtioGrants
 
 extension BackEndSession {
     /// Maps a region the front-end shares: `size` bytes at `mmapOffset` in `fd`. QEMU sends
-    /// offsets that are not page-aligned, so the mapping starts at the page below.
-    func map(_ region: VhostUserMemoryRegion, fd: FileDescriptor) throws -> (VhostUserMemoryRegion, SharedMemory, HostRange) {
+    /// offsets that are not page-aligned, so the mapping starts at the page below. A file that
+    /// refuses a writable mapping (sealed with F_SEAL_FUTURE_WRITE: the front-end's
+    /// device-readable pages, GHT-HBE-03) is mapped read-only, and the translators refuse
+    /// device writes into it with a fault.
+    func map(_ region: VhostUserMemoryRegion, fd: FileDescriptor) throws -> MappedMemoryRegion {
         let page = UInt64(SharedMemory.pageSize)
         let aligned = region.mmapOffset & ~(page - 1)
         let delta = Int(region.mmapOffset - aligned)
         guard region.size <= UInt64(Int.max) - UInt64(delta), aligned <= UInt64(Int.max) else {
             throw Violation("memory region too large: \(region)")
         }
-        let memory: SharedMemory
+        let mapped: (memory: SharedMemory, writable: Bool)
         do {
-            memory = try SharedMemory.map(fd: fd, size: Int(region.size) + delta, offset: Int(aligned))
+            mapped = try SharedMemory.mapAllowingReadOnly(fd: fd, size: Int(region.size) + delta, offset: Int(aligned))
         } catch {
             throw Violation("memory region \(region) cannot be mapped: \(error)")
         }
-        return (region, memory, memory.range.slice(offset: delta, length: Int(region.size)))
+        return MappedMemoryRegion(descriptor: region, memory: mapped.memory,
+                                  range: mapped.memory.range.slice(offset: delta, length: Int(region.size)), writable: mapped.writable)
     }
 
     /// SET_MEM_TABLE: replaces every region. Refused while a queue runs (its translator points
@@ -25,10 +29,7 @@ extension BackEndSession {
     func setMemoryTable(_ table: VhostUserMemoryTable, fds: [FileDescriptor]) throws {
         guard !anyQueueStarted else { throw Violation("SET_MEM_TABLE while queues run") }
         var mapped: [MappedMemoryRegion] = []
-        for (region, fd) in zip(table.regions, fds) {
-            let (r, memory, range) = try map(region, fd: fd)
-            mapped.append(MappedMemoryRegion(descriptor: r, memory: memory, range: range))
-        }
+        for (region, fd) in zip(table.regions, fds) { mapped.append(try map(region, fd: fd)) }
         try checkNoOverlap(mapped)
         regions = mapped
         try memoryChanged()
@@ -38,8 +39,7 @@ extension BackEndSession {
     func addMemoryRegion(_ region: VhostUserMemoryRegion, fd: FileDescriptor) throws {
         guard protocolFeatures.contains(.configureMemorySlots) else { throw Violation("ADD_MEM_REG without CONFIGURE_MEM_SLOTS") }
         guard regions.count < configuration.maxMemorySlots else { throw Violation("more than \(configuration.maxMemorySlots) memory regions") }
-        let (r, memory, range) = try map(region, fd: fd)
-        let candidate = regions + [MappedMemoryRegion(descriptor: r, memory: memory, range: range)]
+        let candidate = regions + [try map(region, fd: fd)]
         try checkNoOverlap(candidate)
         regions = candidate
         try memoryChanged()
@@ -72,7 +72,7 @@ extension BackEndSession {
 
     /// The mappings the queue workers check for truncation (GHT-LIFE-03).
     func refreshPeerMemory() {
-        let memory = regions.map(\.memory) + (grants.map { [$0.table, $0.frames] } ?? [])
+        let memory: [any TruncationGuarded] = regions.map(\.memory) + (grants?.guarded ?? [])
         peerMemory.withLock { $0 = memory }
     }
 
@@ -91,12 +91,12 @@ extension BackEndSession {
 
     /// Guest-physical addresses (descriptors, without ACCESS_PLATFORM).
     func guestPhysicalTranslator() throws -> RegionMapTranslator {
-        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.guestAddress, range: $0.range) })
+        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.guestAddress, range: $0.range, writable: $0.writable) })
     }
 
     /// The front-end's user addresses (ring addresses in SET_VRING_ADDR, IOTLB targets).
     func userAddressTranslator() throws -> RegionMapTranslator {
-        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.userAddress, range: $0.range) })
+        try RegionMapTranslator(regions: regions.map { MappedRegion(start: $0.descriptor.userAddress, range: $0.range, writable: $0.writable) })
     }
 
     // MARK: Grant table (Spec/vhost-user.md §4)
@@ -109,10 +109,8 @@ extension BackEndSession {
             log("grant table for \(info.grantee), but this back-end is \(configuration.domain)")
             return .failure()
         }
-        let frameBytes = info.frameCount * UInt64(GrantHandle.pageSize)
-        guard let region = regions.first(where: { $0.descriptor.guestAddress == info.framesGuestAddress }),
-              UInt64(region.range.count) >= frameBytes else {
-            log("grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in a registered region")
+        guard let frames = grantFrames(info) else {
+            log("grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in registered regions")
             return .failure()
         }
         let table: SharedMemory
@@ -122,9 +120,10 @@ extension BackEndSession {
             log("grant table cannot be mapped: \(error)")
             return .failure()
         }
-        let mapper = GrantMapper(table: table.range, granter: info.granter, frames: region.range.slice(offset: 0, length: Int(frameBytes)),
-                                 domain: info.grantee, owners: [table, region.memory])
-        grants = GrantState(info: info, table: table, mapper: mapper, frames: region.memory)
+        let mapper = GrantMapper(table: table.range, granter: info.granter, frames: frames.range, domain: info.grantee,
+                                 owners: [table] + frames.owners, readOnlyFrames: frames.readOnly)
+        grants = GrantState(info: info, table: table, mapper: mapper, frames: frames.first,
+                            guarded: [table] + frames.owners.compactMap { $0 as? any TruncationGuarded })
         refreshPeerMemory()
         report.withLock { $0.granter = info.granter }
         log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
@@ -156,8 +155,10 @@ extension BackEndSession {
         switch message.type {
         case .update:
             let users = try userAddressTranslator()
+            // A writable IOVA must land in a writable region (GHT-HBE-03: read-only regions stay read-only).
+            let access: MemoryAccess = message.permission == .readOnly ? .read : .write
             guard message.size <= UInt64(Int.max),
-                  let host = try? users.translateContiguous(message.userAddress, length: Int(message.size), access: .read) else {
+                  let host = try? users.translateContiguous(message.userAddress, length: Int(message.size), access: access) else {
                 log("IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
                 return .failure()
             }
@@ -202,6 +203,8 @@ struct MappedMemoryRegion {
     let descriptor: VhostUserMemoryRegion
     let memory: SharedMemory
     let range: HostRange
+    /// False for a file that refused a writable mapping: mapped read-only, never written.
+    var writable = true
 }
 
 #if canImport(Glibc)

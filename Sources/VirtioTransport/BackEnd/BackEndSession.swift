@@ -31,7 +31,7 @@ final class BackEndSession: @unchecked Sendable {
     let backendChannel = Locked<UnixSocket?>(nil)
     /// Every mapping of the front-end's files the session holds (regions, grant table), for the
     /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
-    let peerMemory = Locked<[SharedMemory]>([])
+    let peerMemory = Locked<[any TruncationGuarded]>([])
     let report: Locked<SessionReport>
     /// When the connection was accepted (set-up bounds count from here).
     let connectedAt = ContinuousClock.now
@@ -65,6 +65,8 @@ final class BackEndSession: @unchecked Sendable {
         let mapper: GrantMapper
         /// The region the frames live in, kept mapped as long as the mapper may use it.
         let frames: SharedMemory
+        /// The table and every mapping of the frames, for the truncation check (GHT-LIFE-03).
+        let guarded: [any TruncationGuarded]
     }
 
     /// An illegal request in the current state, or a resource the session cannot use.

@@ -58,32 +58,13 @@ extension FrontEnd {
         return reply
     }
 
-    /// Allocates `count` pages of the pool; in grant mode grants them to the back-end (consecutive
-    /// references, H5) with `readOnly` access.
-    func allocate(pages count: Int, readOnly: Bool) throws(FrontEndError) -> PoolRun {
-        guard let first = pages.allocate(count) else { throw .exhausted("no \(count) free pages in the pool") }
-        var reference: GrantReference?
-        if let grants {
-            do {
-                reference = try grants.grant(frames: (first..<(first + count)).map { UInt32($0) }, to: configuration.backEndDomain,
-                                             readOnly: readOnly)
-            } catch {
-                pages.free(first, count)
-                throw .grant(error)
-            }
-            grantedRuns.append((reference!, count))
-            grantsMade += count
-        }
-        return PoolRun(firstPage: first, pageCount: count, firstReference: reference,
-                       host: pool.range.slice(offset: first * GrantHandle.pageSize, length: count * GrantHandle.pageSize))
-    }
-
     /// Drops the connection without talking to the back-end again (it broke the protocol).
     /// Grants stay granted: a back-end that may still hold mappings cannot be trusted to
     /// release them, so their pages are not reused.
     func abandon() {
         closed = true
         channel.socket.close()
+        pool.scrub()   // GHT-HBE-04: nothing of the guest's stays where the back-end can read it
     }
 
     /// Ends the connection cleanly: resets the device (so the back-end drops every mapping),
@@ -106,28 +87,7 @@ extension FrontEnd {
         }
         closed = true
         channel.socket.close()
+        pool.scrub()   // GHT-HBE-04
     }
 
-}
-
-/// A run of pages of the pool: where they are for the front-end and how the device names them.
-struct PoolRun {
-    let firstPage: Int
-    let pageCount: Int
-    /// The grant reference of the first page (grant mode).
-    let firstReference: GrantReference?
-    let host: HostRange
-
-    /// The device-visible address of byte `offset` of the run.
-    func deviceAddress(_ offset: Int) -> UInt64 {
-        precondition(offset >= 0 && offset <= pageCount * GrantHandle.pageSize)
-        if let firstReference {
-            return GrantHandle(reference: firstReference.advanced(by: offset / GrantHandle.pageSize), offset: offset % GrantHandle.pageSize).rawValue
-        }
-        return UInt64(firstPage * GrantHandle.pageSize + offset)
-    }
-
-    /// The front-end's (user) address of byte `offset`, for vhost-user ring addresses in
-    /// guest-physical mode.
-    func userAddress(_ offset: Int) -> UInt64 { UInt64(host.startAddress) + UInt64(offset) }
 }

@@ -5,17 +5,19 @@ import VirtioGrants
 /// another process (QEMU's role, for our own back-end).
 ///
 /// It walks the status sequence (ACKNOWLEDGE, DRIVER, FEATURES_OK and its re-read, DRIVER_OK;
-/// §3.1.1), negotiates features, shares one memfd pool holding its rings, indirect tables and
-/// buffers, and in grant mode its grant table, grants every area with the access the device
-/// needs (read-only for what the device only reads, H3), and sets up its queues. A back-end
-/// that dies is reported as ``FrontEndError/disconnected`` within the timeout, never a hang.
+/// §3.1.1), negotiates features, shares a pool of its own holding its rings, indirect tables
+/// and buffers (``FrontEndPool``: what the device only reads in a file the back-end can map
+/// only read-only, Spec/hostile-peers.md §5), and in grant mode its grant table, grants every
+/// area with the access the device needs (read-only for what the device only reads, H3), and
+/// sets up its queues. A back-end that dies is reported as ``FrontEndError/disconnected``
+/// within the timeout, never a hang.
 public final class FrontEnd: @unchecked Sendable {
     public let configuration: FrontEndConfiguration
     let channel: VhostUserChannel
-    let pool: SharedMemory
+    /// This connection's shared memory, never another back-end's (GHT-HBE-01).
+    let pool: FrontEndPool
     let grants: GrantTable?
     let grantTableMemory: SharedMemory?
-    var pages: PageAllocator
     var protocolFeatures: VhostUserProtocolFeatures = []
     /// The features negotiated.
     public private(set) var features: VirtioFeatures = []
@@ -58,14 +60,14 @@ public final class FrontEnd: @unchecked Sendable {
         }
         self.configuration = configuration
         channel = VhostUserChannel(socket: socket)
-        let pagesPerQueue = FrontEndQueue.pagesNeeded(configuration)
-        let pageCount = pagesPerQueue * configuration.queueCount
+        let perQueue = FrontEndQueue.pagesNeeded(configuration)
         do throws(SharedMemoryError) {
-            pool = try SharedMemory.create(name: "virtio-grant-pool", size: pageCount * GrantHandle.pageSize)
+            pool = try FrontEndPool(readablePages: perQueue.readable * configuration.queueCount,
+                                    writablePages: perQueue.writable * configuration.queueCount)
         } catch {
             throw .sharedMemory(error)
         }
-        pages = PageAllocator(pages: pageCount)
+        let pageCount = pool.pageCount
         if configuration.mode == .grants {
             let entries = (pageCount + GrantReference.reservedCount + 511) / 512 * 512
             do throws(SharedMemoryError) {
@@ -150,10 +152,11 @@ public final class FrontEnd: @unchecked Sendable {
         try setStatus([.acknowledge, .driver, .featuresOK, .driverOK])
     }
 
-    /// Registers the pool with the back-end, and in grant mode the grant table.
+    /// Registers the pool with the back-end (its two files, readable first), and in grant mode
+    /// the grant table, whose frames span both.
     func shareMemory() throws(FrontEndError) {
-        let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(pool.size), userAddress: UInt64(pool.range.startAddress), mmapOffset: 0)
-        try request(.setMemoryTable(VhostUserMemoryTable(regions: [region])), fds: [pool.fd.rawValue])
+        let (table, fds) = pool.memoryTable
+        try request(.setMemoryTable(table), fds: fds)
         if let grants, let memory = grantTableMemory {
             let info = VhostUserGrantTable(granter: configuration.domain, grantee: configuration.backEndDomain,
                                            tableSize: UInt64(memory.size), tableOffset: 0, framesGuestAddress: 0,

@@ -38,6 +38,12 @@ public struct FrontEndConfiguration: Sendable {
     /// Use EVENT_IDX and INDIRECT_DESC when offered.
     public var useEventIndex = true
     public var useIndirectDescriptors = true
+    /// Zero a request's and its reply's bytes in the shared files after each completion, so
+    /// that a slot not in flight holds nothing (Spec/hostile-peers.md GHT-HBE-06). Off by
+    /// default: the slots stay granted to the back-end, which saw those bytes already, and the
+    /// two extra passes over every payload cost throughput. Pages are always zeroed when their
+    /// grants end (GHT-HBE-04).
+    public var scrubsCompletedSlots = false
     /// How long to wait for a reply or a completion.
     public var timeoutMilliseconds: Int32 = 5000
 

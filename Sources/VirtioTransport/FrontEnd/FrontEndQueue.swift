@@ -9,8 +9,14 @@ public struct Completion: Sendable {
 
 /// One queue of a ``FrontEnd``: its ring, indirect tables and request and reply buffers live in
 /// the shared pool (granted once, persistently: the descriptor table, available ring, indirect
-/// tables and request buffers read-only, the used ring and reply buffers writable), and its
-/// kick, call and error doorbells are eventfds.
+/// tables and request buffers read-only and in the pool's sealed readable file, the used ring
+/// and reply buffers writable), and its kick, call and error doorbells are eventfds.
+///
+/// A request is copied into its slot and a reply copied out of its slot into memory the
+/// back-end cannot reach before anyone reads it (Spec/hostile-peers.md GHT-HBE-02). The slots
+/// stay granted, so what they held was the back-end's to read; with
+/// ``FrontEndConfiguration/scrubsCompletedSlots`` both are zeroed after each completion too, so
+/// a slot not in flight holds nothing of the guest's (GHT-HBE-06).
 public final class FrontEndQueue: @unchecked Sendable {
     unowned let frontEnd: FrontEnd
     public let index: Int
@@ -27,6 +33,13 @@ public final class FrontEndQueue: @unchecked Sendable {
     var events: [PollEvent] = []
     var driver: FrontEndRing?
     var freeSlots: [Int] = []
+    /// Per slot, the bytes of its request and the reply capacity offered: what to zero, and
+    /// the most reply bytes to believe.
+    var slotLengths: [(request: Int, reply: Int)]
+    /// The private copy of a reply (one slot's worth), which the back-end cannot change under
+    /// the reader (GHT-HBE-02).
+    let replyCopy: UnsafeMutableRawBufferPointer
+    let scrubsSlots: Bool
     var slotOfToken: [UInt64: Int] = [:]
     var nextToken: UInt64 = 1
 
@@ -37,12 +50,16 @@ public final class FrontEndQueue: @unchecked Sendable {
 
     static let tableEntries = 8
 
-    /// Pages one queue takes in the pool.
-    static func pagesNeeded(_ c: FrontEndConfiguration) -> Int {
+    /// Pages one queue takes in the pool's readable file (what the device only reads) and in
+    /// its writable file.
+    static func pagesNeeded(_ c: FrontEndConfiguration) -> (readable: Int, writable: Int) {
         let n = c.queueSize, slots = min(c.maxOutstanding, c.queueSize)
         func pages(_ bytes: Int) -> Int { (bytes + GrantHandle.pageSize - 1) / GrantHandle.pageSize }
-        return pages(16 * n) + pages(6 + 2 * n) + pages(6 + 8 * n) + pages(n * tableEntries * 16)
-            + slots * (pages(c.maxRequestSize) + pages(c.maxReplySize))
+        // A packed ring's descriptors are written by the device (used descriptors).
+        let descriptors = pages(16 * n), packed = c.ring == .packed
+        let readable = (packed ? 0 : descriptors) + pages(6 + 2 * n) + pages(n * tableEntries * 16) + slots * pages(c.maxRequestSize)
+        let writable = (packed ? descriptors : 0) + pages(6 + 8 * n) + slots * pages(c.maxReplySize)
+        return (readable, writable)
     }
 
     init(frontEnd: FrontEnd, index: Int) throws(FrontEndError) {
@@ -54,6 +71,9 @@ public final class FrontEndQueue: @unchecked Sendable {
         func pages(_ bytes: Int) -> Int { (bytes + GrantHandle.pageSize - 1) / GrantHandle.pageSize }
         requestPages = pages(c.maxRequestSize)
         replyPages = pages(c.maxReplySize)
+        slotLengths = Array(repeating: (0, 0), count: slots)
+        replyCopy = .allocate(byteCount: replyPages * GrantHandle.pageSize, alignment: 64)
+        scrubsSlots = c.scrubsCompletedSlots
         // A packed ring's descriptors are written by the device too (used descriptors).
         descriptors = try frontEnd.allocate(pages: pages(16 * size), readOnly: c.ring == .split)
         avail = try frontEnd.allocate(pages: pages(6 + 2 * size), readOnly: true)
@@ -73,6 +93,8 @@ public final class FrontEndQueue: @unchecked Sendable {
             throw .system(error)
         }
     }
+
+    deinit { replyCopy.deallocate() }
 
     /// Sets the queue up (again): zeroed rings, the vring messages, enabled (QRST-DRV-02).
     func configure() throws(FrontEndError) {
@@ -138,6 +160,7 @@ public final class FrontEndQueue: @unchecked Sendable {
         guard let slot = freeSlots.popLast() else { throw .exhausted("\(slots) requests already in flight") }
         let base = slot * requestPages * GrantHandle.pageSize
         _ = requests.host.copyBytes(to: base, from: request)
+        slotLengths[slot] = (request.count, replyCapacity)
         // An empty request has no readable segment at all (a receive buffer).
         let n = min(max(1, parts), request.count)
         var readable: [BufferSegment] = []
@@ -228,8 +251,16 @@ public final class FrontEndQueue: @unchecked Sendable {
         do {
             try driver!.reapAllUsed { used in
                 if let slot = slotOfToken.removeValue(forKey: used.token) {
-                    let length = min(Int(used.writtenLength), replyPages * GrantHandle.pageSize)
-                    replies.host.slice(offset: slot * replyPages * GrantHandle.pageSize, length: length).withUnsafeBytes { body(used.token, $0) }
+                    let lengths = slotLengths[slot]
+                    let length = min(Int(used.writtenLength), lengths.reply)
+                    // GHT-HBE-02: read once into private memory; GHT-HBE-06: the slot zeroed if asked.
+                    let reply = replies.host.slice(offset: slot * replyPages * GrantHandle.pageSize, length: lengths.reply)
+                    _ = reply.slice(offset: 0, length: length).copyBytes(into: replyCopy)
+                    if scrubsSlots {
+                        reply.slice(offset: 0, length: length).fill(with: 0)
+                        requests.host.slice(offset: slot * requestPages * GrantHandle.pageSize, length: lengths.request).fill(with: 0)
+                    }
+                    body(used.token, UnsafeRawBufferPointer(rebasing: replyCopy.prefix(length)))
                     freeSlots.append(slot)
                     bytesReceived += length
                 } else {
@@ -248,6 +279,8 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// (CLN-DRV-02: the queue is no longer live).
     func abandonOutstanding() {
         _ = driver?.detachAllOutstanding()
+        requests.host.fill(with: 0)   // GHT-HBE-04: abandoned slots hold nothing either
+        replies.host.fill(with: 0)
         _ = try? err.drain()
         _ = try? call.drain()
     }

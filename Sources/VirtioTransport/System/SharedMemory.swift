@@ -122,10 +122,12 @@ public final class SharedMemory: @unchecked Sendable {
     ///   - requiringSealedSize: Refuse a file without `F_SEAL_SHRINK`. A peer that can
     ///     truncate the file can make our accesses fault with `SIGBUS`; require the seal
     ///     whenever the peer creates its memory with ``create(name:size:)``.
+    ///   - readOnly: Map `PROT_READ` only (a file sealed with `F_SEAL_FUTURE_WRITE` refuses a
+    ///     shared writable mapping; see ``mapAllowingReadOnly(fd:size:offset:)``).
     /// - Throws: The ``SharedMemoryError`` case for the first check that fails, or
     ///   ``SharedMemoryError/system(_:)``.
     public static func map(
-        fd: FileDescriptor, size: Int, offset: Int = 0, requiringSealedSize: Bool = false
+        fd: FileDescriptor, size: Int, offset: Int = 0, requiringSealedSize: Bool = false, readOnly: Bool = false
     ) throws(SharedMemoryError) -> SharedMemory {
         guard size > 0 else { throw .invalidSize(size) }
         guard offset >= 0, offset % pageSize == 0 else { throw .invalidOffset(offset, pageSize: pageSize) }
@@ -151,7 +153,8 @@ public final class SharedMemory: @unchecked Sendable {
             guard seals & CVIRTIOSHIM_SEAL_SHRINK != 0 else { throw .notSealed }
         }
         do {
-            return SharedMemory(fd: fd, base: try mapWindow(raw, size: size, offset: offset), size: size, offset: offset,
+            let protection = readOnly ? PROT_READ : PROT_READ | PROT_WRITE
+            return SharedMemory(fd: fd, base: try mapWindow(raw, size: size, offset: offset, protection: protection), size: size, offset: offset,
                                 guarded: true)
         } catch {
             throw .system(error)
@@ -176,9 +179,10 @@ public final class SharedMemory: @unchecked Sendable {
         fd.close()
     }
 
-    private static func mapWindow(_ fd: Int32, size: Int, offset: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+    private static func mapWindow(_ fd: Int32, size: Int, offset: Int,
+                                  protection: Int32 = PROT_READ | PROT_WRITE) throws(SystemError) -> UnsafeMutableRawPointer {
         try pointerOrErrno("mmap", failure: MAP_FAILED) {
-            mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
+            mmap(nil, size, protection, MAP_SHARED, fd, off_t(offset))
         }
     }
 }

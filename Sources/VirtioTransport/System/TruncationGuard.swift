@@ -29,3 +29,11 @@ public enum TruncationGuard {
     /// Pages the guard replaced since the process started.
     public static var poisonedPages: UInt64 { CVirtioShim_guard_poisoned_pages() }
 }
+
+/// A mapping of a peer's file that the truncation guard watches (GHT-LIFE-03).
+public protocol TruncationGuarded: AnyObject, Sendable {
+    /// Whether an access met a page the peer took away (the page now reads as zeros, privately).
+    var isPoisoned: Bool { get }
+}
+
+extension SharedMemory: TruncationGuarded {}
