@@ -47,11 +47,12 @@ public struct IOTLBStatistics: Hashable, Sendable {
 ///
 /// In use for the whole DMA (`hostile-peers.md` §2, the XSA-218/230 class): an entry evicted
 /// by a conflicting miss may belong to a chain still in flight (an earlier descriptor of the
-/// same batch), so eviction never unmaps. The evicted mappings are parked on a bounded list and
-/// released at the next ``quiesce()``, which the queue calls only when none of its chains is in
-/// flight (GHT-DMA-01). ``GrantTranslator/wantsQuiescentPoint`` tells the queue to end its batch early once
-/// half the list is used (GHT-DMA-03); a miss that finds the list full is refused with
-/// ``GrantFault/inFlightLimit(_:)`` rather than unmap under a chain (GHT-DMA-04).
+/// same batch, or the first page of the very translation that crosses into a conflicting
+/// one), so eviction never unmaps. The evicted mappings are parked on a bounded list and
+/// released at the next ``quiesce()``, which the queue calls only when none of its chains is
+/// in flight (GHT-DMA-01). ``GrantTranslator/wantsQuiescentPoint`` tells the queue to end its
+/// batch early once half the list is used (GHT-DMA-03); a miss that finds the list full is
+/// refused with ``GrantFault/inFlightLimit(_:)`` rather than unmap under a chain (GHT-DMA-04).
 ///
 /// One IOTLB belongs to one queue worker: its methods are not thread-safe.
 public final class GrantIOTLB: @unchecked Sendable {

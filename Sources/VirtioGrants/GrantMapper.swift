@@ -230,9 +230,11 @@ public final class GrantMapper: @unchecked Sendable {
     public func isRevoking(_ ref: GrantReference) -> Bool { state.withLock { $0.revoking.contains(ref.rawValue) } }
 
     /// Whether any reference of `refs` is waiting for its mappings to go (work bounded by the
-    /// references waiting, not by the range).
+    /// smaller of the range and the references waiting).
     public func isRevoking(anyIn refs: Range<UInt32>) -> Bool {
-        state.withLock { s in s.revoking.contains { refs.contains($0) } }
+        state.withLock { s in
+            refs.count <= s.revoking.count ? refs.contains { s.revoking.contains($0) } : s.revoking.contains { refs.contains($0) }
+        }
     }
 
     /// The references whose revocation completed since the last call.

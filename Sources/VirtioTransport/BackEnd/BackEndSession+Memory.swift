@@ -120,13 +120,14 @@ extension BackEndSession {
         // References are 32 bits: a range to 2^32 stops at the last one a handle can name.
         let refs = range.first.rawValue..<UInt32(clamping: UInt64(range.first.rawValue) + UInt64(range.count))
         grants.mapper.requestRevoke(refs)
+        // The completions are not reported one by one: the list is emptied whatever the answer.
+        defer { _ = grants.mapper.takeCompletedRevocations() }
         let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
         while grants.mapper.isRevoking(anyIn: refs) {
             for v in vrings { v.worker?.nudge() }
             guard monotonicMilliseconds() < deadline else { return .failure() }
             sleepMilliseconds(1)
         }
-        _ = grants.mapper.takeCompletedRevocations()
         return .success
     }
 
