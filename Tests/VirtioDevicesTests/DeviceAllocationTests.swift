@@ -9,7 +9,8 @@ import Glibc
 
 /// `limits.md` §4: what one request may make a device allocate. Each test hands a device a chain
 /// whose fragments all name the same 1 MiB buffer (a chain may repeat a buffer as often as it
-/// has descriptors), and measures how far the process's peak resident set grew meanwhile.
+/// has descriptors), and measures how far the process's peak resident set grew meanwhile: a
+/// copy of the request would add 64 MiB or more; tests running alongside add a few MiB.
 @Suite("Per-request device allocation", .serialized)
 struct DeviceAllocationTests {
     static let mebibyte = 1 << 20
@@ -41,7 +42,7 @@ struct DeviceAllocationTests {
         let reply = region.range.slice(offset: Self.mebibyte, length: 64)
         var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: [reply]), spans: [(0..<Self.repeats, Self.repeats..<Self.repeats + 1)])
         let growth = try Self.peakGrowth { device.process(queue: 0, batch: &batch) }
-        #expect(growth < 32 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
+        #expect(growth < 48 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
         #expect(batch.usedLength(0) == 64)
         #expect(region.read(at: UInt64(Self.mebibyte) + 8, count: 56) == Array(repeating: 0x5A, count: 56))
     }
@@ -80,7 +81,7 @@ struct DeviceAllocationTests {
         let fragments = [header] + Self.aliasing(region, then: [status])
         var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<1, 1..<fragments.count)])
         let growth = try Self.peakGrowth { device.process(queue: 0, batch: &batch) }
-        #expect(growth < 32 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
+        #expect(growth < 48 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
         #expect(region.read(at: UInt64(Self.mebibyte) + 64, count: 1) == [BlockStatus.ok.rawValue])
         #expect(device.statistics.bytesRead == UInt64(Self.repeats * Self.mebibyte))
     }
@@ -91,7 +92,7 @@ struct DeviceAllocationTests {
         let region = GuestMemoryRegion(size: Self.mebibyte)
         var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: []), spans: [(0..<Self.repeats, Self.repeats..<Self.repeats)])
         let growth = try Self.peakGrowth { device.process(queue: NetworkDevice.transmitQueue, batch: &batch) }
-        #expect(growth < 32 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
+        #expect(growth < 48 << 20, "processing grew the peak resident set by \(growth >> 20) MiB")
         #expect(device.statistics.malformed == 1)
         #expect(device.statistics.framesSent == 0)
     }
