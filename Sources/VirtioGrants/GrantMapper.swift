@@ -35,7 +35,7 @@ public final class GrantMapper: @unchecked Sendable {
 
     struct State {
         /// Mapping counts of the mapped references only (GHT-LIM-21: nothing per table entry).
-        var pins = GrantPinCounts()
+        let pins = GrantPinCounts()
         var slots: [Slot] = []
         var freeSlots: [UInt32] = []
         var revoking: Set<UInt32> = []
@@ -74,7 +74,9 @@ public final class GrantMapper: @unchecked Sendable {
         let inUseBit: GrantFlags = access == .write ? .writing : .reading
         return try state.withLock { (s) throws(GrantFault) -> GrantMapping in
             guard !s.revoking.contains(ref.rawValue) else { throw .revoked(ref) }
-            let pins = s.pins.counts(ref.rawValue)
+            // One probe: the counts' position stays valid until the insertion below.
+            let position = s.pins.position(of: ref.rawValue)
+            let pins = s.pins.counts(at: position)
             let count = access == .write ? pins.writers : pins.readers
             guard Int(count) < Self.maxMappingsPerReference else { throw .tooManyMappings(ref) }
             guard s.freeSlots.count > 0 || s.slots.count < maxMappings else { throw .tooManyMappings(ref) }
@@ -93,7 +95,7 @@ public final class GrantMapper: @unchecked Sendable {
                 guard attempts < 64 else { throw .contended(ref) }
                 snapshot = table.load(ref)
             }
-            s.pins.add(ref.rawValue, write: access == .write)
+            s.pins.add(ref.rawValue, at: position, write: access == .write)
             let slot: UInt32
             if let free = s.freeSlots.popLast() {
                 slot = free
@@ -136,7 +138,7 @@ public final class GrantMapper: @unchecked Sendable {
                   s.slots[i].reference == ref.rawValue, s.slots[i].access == mapping.access else { throw .notMapped(ref) }
             s.slots[i].live = false
             s.freeSlots.append(mapping.slot)
-            let left = s.pins.remove(ref.rawValue, write: mapping.access == .write)
+            let left = s.pins.remove(at: s.pins.position(of: ref.rawValue), write: mapping.access == .write)
             if (mapping.access == .write ? left.writers : left.readers) == 0 {
                 clearInUse(ref, mapping.access == .write ? .writing : .reading)
             }
