@@ -130,6 +130,16 @@ public protocol MemoryTranslator: Sendable {
     /// `address + result.count`. A zero `length` yields an empty range if `address` itself is
     /// reachable. Fails when the start cannot be reached with this access.
     func resolve(_ address: UInt64, length: Int, access: MemoryAccess) -> TranslationResult
+
+    /// Whether the translator holds so many mappings for the chains in flight that the batch
+    /// should end at the next chain boundary, so that its quiescent point can release them
+    /// (GHT-DMA-03: a grant IOTLB's parked evictions). Asked once per chain; by default never.
+    var wantsQuiescentPoint: Bool { get }
+}
+
+extension MemoryTranslator {
+    @inlinable
+    public var wantsQuiescentPoint: Bool { false }
 }
 
 extension MemoryTranslator {

@@ -31,22 +31,45 @@ public final class ChecksumEchoDevice: VirtioDevice {
     }
 
     /// FNV-1a, 64-bit.
-    public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt64 { checksum(bytes, from: checksumSeed) }
+
+    /// FNV-1a's offset basis: the checksum of nothing.
+    static let checksumSeed: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// FNV-1a continued over `bytes` from `hash` (the checksum of what came before).
+    static func checksum(_ bytes: some Sequence<UInt8>, from hash: UInt64) -> UInt64 {
+        var hash = hash
         for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
         return hash
     }
 
+    /// The bytes of a request held in private memory at once (GHT-LIM-60).
+    public static let chunkSize = 4096
+
+    /// GHT-LIM-60: a request is streamed through one fixed chunk, whatever its length (a chain
+    /// may name the same buffer many times over): each readable byte is read once into the
+    /// chunk, hashed and echoed from there, and the checksum goes in front at the end.
     public func process(queue: Int, batch: inout RequestBatch) {
-        for i in 0..<batch.count {
-            var reader = batch.reader(i)
-            var writer = batch.writer(i)
-            if writer.remaining >= 8 {
-                let request = (try? reader.readBytes(reader.remaining)) ?? []
-                try? writer.write(Self.checksum(request))
-                _ = request.withUnsafeBytes { writer.write($0) }
+        withUnsafeTemporaryAllocation(byteCount: Self.chunkSize, alignment: 16) { chunk in
+            for i in 0..<batch.count {
+                var reader = batch.reader(i)
+                var echo = batch.writer(i)
+                guard echo.remaining >= 8 else {
+                    batch.complete(i, with: echo)
+                    continue
+                }
+                echo.produce(upTo: 8) { $0.count }   // the checksum's place, written last
+                var hash = Self.checksumSeed
+                while reader.remaining > 0 {
+                    let n = reader.read(into: chunk)
+                    let piece = UnsafeRawBufferPointer(rebasing: chunk[..<n])
+                    hash = Self.checksum(piece, from: hash)
+                    echo.write(piece)
+                }
+                var head = batch.writer(i)
+                try? head.write(hash)
+                batch.complete(i, with: echo)
             }
-            batch.complete(i, with: writer)
         }
         counters.add(UInt64(batch.count), ordering: .relaxed)
     }

@@ -37,12 +37,14 @@ public enum ChainIOTarget {
                 refOfPage[page] = ref
                 if ungrantedPages & (1 << page) != 0 { _ = try! grants.endAccess(ref) }
             }
-            let iotlb = GrantIOTLB(mapper: mapper, capacity: 4)
+            // A 4-entry cache conflicts on almost every page; a chain's evicted mappings stay
+            // parked until its quiescent point (GHT-DMA-01), so the list holds a chain's worth.
+            let iotlb = GrantIOTLB(mapper: mapper, capacity: 4, parkingCapacity: 256)
             let scenario = Scenario(region: region, ring: ring, features: features, tableAddress: GrantHandle(reference: refOfPage[1]!).rawValue,
                                     address: { page, offset in GrantHandle(reference: refOfPage[page]!, offset: offset).rawValue },
                                     readable: { page in page < pages && ungrantedPages & (1 << page) == 0 },
                                     writable: { page in page < pages && ungrantedPages & (1 << page) == 0 && readOnlyPages & (1 << page) == 0 })
-            scenario.run(&input, memory: iotlb.translator)
+            scenario.run(&input, memory: iotlb.translator, quiesce: iotlb.quiesce)
             withExtendedLifetime((grants, iotlb)) {}
         } else {
             let scenario = Scenario(region: region, ring: ring, features: features, tableAddress: UInt64(GrantHandle.pageSize),
@@ -66,7 +68,8 @@ public enum ChainIOTarget {
         /// A payload segment: where it starts (byte offset in the region) and its length.
         struct Piece { var start: Int; var length: Int }
 
-        func run<Memory: MemoryTranslator>(_ input: inout FuzzInput, memory: Memory) {
+        /// Serves chains one by one, passing `quiesce` (the queue's quiescent point) after each.
+        func run<Memory: MemoryTranslator>(_ input: inout FuzzInput, memory: Memory, quiesce: () -> Void = {}) {
             let pool = IndirectTablePool(block: region.range.slice(offset: GrantHandle.pageSize, length: GrantHandle.pageSize),
                                          deviceAddress: tableAddress, tableCount: 16, entriesPerTable: 16)
             var driver = SplitDriverQueue(ring: ring, features: features, indirectTables: pool)
@@ -101,6 +104,7 @@ public enum ChainIOTarget {
                 checkResolved(&resolver, chain, memory, readable, writable)
                 device.addUsed(chain, length: 0)
                 device.publishUsed()
+                quiesce()
                 _ = try? driver.reapUsed()
             }
         }

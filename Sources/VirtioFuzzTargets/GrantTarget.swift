@@ -16,7 +16,9 @@ import VirtioGrants
 ///   writes left alone: a granter that clears its own in-use bits only lies to itself);
 /// - an entry with a live mapping of a kind keeps that kind's in-use bit (same condition);
 /// - a double unmap is refused, and counts never go negative;
-/// - after a revoke request and a quiescent point, the IOTLB no longer holds the reference.
+/// - after a revoke request and a quiescent point, the IOTLB no longer holds the reference;
+/// - a page translated since the last quiescent point (a chain in flight may use it) keeps its
+///   mapping and in-use bit, whatever the IOTLB evicted meanwhile (GHT-DMA-01).
 public enum GrantTarget {
     static let entries = 64
     static let frameCount = 16
@@ -56,6 +58,8 @@ public enum GrantTarget {
         var tampered = Set<UInt32>()
         /// References the IOTLB cached a write mapping of, made while the entry allowed writing.
         var writable = Set<UInt32>()
+        /// Translations since the last quiescent point: what chains in flight may still reach.
+        var inFlight: [(ref: GrantReference, access: MemoryAccess)] = []
 
         init(table: GrantTable, mapper: GrantMapper, iotlb: GrantIOTLB, frames: HostRange) {
             self.table = table
@@ -144,6 +148,7 @@ public enum GrantTarget {
                 do {
                     let range = try iotlb.translator.translate(GrantHandle(reference: ref, offset: offset).rawValue, length: length, access: access)
                     fuzzCheck(inFrames(range) && range.count <= length, "a translation outside the frames region")
+                    inFlight.append((ref, access))
                     if access == .write {
                         fuzzCheck(allows(before, .write) || (cached && writable.contains(ref.rawValue)), "a write translation of \(ref) not allowed")
                         // The IOTLB may now hold write mappings of every page the request
@@ -172,19 +177,26 @@ public enum GrantTarget {
                 let ref = reference(&input)
                 mapper.requestRevoke(ref)
                 iotlb.quiesce()
+                inFlight.removeAll()
                 fuzzCheck(!iotlb.contains(ref), "the IOTLB still holds \(ref) after a revoke and a quiescent point")
                 writable.remove(ref.rawValue)
                 _ = mapper.takeCompletedRevocations()
             case 10:
-                if input.bool() {
+                // Invalidations and quiescent points come only where no chain is in flight.
+                switch input.byte() % 3 {
+                case 0:
                     let ref = reference(&input)
                     iotlb.invalidate(ref)
                     fuzzCheck(!iotlb.contains(ref), "invalidate kept \(ref)")
                     writable.remove(ref.rawValue)
-                } else {
+                case 1:
                     iotlb.invalidateAll()
                     writable.removeAll()
+                default:
+                    iotlb.quiesce()
+                    fuzzCheck(iotlb.parkedCount == 0, "a quiescent point left mappings parked")
                 }
+                inFlight.removeAll()
             case 11:
                 let requests = (0..<(1 + Int(input.byte() % 6))).map { _ in GrantMapRequest(reference(&input), access: input.bool() ? .write : .read) }
                 let before = requests.map { entry($0.reference) }
@@ -227,11 +239,18 @@ public enum GrantTarget {
             }
         }
 
-        /// An entry with a live mapping of a kind keeps that kind's in-use bit (untampered entries).
+        /// An entry with a live mapping of a kind keeps that kind's in-use bit (untampered entries),
+        /// and so does one translated since the last quiescent point (GHT-DMA-01).
         func checkInUseBits() {
             for m in mappings where !tampered.contains(m.reference.rawValue) {
                 guard let e = entry(m.reference) else { continue }
                 fuzzCheck(e.flags.contains(m.access == .write ? .writing : .reading), "\(m.reference) lost its in-use bit while mapped")
+            }
+            for t in inFlight where !tampered.contains(t.ref.rawValue) {
+                let held = mapper.mappingCount(t.ref)
+                fuzzCheck((t.access == .write ? held.writers : held.readers) > 0, "\(t.ref) unmapped under a chain in flight")
+                guard let e = entry(t.ref) else { continue }
+                fuzzCheck(e.flags.contains(t.access == .write ? .writing : .reading), "\(t.ref) lost its in-use bit under a chain in flight")
             }
         }
     }

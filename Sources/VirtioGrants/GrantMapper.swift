@@ -37,8 +37,8 @@ public final class GrantMapper: @unchecked Sendable {
     }
 
     struct State {
-        var readers: [UInt16]
-        var writers: [UInt16]
+        /// Mapping counts of the mapped references only (GHT-LIM-21: nothing per table entry).
+        let pins = GrantPinCounts()
         var slots: [Slot] = []
         var freeSlots: [UInt32] = []
         var revoking: Set<UInt32> = []
@@ -66,8 +66,7 @@ public final class GrantMapper: @unchecked Sendable {
         self.domain = domain
         self.frames = frames
         self.maxMappings = maxMappings
-        state = Locked(State(readers: [UInt16](repeating: 0, count: self.table.count),
-                            writers: [UInt16](repeating: 0, count: self.table.count)))
+        state = Locked(State())
     }
 
     /// The number of frames in the granting domain's region.
@@ -75,12 +74,14 @@ public final class GrantMapper: @unchecked Sendable {
 
     /// Maps the page granted by `ref` for `access`.
     public func map(_ ref: GrantReference, access: MemoryAccess) throws(GrantFault) -> GrantMapping {
-        let r = Int(ref.rawValue)
-        guard r < table.count else { throw .badReference(ref) }
+        guard Int(ref.rawValue) < table.count else { throw .badReference(ref) }
         let inUseBit: GrantFlags = access == .write ? .writing : .reading
         return try state.withLock { (s) throws(GrantFault) -> GrantMapping in
             guard !s.revoking.contains(ref.rawValue) else { throw .revoked(ref) }
-            let count = access == .write ? s.writers[r] : s.readers[r]
+            // One probe: the counts' position stays valid until the insertion below.
+            let position = s.pins.position(of: ref.rawValue)
+            let pins = s.pins.counts(at: position)
+            let count = access == .write ? pins.writers : pins.readers
             guard Int(count) < Self.maxMappingsPerReference else { throw .tooManyMappings(ref) }
             guard s.freeSlots.count > 0 || s.slots.count < maxMappings else { throw .tooManyMappings(ref) }
             // Decide on one snapshot; the compare-and-swap then proves flags and domid did not
@@ -98,7 +99,7 @@ public final class GrantMapper: @unchecked Sendable {
                 guard attempts < 64 else { throw .contended(ref) }
                 snapshot = table.load(ref)
             }
-            if access == .write { s.writers[r] += 1 } else { s.readers[r] += 1 }
+            s.pins.add(ref.rawValue, at: position, write: access == .write)
             let slot: UInt32
             if let free = s.freeSlots.popLast() {
                 slot = free
@@ -136,24 +137,18 @@ public final class GrantMapper: @unchecked Sendable {
     /// counts never underflow and never drop for another mapping's sake.
     public func unmap(_ mapping: GrantMapping) throws(GrantFault) {
         let ref = mapping.reference
-        let r = Int(ref.rawValue)
         try state.withLock { (s) throws(GrantFault) in
             let i = Int(mapping.slot)
             guard i < s.slots.count, s.slots[i].live, s.slots[i].generation == mapping.generation,
                   s.slots[i].reference == ref.rawValue, s.slots[i].access == mapping.access else { throw .notMapped(ref) }
             s.slots[i].live = false
             s.freeSlots.append(mapping.slot)
-            let remaining: UInt16
-            if mapping.access == .write {
-                s.writers[r] -= 1
-                remaining = s.writers[r]
-            } else {
-                s.readers[r] -= 1
-                remaining = s.readers[r]
+            let left = s.pins.remove(at: s.pins.position(of: ref.rawValue), write: mapping.access == .write)
+            if (mapping.access == .write ? left.writers : left.readers) == 0 {
+                clearInUse(ref, mapping.access == .write ? .writing : .reading)
             }
-            if remaining == 0 { clearInUse(ref, mapping.access == .write ? .writing : .reading) }
             s.statistics.unmaps += 1
-            if s.readers[r] == 0 && s.writers[r] == 0 && s.revoking.remove(ref.rawValue) != nil {
+            if left == (0, 0) && s.revoking.remove(ref.rawValue) != nil {
                 s.completedRevocations.append(ref)
             }
         }
@@ -186,10 +181,14 @@ public final class GrantMapper: @unchecked Sendable {
 
     /// How many mappings of `ref` exist, per kind.
     public func mappingCount(_ ref: GrantReference) -> (readers: Int, writers: Int) {
-        let r = Int(ref.rawValue)
-        guard r < table.count else { return (0, 0) }
-        return state.withLock { (Int($0.readers[r]), Int($0.writers[r])) }
+        guard Int(ref.rawValue) < table.count else { return (0, 0) }
+        let pins = state.withLock { $0.pins.counts(ref.rawValue) }
+        return (Int(pins.readers), Int(pins.writers))
     }
+
+    /// How many references are mapped at all, and the slots the mapper's counts take for
+    /// them: both grow with the mappings made, never with the table's size (GHT-LIM-21).
+    public var mappedReferences: (count: Int, capacity: Int) { state.withLock { ($0.pins.count, $0.pins.capacity) } }
 
     /// Counters since creation.
     public var statistics: GrantMapperStatistics { state.withLock { $0.statistics } }
@@ -203,8 +202,7 @@ public final class GrantMapper: @unchecked Sendable {
     public func requestRevoke(_ ref: GrantReference) {
         guard Int(ref.rawValue) < table.count else { return }
         state.withLock { s in
-            let r = Int(ref.rawValue)
-            if s.readers[r] == 0 && s.writers[r] == 0 {
+            if s.pins.counts(ref.rawValue) == (0, 0) {
                 s.completedRevocations.append(ref)
             } else {
                 s.revoking.insert(ref.rawValue)
@@ -214,8 +212,37 @@ public final class GrantMapper: @unchecked Sendable {
         revocationEpoch.add(1, ordering: .releasing)
     }
 
+    /// The front-end asks for every reference of `refs` back (REVOKE_GRANTS), with no
+    /// allocation per reference and work bounded by the smaller of the range and the mapped
+    /// references (GHT-LIM-22): only mapped ones wait (``isRevoking(anyIn:)``); the others are
+    /// revoked at once and not listed in ``takeCompletedRevocations()``.
+    public func requestRevoke(_ refs: Range<UInt32>) {
+        let refs = refs.clamped(to: 0..<UInt32(clamping: table.count))
+        guard !refs.isEmpty else { return }
+        state.withLock { s in
+            func revoke(_ r: UInt32) { if s.pins.counts(r) != (0, 0) { s.revoking.insert(r) } }
+            if refs.count <= s.pins.capacity {
+                for r in refs { revoke(r) }
+            } else {
+                var mapped: [UInt32] = []
+                s.pins.forEachReference { r in if refs.contains(r) { mapped.append(r) } }
+                for r in mapped { s.revoking.insert(r) }
+            }
+            s.statistics.revocations += refs.count
+        }
+        revocationEpoch.add(1, ordering: .releasing)
+    }
+
     /// Whether `ref` is waiting for its mappings to go.
     public func isRevoking(_ ref: GrantReference) -> Bool { state.withLock { $0.revoking.contains(ref.rawValue) } }
+
+    /// Whether any reference of `refs` is waiting for its mappings to go (work bounded by the
+    /// smaller of the range and the references waiting).
+    public func isRevoking(anyIn refs: Range<UInt32>) -> Bool {
+        state.withLock { s in
+            refs.count <= s.revoking.count ? refs.contains { s.revoking.contains($0) } : s.revoking.contains { refs.contains($0) }
+        }
+    }
 
     /// The references whose revocation completed since the last call.
     public func takeCompletedRevocations() -> [GrantReference] {

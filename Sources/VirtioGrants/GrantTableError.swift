@@ -51,13 +51,17 @@ public enum GrantFault: Error, Hashable, Sendable {
     case contended(GrantReference)
     /// A copy that is longer than the page, or crosses the page boundary.
     case badCopy(GrantReference, offset: Int, length: Int)
+    /// The IOTLB's list of evicted mappings that chains in flight may still use is full
+    /// (GHT-DMA-04): the reference named here stays mapped, and the translation that needed
+    /// its slot is refused.
+    case inFlightLimit(GrantReference)
 
     /// The reference the fault is about.
     public var reference: GrantReference {
         switch self {
         case .badReference(let r), .notGranted(let r), .wrongDomain(let r, _), .readOnly(let r), .frameOutOfRange(let r, _),
              .revoked(let r), .unsupported(let r, _), .tooManyMappings(let r), .notMapped(let r), .contended(let r),
-             .badCopy(let r, _, _):
+             .badCopy(let r, _, _), .inFlightLimit(let r):
             return r
         }
     }

@@ -15,12 +15,20 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     @usableFromInline let iotlb: Unmanaged<GrantIOTLB>
 
+    @usableFromInline let parkingHighWater: UInt64
+
     init(iotlb: GrantIOTLB) {
         entries = iotlb.entries
         shift = iotlb.shift
         counters = iotlb.counters
+        parkingHighWater = iotlb.parkingHighWater
         self.iotlb = Unmanaged.passUnretained(iotlb)
     }
+
+    /// GHT-DMA-03: half the IOTLB's parking list holds mappings evicted under chains in flight;
+    /// the queue ends its batch at the next chain boundary so that they can be released.
+    @inlinable
+    public var wantsQuiescentPoint: Bool { counters[GrantIOTLB.parkedNow] >= parkingHighWater }
 
     @inlinable
     public func resolve(_ address: UInt64, length: Int, access: MemoryAccess) -> TranslationResult {
@@ -95,7 +103,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
         case .readOnly: return .readOnly
         case .frameOutOfRange: return .frameOutOfRange
         case .revoked: return .revoked
-        case .tooManyMappings: return .exhausted
+        case .tooManyMappings, .inFlightLimit: return .exhausted
         }
     }
 }

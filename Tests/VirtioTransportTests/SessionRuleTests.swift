@@ -14,9 +14,9 @@ final class TestBackEnd {
     let path: String
     let backEnd: BackEnd
 
-    init(_ tag: String) throws {
+    init(_ tag: String, configuration: BackEndConfiguration = BackEndConfiguration()) throws {
         path = temporarySocketPath(tag)
-        backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice(queueCount: 2) }
+        backEnd = try BackEnd(socketPath: path, configuration: configuration) { ChecksumEchoDevice(queueCount: 2) }
         backEnd.start()
     }
 

@@ -101,4 +101,6 @@ public struct LoggingTranslator<Base: MemoryTranslator>: MemoryTranslator {
     public func resolve(_ address: UInt64, length: Int, access: MemoryAccess) -> TranslationResult {
         log.check(address, length: length, access: access) { base.resolve(address, length: length, access: access) }
     }
+
+    public var wantsQuiescentPoint: Bool { base.wantsQuiescentPoint }
 }

@@ -11,6 +11,13 @@ public struct BackEndConfiguration: Sendable {
     /// pages per in-flight request granted (a queue of 256 with 4 KiB requests and replies:
     /// about 800); a cache four times that size holds them with no conflict misses.
     public var iotlbEntries = 4096
+    /// Evicted grant mappings each queue's IOTLB may keep for chains in flight until the batch's
+    /// quiescent point (GHT-DMA-03, GHT-DMA-04): a batch ends early at half of it; a single
+    /// chain that needs more breaks its queue.
+    public var iotlbParkedEntries = 4096
+    /// The most entries a front-end's grant table may have (SET_GRANT_TABLE, GHT-LIM-20):
+    /// 2^20 references reach 4 GiB of granted pages at once.
+    public var maxGrantEntries = 1 << 20
     /// Chains per batch handed to the device.
     public var batchLimit = 64
     /// How long REVOKE_GRANTS waits for the queues to drop their mappings before answering failure.

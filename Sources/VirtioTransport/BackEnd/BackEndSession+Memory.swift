@@ -102,11 +102,17 @@ extension BackEndSession {
     // MARK: Grant table (Spec/vhost-user.md §4)
 
     /// SET_GRANT_TABLE: maps the front-end's grant table and prepares the mapper (GHT-VUG-03).
+    /// A table of more entries than ``BackEndConfiguration/maxGrantEntries`` (GHT-LIM-20), or
+    /// larger than its file (GHT-LIM-23), is refused; nothing is allocated per entry (GHT-LIM-21).
     func setGrantTable(_ info: VhostUserGrantTable, fd: FileDescriptor) throws -> VhostUserAck {
         guard protocolFeatures.contains(.grantTable) else { throw Violation("SET_GRANT_TABLE without GRANT_TABLE (GHT-VUG-02)") }
         guard !anyQueueStarted else { return .failure() }
         guard info.grantee == configuration.domain else {
             log("grant table for \(info.grantee), but this back-end is \(configuration.domain)")
+            return .failure()
+        }
+        guard info.entryCount <= UInt64(max(configuration.maxGrantEntries, 0)) else {
+            log("grant table of \(info.entryCount) entries: more than \(configuration.maxGrantEntries) (GHT-LIM-20)")
             return .failure()
         }
         guard let frames = grantFrames(info) else {
@@ -117,6 +123,7 @@ extension BackEndSession {
         do {
             table = try SharedMemory.map(fd: fd, size: Int(info.tableSize), offset: Int(info.tableOffset))
         } catch {
+            // GHT-LIM-23: SharedMemory.map checks the window against the file's size (fstat).
             log("grant table cannot be mapped: \(error)")
             return .failure()
         }
@@ -131,18 +138,21 @@ extension BackEndSession {
     }
 
     /// REVOKE_GRANTS: no new mapping of the range; the queues drop their cached ones at their
-    /// next quiescent point; answered 0 once none is left (GHT-VUG-04, GHT-TLB-01).
+    /// next quiescent point; answered 0 once none is left (GHT-VUG-04, GHT-TLB-01). Nothing is
+    /// allocated per reference; the work is bounded by the mapped references (GHT-LIM-22).
     func revokeGrants(_ range: VhostUserGrantRange) -> VhostUserAck {
         guard let grants, UInt64(range.first.rawValue) + UInt64(range.count) <= grants.info.entryCount else { return .failure() }
-        let refs = (0..<Int(range.count)).map { range.first.advanced(by: $0) }
-        for ref in refs { grants.mapper.requestRevoke(ref) }
+        // References are 32 bits: a range to 2^32 stops at the last one a handle can name.
+        let refs = range.first.rawValue..<UInt32(clamping: UInt64(range.first.rawValue) + UInt64(range.count))
+        grants.mapper.requestRevoke(refs)
+        // The completions are not reported one by one: the list is emptied whatever the answer.
+        defer { _ = grants.mapper.takeCompletedRevocations() }
         let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
-        while refs.contains(where: grants.mapper.isRevoking) {
+        while grants.mapper.isRevoking(anyIn: refs) {
             for v in vrings { v.worker?.nudge() }
             guard monotonicMilliseconds() < deadline else { return .failure() }
             sleepMilliseconds(1)
         }
-        _ = grants.mapper.takeCompletedRevocations()
         return .success
     }
 

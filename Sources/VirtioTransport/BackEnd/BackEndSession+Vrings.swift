@@ -215,7 +215,7 @@ extension BackEndSession {
             let granted = try GrantedPackedRing(layout: layout, addresses: addresses, mapper: mapper)
             (ring, pinned) = (.packed(granted.ring), granted)
         }
-        let iotlb = GrantIOTLB(mapper: mapper, capacity: configuration.iotlbEntries)
+        let iotlb = GrantIOTLB(mapper: mapper, capacity: configuration.iotlbEntries, parkingCapacity: configuration.iotlbParkedEntries)
         try startWorker(i, ring, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() }, onBroken)
         vrings[i].iotlb = iotlb
         vrings[i].keepAlive = [pinned, iotlb]

@@ -14,7 +14,8 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     private var resolver = ChainResolver()
     private var chains: [DescriptorChain] = []
     private var spans: [(readable: Range<Int>, writable: Range<Int>)] = []
-    /// Called after each batch, when no chain of this queue is in flight (grant revocations).
+    /// Called after each batch, completed or abandoned, when no chain of this queue is in
+    /// flight: grant mappings evicted during the batch and revoked grants are released there.
     let quiescentPoint: (() -> Void)?
     /// Whether any memory this queue reaches lost pages to a peer's truncation (GHT-LIFE-03);
     /// asked only when ``TruncationGuard/epoch`` moved, so a batch pays one atomic load.
@@ -60,6 +61,9 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     /// - Throws: the violation that broke the queue (GHT-BRK-01); the device is not called for
     ///   a chain that could not be resolved (GHT-BRK-04).
     public mutating func runBatch(limit: Int = 64) throws(VirtqueueError) -> (processed: Int, notify: Bool) {
+        // GHT-DMA-01, GHT-DMA-02: the batch's chains are completed, given back or abandoned
+        // (the device returned): none is in flight, whatever the outcome.
+        defer { quiescentPoint?() }
         resolver.removeAll()
         chains.removeAll(keepingCapacity: true)
         spans.removeAll(keepingCapacity: true)
@@ -68,26 +72,30 @@ public struct QueueProcessor<Queue: DeviceQueue> {
             limit = ready
             isPacedByDevice = ready == 0
         }
-        while chains.count < limit, let chain = try queue.popAvailable() {
+        // GHT-DMA-03: the batch also ends where the translator holds too many mappings for
+        // the chains in flight; the quiescent point releases them and the next batch goes on.
+        while chains.count < limit, !queue.memory.wantsQuiescentPoint, let chain = try queue.popAvailable() {
             do {
                 spans.append(try resolver.resolve(chain, through: queue.memory))
             } catch {
+                guard case .memoryFault(let fault) = error else { throw queue.fail(error) }
                 // GHT-IOVA-06: a buffer the front-end has not mapped yet is not a violation.
                 // The chain goes back; the batch so far is processed; the queue waits for
-                // the mapping (the miss is reported at the quiescent point below).
-                guard case .memoryFault(let fault) = error, fault.kind == .notMapped else { throw queue.fail(error) }
+                // the mapping (the miss is reported at the quiescent point).
+                // GHT-DMA-04: out of mappings with chains in flight, the chain goes back and
+                // waits for the quiescent point; alone in its batch, it breaks the queue.
+                guard fault.kind == .notMapped || (fault.kind == .exhausted && !chains.isEmpty) else { throw queue.fail(error) }
                 queue.giveBack(chain)
-                isWaitingForMapping = true
+                if fault.kind == .notMapped { isWaitingForMapping = true }
                 break
             }
             chains.append(chain)
         }
         // GHT-IOVA-06: the pop stopped at an indirect table not mapped yet (the miss is
-        // reported at the quiescent point below).
+        // reported at the quiescent point).
         if queue.takeMappingMiss() != nil { isWaitingForMapping = true }
         guard !chains.isEmpty else {
             try checkMemory()
-            quiescentPoint?()
             return (0, false)
         }
         var batch = RequestBatch(fragments: resolver.fragments, spans: spans)
@@ -100,9 +108,7 @@ public struct QueueProcessor<Queue: DeviceQueue> {
         queue.publishUsed()
         processed += chains.count
         batches += 1
-        let notify = queue.needsNotification()
-        quiescentPoint?()
-        return (chains.count, notify)
+        return (chains.count, queue.needsNotification())
     }
 
     /// Drains the queue: batches until nothing is available, then re-arms the kick and checks
