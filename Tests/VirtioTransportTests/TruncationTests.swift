@@ -31,6 +31,17 @@ struct TruncationTests {
         }
     }
 
+    /// A back-end with a bystander (session 1) and a hostile client with unsealed memory whose
+    /// queue is configured (session 2); the hostile queue is at FEATURES_OK, or running.
+    func sessions(_ tag: String, running: Bool) throws -> (TestBackEnd, Bystander, RawVhostUserClient, HandDrivenQueue) {
+        let server = try TestBackEnd(tag)
+        let bystander = try Bystander(server)
+        let client = try RawVhostUserClient(path: server.path, sealed: false)
+        let q = try HandDrivenQueue(client)
+        if running { try q.driverOK() }
+        return (server, bystander, client, q)
+    }
+
     /// The hostile session's end: closed for truncation, the queue broken with `memoryLost`.
     func expectEndedForTruncation(_ server: TestBackEnd, session: Int) throws {
         let report = try server.report(session)
@@ -43,11 +54,7 @@ struct TruncationTests {
 
     @Test("GHT-LIFE-03: buffers truncated before the device copies them: the process survives, the batch is not completed, the queue breaks and the session ends")
     func duringACopy() throws {
-        let server = try TestBackEnd("trunc-copy")
-        var bystander = try Bystander(server)
-        let client = try RawVhostUserClient(path: server.path, sealed: false)
-        var q = try HandDrivenQueue(client)
-        try q.driverOK()
+        var (server, bystander, client, q) = try sessions("trunc-copy", running: true)
         try q.post(1)
         #expect(try q.call.wait(timeoutMilliseconds: 3000))
         _ = try q.call.drain()
@@ -68,11 +75,7 @@ struct TruncationTests {
 
     @Test("GHT-LIFE-03: the rings truncated while the queue runs: the process survives, the queue breaks and the session ends")
     func duringABatch() throws {
-        let server = try TestBackEnd("trunc-ring")
-        var bystander = try Bystander(server)
-        let client = try RawVhostUserClient(path: server.path, sealed: false)
-        var q = try HandDrivenQueue(client)
-        try q.driverOK()
+        var (server, bystander, client, q) = try sessions("trunc-ring", running: true)
         try q.post(1)
         #expect(try q.call.wait(timeoutMilliseconds: 3000))
         try client.truncate(client.pool, toPages: 0)
@@ -84,10 +87,7 @@ struct TruncationTests {
 
     @Test("GHT-LIFE-03: memory truncated after the queue was configured and before it starts: the first batch breaks the queue and the session ends")
     func beforeQueueStart() throws {
-        let server = try TestBackEnd("trunc-start")
-        var bystander = try Bystander(server)
-        let client = try RawVhostUserClient(path: server.path, sealed: false)
-        let q = try HandDrivenQueue(client)
+        var (server, bystander, client, q) = try sessions("trunc-start", running: false)
         try client.truncate(client.pool, toPages: 0)
         try client.send(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK]))
         #expect(try q.err.wait(timeoutMilliseconds: 3000), "the err doorbell rings")
