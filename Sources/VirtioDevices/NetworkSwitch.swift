@@ -26,6 +26,12 @@ public final class NetworkSwitch: Sendable {
     public let maxPorts: Int
     /// Whether a port transmits only from its own address (GHT-ISO-02).
     public let lockedPorts: Bool
+    /// Whether a port given its default address adopts the first unicast source address it
+    /// sends from that no other port owns, and is locked to that one from then on (GHT-ISO-05,
+    /// "sticky" port security). QEMU's virtio-net front-end gives the guest its own MAC
+    /// (`-device virtio-net-pci,mac=...`, 52:54:00:12:34:56 by default), not the one the
+    /// back-end's configuration space offers.
+    public let stickyAddresses: Bool
     /// Source addresses one unlocked port may own in the address table (GHT-NET-07): a guest
     /// that sends from ever new addresses replaces its own entries instead of growing the table.
     public let addressesPerPort: Int
@@ -47,7 +53,9 @@ public final class NetworkSwitch: Sendable {
 
     private struct Port {
         weak var device: NetworkDevice?
-        let mac: EthernetAddress
+        var mac: EthernetAddress
+        /// The default address, not yet replaced by the first one the guest sent from (GHT-ISO-05).
+        var sticky: Bool
     }
 
     /// What became of a transmitted frame.
@@ -59,7 +67,9 @@ public final class NetworkSwitch: Sendable {
         case unplugged
     }
 
-    public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64, maxPorts: Int = 1024, floodBudget: Int = 64, lockedPorts: Bool = true) {
+    public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64, maxPorts: Int = 1024, floodBudget: Int = 64, lockedPorts: Bool = true,
+                stickyAddresses: Bool = true) {
+        self.stickyAddresses = stickyAddresses
         self.portQueueLimit = max(portQueueLimit, 1)
         self.addressesPerPort = max(addressesPerPort, 1)
         self.maxPorts = min(max(maxPorts, 1), Int(UInt16.max))
@@ -97,7 +107,7 @@ public final class NetworkSwitch: Sendable {
             s.owners[address] = port
             // A learned entry for the address goes: the owner draws its traffic from now on.
             if let learner = s.addresses.removeValue(forKey: address) { s.learned[learner, default: 1] -= 1 }
-            s.ports[port] = Port(device: nil, mac: address)
+            s.ports[port] = Port(device: nil, mac: address, sticky: mac == nil && stickyAddresses && lockedPorts)
             return (port, address)
         }
     }
@@ -105,7 +115,7 @@ public final class NetworkSwitch: Sendable {
     func attach(_ device: NetworkDevice, as id: Int) {
         state.withLock { s in
             guard let port = s.ports[id] else { return }
-            s.ports[id] = Port(device: device, mac: port.mac)
+            s.ports[id] = Port(device: device, mac: port.mac, sticky: port.sticky)
         }
     }
 
@@ -125,7 +135,18 @@ public final class NetworkSwitch: Sendable {
             return .forwarded(0)
         }
         let route = state.withLock { s -> Route in
-            guard let port = s.ports[source] else { return .unplugged }
+            guard var port = s.ports[source] else { return .unplugged }
+            if sender != port.mac, port.sticky, !sender.isGroup, s.owners[sender] == nil, s.addresses[sender] == nil {
+                // GHT-ISO-05: the guest's own address, adopted once; the port is locked to it.
+                s.owners[port.mac] = nil
+                s.owners[sender] = source
+                port.mac = sender
+                port.sticky = false
+                s.ports[source] = port
+            } else if sender == port.mac, port.sticky {
+                port.sticky = false   // it sends from the address it was given: locked to that
+                s.ports[source] = port
+            }
             if sender != port.mac {
                 // GHT-ISO-02: a locked port sends from its own address only; no port ever sends
                 // from another port's, nor from a group address.

@@ -66,7 +66,7 @@ struct SwitchIsolationTests {
 
     @Test("GHT-ISO-02: a locked port's frame from another port's address is dropped and counted; that address still draws its own traffic")
     func lockedPorts() {
-        let networkSwitch = NetworkSwitch()
+        let networkSwitch = NetworkSwitch(stickyAddresses: false)
         let a = NetworkDevice(switch: networkSwitch), b = NetworkDevice(switch: networkSwitch), c = NetworkDevice(switch: networkSwitch)
         Ports.send(a, Ports.frame(to: .broadcast, from: b.mac))
         Ports.send(a, Ports.frame(to: .broadcast, from: EthernetAddress(0x02, 0, 0, 0, 0, 1)))
@@ -75,6 +75,28 @@ struct SwitchIsolationTests {
         Ports.send(c, Ports.frame(to: b.mac, from: c.mac, fill: 7))
         #expect(Ports.receive(b).map { $0[20] } == [7], "b's address did not move to a")
         #expect(Ports.receive(a).isEmpty)
+    }
+
+    @Test("GHT-ISO-05: a port on its default address adopts the first unicast source it sends from that no port owns, then is locked to it; never a group or another port's address")
+    func stickyAddresses() {
+        let networkSwitch = NetworkSwitch()
+        let a = NetworkDevice(switch: networkSwitch), b = NetworkDevice(switch: networkSwitch), c = NetworkDevice(switch: networkSwitch)
+        let qemu = EthernetAddress(0x52, 0x54, 0x00, 0x12, 0x34, 0x56)   // what QEMU gives a guest by default
+        Ports.send(a, Ports.frame(to: .broadcast, from: b.mac))
+        Ports.send(a, Ports.frame(to: .broadcast, from: EthernetAddress(0x01, 0, 0x5E, 0, 0, 1)))
+        #expect(a.statistics.droppedSpoofed == 2, "another port's address and a group address are never adopted")
+        Ports.send(a, Ports.frame(to: .broadcast, from: qemu))
+        #expect(a.statistics.framesSent == 1 && Ports.receive(b).count == 1 && Ports.receive(c).count == 1)
+        Ports.send(c, Ports.frame(to: qemu, from: c.mac, fill: 5))
+        #expect(Ports.receive(a).map { $0[20] } == [5], "the adopted address draws its traffic")
+        #expect(Ports.receive(b).isEmpty)
+        Ports.send(a, Ports.frame(to: .broadcast, from: EthernetAddress(0x52, 0x54, 0x00, 0x12, 0x34, 0x57)))
+        #expect(a.statistics.droppedSpoofed == 3, "locked to the adopted address from then on")
+        Ports.send(b, Ports.frame(to: .broadcast, from: qemu))
+        #expect(b.statistics.droppedSpoofed == 1, "nobody else may take it")
+        // A port that first sends from the address it was given is locked to that one.
+        Ports.send(c, Ports.frame(to: .broadcast, from: EthernetAddress(0x52, 0x54, 0x00, 0x12, 0x34, 0x58)))
+        #expect(c.statistics.droppedSpoofed == 1)
     }
 
     @Test("GHT-ISO-02: an unlocked port may send from other addresses, never from another port's own")
