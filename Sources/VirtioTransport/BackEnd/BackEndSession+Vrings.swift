@@ -22,6 +22,7 @@ extension BackEndSession {
         let size = Int(state.num)
         try checkQueueSize(size, packed: (ackedFeatures ?? []).contains(.ringPacked))
         vrings[i].size = size
+        try startReadyQueues()
     }
 
     /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value;
@@ -42,6 +43,7 @@ extension BackEndSession {
         let i = try stoppedQueue(address.index, "SET_VRING_ADDR")
         guard address.flags.isEmpty else { throw Violation("dirty logging (VHOST_VRING_F_LOG) is not supported") }
         vrings[i].address = address
+        try startReadyQueues()
     }
 
     func setVringBase(_ state: VhostUserVringState) throws {
@@ -88,6 +90,7 @@ extension BackEndSession {
         default: vrings[i].err = notifier
         }
         try startReadyQueues()
+        if request == .setVringKick && vrings[i].enabled { noteIfHeldBack(i) }
     }
 
     func setVringEnable(_ state: VhostUserVringState) throws {
@@ -95,22 +98,52 @@ extension BackEndSession {
         vrings[i].enabled = state.num == 1
         if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
         try startReadyQueues()
+        if vrings[i].enabled { noteIfHeldBack(i) }
     }
 
-    /// Whether queue `i` has everything it needs to run, and the driver said it may (STAT-DEV-01:
-    /// nothing is consumed before DRIVER_OK when the status is negotiated).
-    func canStart(_ i: Int) -> Bool {
+    /// Why queue `i` cannot run now, or nil when it can (and is not running yet).
+    ///
+    /// GHT-VU-24: vhost-user.rst "Ring states" decide. A ring is started by its kick and, once
+    /// VHOST_USER_F_PROTOCOL_FEATURES is negotiated, enabled by SET_VRING_ENABLE; the front-end
+    /// does both only after the driver set DRIVER_OK (STAT-DEV-01). SET_STATUS is the front-end's
+    /// summary, not a gate: QEMU 7.2 sends DRIVER_OK only for a device whose last queue closes
+    /// `vq_index_end` (blk, net); vhost-user-rng and the other generic devices stop at
+    /// FEATURES_OK, and a queue waiting for DRIVER_OK would never start. Only a status that
+    /// says the device cannot work (DEVICE_NEEDS_RESET, FAILED) holds a queue back.
+    func holdBackReason(_ i: Int) -> String? {
         let v = vrings[i]
-        guard v.worker == nil, v.size != nil, v.address != nil, v.kick != nil, v.enabled, ackedFeatures != nil else { return false }
-        if protocolFeatures.contains(.status) {
-            let s = status.status
-            return s.isSuperset(of: [.featuresOK, .driverOK]) && !s.contains(.deviceNeedsReset)
-        }
-        return true
+        guard v.worker == nil else { return nil }
+        if ackedFeatures == nil { return "no features yet (SET_FEATURES)" }
+        if v.size == nil { return "no size (SET_VRING_NUM)" }
+        if v.address == nil { return "no ring addresses (SET_VRING_ADDR)" }
+        if v.kick == nil { return "not started: no kick descriptor (SET_VRING_KICK)" }
+        if !v.enabled { return "not enabled (VHOST_USER_F_PROTOCOL_FEATURES is negotiated: the ring waits for SET_VRING_ENABLE 1)" }
+        // Without STATUS the front-end cannot see DEVICE_NEEDS_RESET; it restarts a broken ring itself.
+        guard protocolFeatures.contains(.status) else { return nil }
+        let s = status.status
+        if s.contains(.deviceNeedsReset) { return "the device needs a reset (DEVICE_NEEDS_RESET)" }
+        if s.contains(.failed) { return "the driver gave up on the device (FAILED)" }
+        return nil
     }
+
+    func canStart(_ i: Int) -> Bool { vrings[i].worker == nil && holdBackReason(i) == nil }
 
     func startReadyQueues() throws {
         for i in vrings.indices where canStart(i) { try startQueue(i) }
+    }
+
+    /// Logs why queue `i` is not running after a message that should have started it (its kick,
+    /// SET_VRING_ENABLE 1, DRIVER_OK), once per reason, so that a queue that never starts is
+    /// visible in the log (GHT-VU-24). A ring without a kick is not started yet (QEMU's
+    /// vhost-user-net enables its rings long before it configures them): nothing to say.
+    func noteIfHeldBack(_ i: Int) {
+        guard vrings[i].worker == nil, vrings[i].kick != nil, let reason = holdBackReason(i) else {
+            vrings[i].heldBack = nil
+            return
+        }
+        guard vrings[i].heldBack != reason else { return }
+        vrings[i].heldBack = reason
+        log("queue \(i) configured but held back: \(reason)")
     }
 
     /// Starts queue `i`: translates its ring once in the negotiated mode and format and
@@ -198,6 +231,7 @@ extension BackEndSession {
             throw Violation("queue \(i) cannot start: \(error)")
         }
         vrings[i].worker = worker
+        vrings[i].heldBack = nil
         queueEverStarted = true
         device.queueStarted(i, doorbell: worker.doorbell)
     }
