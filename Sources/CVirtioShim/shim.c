@@ -77,3 +77,7 @@ int CVirtioShim_punch_hole(int fd, int64_t offset, int64_t length) {
 int CVirtioShim_zero_range(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
+
+long CVirtioShim_getrandom(void *buffer, size_t length) {
+    return syscall(SYS_getrandom, buffer, length, 0);
+}

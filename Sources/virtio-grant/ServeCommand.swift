@@ -26,7 +26,7 @@ struct ServeCommand {
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
         let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net"])
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng"])
         scheduling = try SchedulerOptions(options, device: device)
         if let named = scheduling?.guests, !named.isEmpty {
             guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
@@ -144,6 +144,8 @@ struct ServeCommand {
             configuration.queueCount = queues
             configuration.readOnly = readOnly
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
+        case "rng":
+            return { EntropyDevice() }
         case "net":
             // One switch for the process: every connection is a port of it.
             let networkSwitch = NetworkSwitch()

@@ -15,9 +15,10 @@ let usage = """
                            (n:m, deficit round robin); guest 1 greedy, the others polite
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
-        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk) or
+        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk),
                            net (virtio-net; every connection a port of one switch, with an
-                           address of its own that it alone may send from)
+                           address of its own that it alone may send from) or rng
+                           (virtio-rng: random bytes from getrandom)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)

@@ -6,7 +6,7 @@
 #   VG-RESULT key=value         one result; value runs to the end of the line
 #   VG-END                      the scenario finished; poweroff follows
 # The scenario and its parameters come from the kernel command line
-# (vg.mode=blk|net|bench and vg.*=...). The modules to load, in dependency
+# (vg.mode=blk|net|bench|rng and vg.*=...). The modules to load, in dependency
 # order, are listed one per line in /etc/vg-modules (written by the host).
 
 export PATH=/bin
@@ -242,6 +242,30 @@ scenario_net() {
     say "net_done=1"
 }
 
+scenario_rng() {
+    # rng-core is built into the Debian kernel; virtio_rng registers virtio_rng.0 with it and
+    # the core makes it current (the only source), then /dev/hwrng reads from the device.
+    _n=0
+    while ! grep -q virtio_rng /sys/class/misc/hw_random/rng_current 2>/dev/null && [ $_n -lt 100 ]; do
+        usleep 100000
+        _n=$((_n + 1))
+    done
+    say "rng_available=$(cat /sys/class/misc/hw_random/rng_available 2>/dev/null)"
+    say "rng_current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
+    _bytes=$(param rng_bytes 65536)
+    timeout "$STEP_TIMEOUT" head -c "$_bytes" /dev/hwrng >/tmp/rng 2>/tmp/rng.err
+    say "rng_rc=$?"
+    [ -s /tmp/rng.err ] && say "rng_stderr=$(tr '\n' ' ' </tmp/rng.err)"
+    say "rng_read=$(wc -c </tmp/rng)"
+    say "rng_sha256=$(sha /tmp/rng)"
+    say "rng_head=$(head -c 16 /tmp/rng | od -An -tx1 | tr -d ' \n')"
+    od -An -v -tx1 /tmp/rng | tr -s ' ' '\n' | grep . >/tmp/rng.hex
+    say "rng_distinct=$(sort -u /tmp/rng.hex | wc -l)"
+    say "rng_zeros=$(grep -c '^00$' /tmp/rng.hex)"
+    rm -f /tmp/rng /tmp/rng.hex
+    say "rng_done=1"
+}
+
 say "kernel=$(uname -r)"
 load_modules
 MODE=$(param mode none)
@@ -250,6 +274,7 @@ case "$MODE" in
 blk) scenario_blk ;;
 bench) scenario_bench ;;
 net) scenario_net ;;
+rng) scenario_rng ;;
 shell) exec sh ;;
 *) say "error=unknown vg.mode '$MODE'" ;;
 esac

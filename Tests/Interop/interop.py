@@ -21,8 +21,12 @@ Scenarios:
              variants (default and iommu); one JSON line per result on stdout
   net        virtio-net over vhost-user to `virtio-grant serve --device net`,
              with `virtio-grant net-peer` answering ARP and ping on the switch
-  all        all of the above (net is skipped with --reference: QEMU ships
-             no vhost-user-net back-end)
+  rng        virtio-rng over vhost-user-rng-pci to `virtio-grant serve --device
+             rng`: the guest reads RNG_BYTES (64 KiB) from /dev/hwrng within a
+             timeout; the byte count, the spread of byte values and the back-end's
+             session report are checked on the host
+  all        all of the above (net and rng are skipped with --reference: QEMU
+             ships no vhost-user-net or -rng back-end)
 
 Notes:
   * qemu-storage-daemon 7.2 does not offer VIRTIO_F_IOMMU_PLATFORM, so QEMU
@@ -48,7 +52,7 @@ Notes:
     QEMU's stderr, one "DMAR: [DMA Read]" line in the guest); the DMAR-fault
     check therefore counts only faults after the device came up.
   * Kernel command line: console=ttyS0 quiet panic=-1 [intel_iommu=on
-    iommu=pt|iommu.strict=1] vg.mode=blk|bench|net vg.*=...; strict invalidation
+    iommu=pt|iommu.strict=1] vg.mode=blk|bench|net|rng vg.*=...; strict invalidation
     because QEMU 7.2 relays page invalidations to vhost-user back-ends but not
     the lazy mode's global flush, after which the guest reuses IOVAs the
     back-end still holds (Spec/devices.md §3); QEMU gets -no-reboot, so a
@@ -91,13 +95,15 @@ GUEST_INIT = os.path.join(HERE, "guest-init.sh")
 
 MEM = "512M"              # -m and the memfd backend size must agree
 APT_PACKAGES = ["qemu-system-x86", "qemu-utils", "linux-image-amd64", "busybox-static"]
-MODULES_WANTED = ["virtio_pci", "virtio_blk", "virtio_net"]
+MODULES_WANTED = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng"]
 MIB = 1 << 20
 
 NET_GUEST_MAC = "52:54:00:12:34:56"
 NET_PEER_MAC = "52:54:00:00:00:02"
 NET_PEER_IP = "10.0.2.2"
 NET_GUEST_IP = "10.0.2.15/24"
+
+RNG_BYTES = 64 * 1024
 
 
 def log(message):
@@ -1030,6 +1036,16 @@ def maybe_proxy(ctx, tag, sock, variant, device):
     return front, proxy
 
 
+def stop_backend(ctx, tag, proxy, backend):
+    """Closes the proxy (printing its trace summary) and stops the back-end, which must exit cleanly."""
+    if proxy is not None:
+        proxy.close()
+        print_trace_summary(ctx, tag, proxy)
+    rc = stop(backend)
+    if backend is not None:
+        ctx.checks.check(tag, "back-end stopped cleanly on SIGTERM", rc in (0, -signal.SIGTERM), "exit status %s" % rc)
+
+
 def report_failure_context(ctx, tag, run, backend_log):
     log("--- guest console, last 60 lines (%s) ---\n%s" % (run.console_path if run else "-", tail(run.console_path) if run else ""))
     log("--- back-end stderr, last 60 lines (%s) ---\n%s" % (backend_log, tail(backend_log)))
@@ -1190,12 +1206,7 @@ def guest_with_blk_backend(ctx, tag, variant, image, params, pt):
     except ScenarioFailure as exc:
         ctx.checks.check(tag, "set-up", False, str(exc))
     finally:
-        if proxy is not None:
-            proxy.close()
-            print_trace_summary(ctx, tag, proxy)
-        rc = stop(backend)
-        if backend is not None:
-            ctx.checks.check(tag, "back-end stopped cleanly on SIGTERM", rc in (0, -signal.SIGTERM), "exit status %s" % rc)
+        stop_backend(ctx, tag, proxy, backend)
     if run is None or any(f.startswith(tag + ":") for f in ctx.checks.failed):
         report_failure_context(ctx, tag, run, backend_log)
     if run is not None and run.incomplete:
@@ -1271,13 +1282,29 @@ def net_peer_supports_mac(ctx):
     return "--mac" in section
 
 
+def refuse_reference(ctx, tag, kind):
+    """True (with a failed check) when --reference asks for a back-end QEMU does not ship."""
+    if ctx.args.reference:
+        ctx.checks.check(tag, "a reference back-end for vhost-user-" + kind, False,
+                         "QEMU ships no vhost-user-%s back-end; run %s against virtio-grant (without --reference)" % (kind, kind))
+    return ctx.args.reference
+
+
+def start_serve(ctx, tag, device, sock):
+    """`virtio-grant serve --device DEVICE` on `sock`, its stdout and stderr in the work directory."""
+    argv = [ctx.args.binary, "serve", "--device", device, "--socket", sock, "--verbose"]
+    log("back-end: " + " ".join(argv))
+    backend = spawn(argv, ctx.path(tag + ".backend.out"), ctx.path(tag + ".backend.log"))
+    if not wait_for_socket(sock, backend, 15):
+        raise ScenarioFailure("the back-end's socket did not appear within 15 s (exit status %s)" % backend.poll())
+    return backend
+
+
 def scenario_net(ctx, variant):
     tag = "net-" + variant
     args = ctx.args
     c = ctx.checks
-    if args.reference:
-        c.check(tag, "a reference back-end for vhost-user-net", False,
-                "QEMU ships no vhost-user-net back-end; run net against virtio-grant (without --reference)")
+    if refuse_reference(ctx, tag, "net"):
         return
     sock = ctx.path(tag + ".sock")
     backend_log = ctx.path(tag + ".backend.log")
@@ -1285,11 +1312,7 @@ def scenario_net(ctx, variant):
     peer_log = ctx.path(tag + ".peer.log")
     backend = peer = proxy = run = None
     try:
-        argv = [args.binary, "serve", "--device", "net", "--socket", sock, "--verbose"]
-        log("back-end: " + " ".join(argv))
-        backend = spawn(argv, ctx.path(tag + ".backend.out"), backend_log)
-        if not wait_for_socket(sock, backend, 15):
-            raise ScenarioFailure("the back-end's socket did not appear within 15 s (exit status %s)" % backend.poll())
+        backend = start_serve(ctx, tag, "net", sock)
         qemu_sock, proxy = maybe_proxy(ctx, tag, sock, variant, "net")
         device = "virtio-net-pci,netdev=net0,mac=%s,vectors=0" % NET_GUEST_MAC
         if variant == "iommu":
@@ -1335,13 +1358,8 @@ def scenario_net(ctx, variant):
     except ScenarioFailure as exc:
         c.check(tag, "set-up", False, str(exc))
     finally:
-        if proxy is not None:
-            proxy.close()
-            print_trace_summary(ctx, tag, proxy)
         peer_rc = stop(peer)
-        rc = stop(backend)
-        if backend is not None:
-            c.check(tag, "back-end stopped cleanly on SIGTERM", rc in (0, -signal.SIGTERM), "exit status %s" % rc)
+        stop_backend(ctx, tag, proxy, backend)
     if peer is not None:
         # net-peer prints {"event":"net-peer-ready"} when it is on the switch and its totals
         # ({"event":"net-peer",...}) only when its --seconds run out; it is usually stopped
@@ -1365,6 +1383,67 @@ def scenario_net(ctx, variant):
     if run is None or any(f.startswith(tag + ":") for f in c.failed):
         report_failure_context(ctx, tag, run, backend_log)
         log("--- net-peer stdout/stderr ---\n%s\n%s" % (tail(peer_out), tail(peer_log)))
+    if run is not None:
+        summary(ctx, tag, variant, run)
+
+
+def scenario_rng(ctx, variant):
+    """virtio-rng: the guest's hw_random core picks virtio_rng.0 and reads RNG_BYTES from
+    /dev/hwrng; the guest reports how many it got and how they spread, the back-end's session
+    report how many chains it answered."""
+    tag = "rng-" + variant
+    args = ctx.args
+    c = ctx.checks
+    if refuse_reference(ctx, tag, "rng"):
+        return
+    sock = ctx.path(tag + ".sock")
+    backend_log = ctx.path(tag + ".backend.log")
+    backend_out = ctx.path(tag + ".backend.out")
+    backend = proxy = run = None
+    try:
+        backend = start_serve(ctx, tag, "rng", sock)
+        qemu_sock, proxy = maybe_proxy(ctx, tag, sock, variant, "rng")
+        params = {"mode": "rng", "rng_bytes": RNG_BYTES, "step_timeout": max(20, int(args.timeout) // 3)}
+        qemu = qemu_base(ctx, variant, kernel_append(variant, params, False)) + [
+            "-chardev", "socket,id=vhost1,path=%s" % qemu_sock,
+            "-device", "vhost-user-rng-pci,chardev=vhost1",
+            "-serial", "file:%s" % ctx.path(tag + ".console")]
+        log("%s: %s" % (tag, " ".join(quote(a) for a in qemu)))
+        run = run_qemu(qemu, ctx.path(tag + ".console"), ctx.path(tag + ".qemu.log"), args.timeout, backend)
+        log("%s: boot %.1f s (host), guest uptime at /init %.2f s, scenario end %.1f s, QEMU exit %.1f s"
+            % (tag, run.boot_host or -1, run.boot_guest or -1, run.end_host or -1, run.total))
+        if not common_run_checks(ctx, tag, run, backend, proxy):
+            raise ScenarioFailure("the guest did not finish the rng scenario")
+        r = run.results
+        c.check(tag, "rng scenario completed in the guest", r.get("rng_done") == "1")
+        c.check(tag, "the guest's hw_random core uses the virtio device", r.get("rng_current", "").startswith("virtio_rng"),
+                "rng_current=%s, rng_available=%s" % (r.get("rng_current"), r.get("rng_available")))
+        c.check(tag, "read from /dev/hwrng within the timeout", r.get("rng_rc") == "0", "rc=%s" % r.get("rng_rc"))
+        c.check(tag, "%d bytes read" % RNG_BYTES, r.get("rng_read") == str(RNG_BYTES), "read %s" % r.get("rng_read"))
+        # 64 KiB of uniform bytes: every one of the 256 values appears (the chance that one
+        # is missing is about 256 * e^-256), about 256 times each, so zeros are not most.
+        distinct = int(r.get("rng_distinct", "0") or 0)
+        zeros = int(r.get("rng_zeros", str(RNG_BYTES)) or RNG_BYTES)
+        c.check(tag, "the bytes take all 256 values", distinct == 256, "%d distinct values" % distinct)
+        c.check(tag, "the bytes are not mostly zeros", zeros < RNG_BYTES // 64, "%d zero bytes" % zeros)
+    except ScenarioFailure as exc:
+        c.check(tag, "set-up", False, str(exc))
+    finally:
+        stop_backend(ctx, tag, proxy, backend)
+    if backend is not None and run is not None and run.ended:
+        # one JSON line per ended session: the guest's session answered at least the bytes read
+        chains = 0
+        for line in tail(backend_out, 200).splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("chains"), int):
+                chains += obj["chains"]
+        c.check(tag, "the back-end answered the guest's requests (session report)", chains > 0,
+                "chains %d; stdout: %s" % (chains, tail(backend_out, 5)))
+    if run is None or any(f.startswith(tag + ":") for f in c.failed):
+        report_failure_context(ctx, tag, run, backend_log)
     if run is not None:
         summary(ctx, tag, variant, run)
 
@@ -1409,6 +1488,7 @@ SCENARIOS = {
     "bench-iommu": [(scenario_bench, "iommu")],
     "net": [(scenario_net, "default")],
     "net-iommu": [(scenario_net, "iommu")],
+    "rng": [(scenario_rng, "default")],
 }
 
 
@@ -1417,7 +1497,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--scenario", default="all",
-                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu or all; "
+                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu, rng or all; "
                              "several separated by commas (default all)")
     parser.add_argument("--reference", action="store_true",
                         help="use QEMU's qemu-storage-daemon as the back-end instead of virtio-grant")
@@ -1442,9 +1522,9 @@ def main():
     for item in args.scenario.split(","):
         item = item.strip()
         if item == "all":
-            names += ["blk", "blk-packed", "blk-iommu", "bench"] + ([] if args.reference else ["net"])
+            names += ["blk", "blk-packed", "blk-iommu", "bench"] + ([] if args.reference else ["net", "rng"])
             if args.reference:
-                log("note: net skipped with --reference (QEMU ships no vhost-user-net back-end)")
+                log("note: net and rng skipped with --reference (QEMU ships no vhost-user-net or -rng back-end)")
         elif item in SCENARIOS:
             names.append(item)
         else:

@@ -31,7 +31,7 @@ struct CommandLineTests {
         (["bench", "xproc", "--queue-size", "100"], "--queue-size must be a power of 2"),
         (["serve"], "serve needs --socket PATH"),
         (["serve", "--socket", String(repeating: "s", count: 200)], "--socket path longer than a unix socket address allows"),
-        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net"),
+        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net, rng"),
         (["serve", "--socket", "/tmp/x", "--device", "blk"], "serve --device blk needs --image FILE"),
         (["serve", "--socket", "/tmp/x", "--image", "/tmp/disk.img"], "--image is for --device blk"),
         (["serve", "--socket", "/tmp/x", "--mapping", "1:1"], "--mapping needs --vfs"),

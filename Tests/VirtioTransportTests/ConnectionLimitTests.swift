@@ -89,7 +89,7 @@ struct ConnectionLimitTests {
         }
         let client = try RawVhostUserClient(path: server.path)
         let q = try HandDrivenQueue(client)
-        try? q.driverOK()   // the queue starts here, and cannot
+        try? q.enable()   // the queue starts here, and cannot
         #expect(client.isClosedByPeer())
         let report = try TestBackEndReports(server.backEnd).report(1)
         guard case .refused(let reason) = report.end else {

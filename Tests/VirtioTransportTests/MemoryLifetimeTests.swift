@@ -21,8 +21,8 @@ struct IOVAHandDrivenQueue {
 
     static func iova(page: Int) -> UInt64 { iovaBase + UInt64(page * 4096) }
 
-    /// Negotiates IOVA mode, shares the pool, maps the first pages and configures queue 0; the
-    /// status stops at FEATURES_OK.
+    /// Negotiates IOVA mode, shares the pool, maps the first pages and configures queue 0, not
+    /// enabled yet; the status stops at FEATURES_OK.
     init(_ client: RawVhostUserClient) throws {
         self.client = client
         try client.negotiate([.replyAck, .status, .backendRequest])
@@ -51,7 +51,6 @@ struct IOVAHandDrivenQueue {
         #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
         #expect(try client.ack(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue]).isSuccess)
         #expect(try client.ack(.setVringErr(VhostUserVringFile(index: 0)), fds: [err.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)
     }
 
     /// IOTLB update: the first ``mappedPages`` pages of the pool at ``iovaBase``.
@@ -71,7 +70,10 @@ struct IOVAHandDrivenQueue {
         if doKick { try kick.signal() }
     }
 
+    /// What QEMU 7.2 sends when the driver sets DRIVER_OK: SET_VRING_ENABLE 1 (the queue starts,
+    /// GHT-VU-24), then the status.
     func driverOK() throws {
+        #expect(try client.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)
         #expect(try client.ack(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK])).isSuccess)
     }
 

@@ -89,7 +89,8 @@ struct TruncationTests {
     func beforeQueueStart() throws {
         var (server, bystander, client, q) = try sessions("trunc-start", running: false)
         try client.truncate(client.pool, toPages: 0)
-        try client.send(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK]))
+        try client.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))   // the queue starts here
+        try? client.send(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK]))
         #expect(try q.err.wait(timeoutMilliseconds: 3000), "the err doorbell rings")
         try expectEndedForTruncation(server, session: 2)
         try bystander.check(1)
@@ -117,8 +118,7 @@ struct TruncationTests {
         #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: 16))).isSuccess)
         #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: handle(0), used: handle(2), available: handle(1), log: 0))).isSuccess)
         #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)
-        try client.send(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK]), needReply: true)
+        try client.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)), needReply: true)   // the queue starts here
         #expect(client.isClosedByPeer(), "the session ends")
         #expect(TruncationGuard.poisonedPages > poisoned)
         let report = try server.report(2)

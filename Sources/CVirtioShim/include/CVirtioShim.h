@@ -64,6 +64,11 @@ int CVirtioShim_accept_cloexec(int fd);
 // pipe2(fds, O_CLOEXEC): GNU-only; pipe + fcntl would leave the same window as accept.
 int CVirtioShim_pipe_cloexec(int fds[2]);
 
+// getrandom(buffer, length, 0) through the variadic syscall() (glibc's <sys/random.h> is not
+// imported into Swift): bytes from the kernel's CSPRNG, blocking only until it is first seeded.
+// Returns the bytes filled (possibly fewer than asked, e.g. on a signal), or -1 with errno.
+long CVirtioShim_getrandom(void *buffer, size_t length);
+
 // pidfd_open(pid, 0) through the variadic syscall(); -1 with errno ENOSYS on old kernels.
 int CVirtioShim_pidfd_open(pid_t pid);
 

@@ -132,7 +132,10 @@ extension BackEndSession {
             accepted.remove(.featuresOK)
         }
         status.store(accepted)
-        if accepted.contains(.driverOK) { try startReadyQueues() }
+        if accepted.contains(.driverOK) {
+            try startReadyQueues()
+            for i in vrings.indices { noteIfHeldBack(i) }
+        }
     }
 
     /// Whether the accepted features can be served: VERSION_1 (VER-DEV-01: the device may refuse

@@ -22,6 +22,7 @@ extension BackEndSession {
         let size = Int(state.num)
         try checkQueueSize(size, packed: (ackedFeatures ?? []).contains(.ringPacked))
         vrings[i].size = size
+        try startReadyQueues()
     }
 
     /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value;
@@ -42,6 +43,7 @@ extension BackEndSession {
         let i = try stoppedQueue(address.index, "SET_VRING_ADDR")
         guard address.flags.isEmpty else { throw Violation("dirty logging (VHOST_VRING_F_LOG) is not supported") }
         vrings[i].address = address
+        try startReadyQueues()
     }
 
     func setVringBase(_ state: VhostUserVringState) throws {
@@ -88,6 +90,7 @@ extension BackEndSession {
         default: vrings[i].err = notifier
         }
         try startReadyQueues()
+        if request == .setVringKick && vrings[i].enabled { noteIfHeldBack(i) }
     }
 
     func setVringEnable(_ state: VhostUserVringState) throws {
@@ -95,22 +98,7 @@ extension BackEndSession {
         vrings[i].enabled = state.num == 1
         if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
         try startReadyQueues()
-    }
-
-    /// Whether queue `i` has everything it needs to run, and the driver said it may (STAT-DEV-01:
-    /// nothing is consumed before DRIVER_OK when the status is negotiated).
-    func canStart(_ i: Int) -> Bool {
-        let v = vrings[i]
-        guard v.worker == nil, v.size != nil, v.address != nil, v.kick != nil, v.enabled, ackedFeatures != nil else { return false }
-        if protocolFeatures.contains(.status) {
-            let s = status.status
-            return s.isSuperset(of: [.featuresOK, .driverOK]) && !s.contains(.deviceNeedsReset)
-        }
-        return true
-    }
-
-    func startReadyQueues() throws {
-        for i in vrings.indices where canStart(i) { try startQueue(i) }
+        if vrings[i].enabled { noteIfHeldBack(i) }
     }
 
     /// Starts queue `i`: translates its ring once in the negotiated mode and format and
@@ -198,6 +186,7 @@ extension BackEndSession {
             throw Violation("queue \(i) cannot start: \(error)")
         }
         vrings[i].worker = worker
+        vrings[i].heldBack = nil
         queueEverStarted = true
         device.queueStarted(i, doorbell: worker.doorbell)
     }

@@ -50,6 +50,8 @@ final class BackEndSession: @unchecked Sendable {
         var call: EventNotifier?
         var err: EventNotifier?
         var enabled = false
+        /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
+        var heldBack: String?
         var worker: QueueWorker?
         var keepAlive: [AnyObject] = []
         var iotlb: GrantIOTLB?
