@@ -227,12 +227,11 @@ extension BackEndSession {
         case .failure(let error):
             throw error
         }
+        // Read before the worker starts: the cache is the worker's alone from then on.
+        let areas = ringAreaTranslations(geometry.areas)
         try startWorker(i, ring, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
         vrings[i].iovaCache = cache
-        vrings[i].iovaRingAreas = geometry.areas.map { area in
-            let host = cache.translator.resolve(area.start, length: area.size, access: area.access)
-            return (area.start, area.size, area.access, host.range?.startAddress ?? 0)
-        }
+        vrings[i].iovaRingAreas = areas
         vrings[i].keepAlive = [cache]
         return true
     }
@@ -281,16 +280,24 @@ extension BackEndSession {
     /// that maps an area to the same bytes, leaves it running.
     func stopQueuesWhoseRingAreasMoved() {
         for i in vrings.indices where vrings[i].worker != nil && !vrings[i].iovaRingAreas.isEmpty {
-            let cache = IOVACache(space: iovaSpace, capacity: 1)
-            let unchanged = withExtendedLifetime(cache) {
-                vrings[i].iovaRingAreas.allSatisfy { area in
-                    guard let range = cache.translator.resolve(area.start, length: area.size, access: area.access).range else { return false }
-                    return range.count == area.size && range.startAddress == area.host
-                }
-            }
+            let now = ringAreaTranslations(vrings[i].iovaRingAreas.map { ($0.start, $0.size, $0.access) })
+            let unchanged = zip(now, vrings[i].iovaRingAreas).allSatisfy { $0.host != 0 && $0.host == $1.host }
             guard !unchanged else { continue }
             vrings[i].base = stopQueue(i)
             log("queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
+        }
+    }
+
+    /// Where `areas` translate now (host address 0: not wholly mapped with that access), through
+    /// a cache of the session thread's own: a queue's cache belongs to its worker.
+    func ringAreaTranslations(_ areas: [(start: UInt64, size: Int, access: MemoryAccess)])
+        -> [(start: UInt64, size: Int, access: MemoryAccess, host: UInt)] {
+        let cache = IOVACache(space: iovaSpace, capacity: 1)
+        return withExtendedLifetime(cache) {
+            areas.map { area in
+                let range = cache.translator.resolve(area.start, length: area.size, access: area.access).range
+                return (area.start, area.size, area.access, range.map { $0.count == area.size ? $0.startAddress : 0 } ?? 0)
+            }
         }
     }
 
