@@ -47,13 +47,13 @@ struct SingleFetchSessionTests {
         // carrying the marker, through the guest's own mapping of the shared memory.
         flip.action.withLock {
             $0 = {
+                // Atomic words, as a racing CPU would access them: the front-end writes its rings
+                // with atomics too, and ThreadSanitizer must not take the test's own race for ours.
                 memory.withUnsafeMutableBytes { bytes in
-                    var at = 0
-                    while at + 16 <= bytes.count {
-                        if bytes.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self) == marker.littleEndian {
-                            bytes.storeBytes(of: TwoWindowDisk.window.littleEndian, toByteOffset: at + 8, as: UInt64.self)
-                        }
-                        at += 8
+                    let words = bytes.baseAddress!.assumingMemoryBound(to: Atomic<UInt64>.self)
+                    for w in 0..<(bytes.count / 8 - 1)
+                    where UInt32(truncatingIfNeeded: UInt64(littleEndian: words[w].load(ordering: .relaxed)) >> 32) == marker {
+                        words[w + 1].store(TwoWindowDisk.window.littleEndian, ordering: .relaxed)
                     }
                 }
             }
