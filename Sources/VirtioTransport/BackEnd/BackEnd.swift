@@ -132,12 +132,15 @@ public final class BackEnd: @unchecked Sendable {
 
     /// Joins the threads of sessions that ended.
     private func reapFinished() {
+        // The doorbell first: a session that ends after this rings it again. Drained after
+        // taking the list, it could swallow the ring of a session that ended in between, which
+        // then waited for the next connection to be joined.
+        _ = try? wake.drain()
         let done: [WorkerThread] = state.withLock { s in
             defer { s.ended.removeAll(keepingCapacity: true) }
             return s.ended.compactMap { s.live.removeValue(forKey: $0)?.thread }
         }
         for thread in done { thread.join() }
-        _ = try? wake.drain()
     }
 
     /// Serves one front-end that is already connected (a back-end started with a connected
