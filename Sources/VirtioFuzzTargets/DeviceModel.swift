@@ -125,7 +125,8 @@ struct DeviceModel<Queue: FuzzedDeviceQueue> {
         let readable = segments.prefix(chain.readableSegmentCount).reduce(UInt64(0)) { $0 + UInt64($1.length) }
         let writable = segments.dropFirst(chain.readableSegmentCount).reduce(UInt64(0)) { $0 + UInt64($1.length) }
         fuzzCheck(readable == chain.readableLength && writable == chain.writableLength, "lengths")
-        fuzzCheck(readable + writable <= UInt64(UInt32.max), "a chain over 4 GiB")
+        // GHT-VAL-12: more than 2^32 bytes is malformed; exactly 2^32 is a legal chain.
+        fuzzCheck(readable + writable <= 1 << 32, "a chain over 2^32 bytes")
         if !processing {
             inFlight.append(chain)
             if inFlight.count > 32 { inFlight.removeFirst() }   // forgotten by the model, never completed
