@@ -18,10 +18,13 @@ public protocol DeviceQueue<Memory>: Sendable {
     var failure: VirtqueueError? { get }
     /// The number of popped chains not yet completed.
     var inFlightCount: Int { get }
-    /// The queue's position in vhost-user's VHOST_USER_GET_VRING_BASE encoding: for a split
-    /// ring the next available index; for a packed ring the next available slot and driver
-    /// wrap counter in bits 0–15 and the next used slot and device wrap counter in bits 16–31.
-    var vringBase: UInt32 { get }
+    /// Where the queue stands, as a value apart from the ring memory (GHT-QST-01).
+    var state: QueueState { get }
+    /// Where the queue will stand once `chains`, popped from it, are completed and published.
+    func state(completing chains: [DescriptorChain]) -> QueueState
+    /// Resumes from `state`: nothing in flight, not broken, the state's positions
+    /// (GHT-QST-02, GHT-QST-03); a state of another ring is refused and nothing changes.
+    mutating func restore(_ state: QueueState) throws(QueueStateError)
 
     /// Pops the next available chain, validated; `nil` when nothing new is available.
     mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain?
@@ -50,6 +53,11 @@ public protocol DeviceQueue<Memory>: Sendable {
 }
 
 extension DeviceQueue {
+    /// The queue's position in vhost-user's VHOST_USER_GET_VRING_BASE encoding
+    /// (``QueueState/vhostUserBase``).
+    @inlinable
+    public var vringBase: UInt32 { state.vhostUserBase }
+
     /// A reader over the device-readable part of `chain`.
     @inlinable
     public func reader(for chain: DescriptorChain) -> ChainReader<Memory> { ChainReader(chain: chain, memory: memory) }
@@ -60,16 +68,19 @@ extension DeviceQueue {
 }
 
 extension SplitDeviceQueue: DeviceQueue {
-    public var vringBase: UInt32 { UInt32(nextAvailIndex) }
-
-    /// Returns the queue to its initial state, both indices at 0 (QRST-DEV-02).
-    public mutating func reset() { reset(nextAvailIndex: 0, usedIndex: 0) }
+    /// Returns the queue to its initial state (``QueueState/initial``): both indices at 0
+    /// (QRST-DEV-02).
+    public mutating func reset() {
+        let initial = state.initial
+        reset(nextAvailIndex: initial.nextAvail, usedIndex: initial.nextUsed)
+    }
 }
 
 extension PackedDeviceQueue: DeviceQueue {
-    public var vringBase: UInt32 { UInt32(availPosition.rawValue) | UInt32(usedPosition.rawValue) &<< 16 }
-
-    /// Returns the queue to its initial state, both positions at slot 0 with wrap counter 1
-    /// (QRST-DEV-02).
-    public mutating func reset() { reset(availPosition: .start, usedPosition: .start) }
+    /// Returns the queue to its initial state (``QueueState/initial``): both positions at slot 0
+    /// with wrap counter 1 (QRST-DEV-02).
+    public mutating func reset() {
+        let initial = state.initial
+        reset(availPosition: initial.availPosition, usedPosition: initial.usedPosition)
+    }
 }

@@ -28,6 +28,9 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     /// Segment blocks: one per buffer id, plus a staging block (index N) that a list is walked
     /// into before its id (in its last descriptor) is known.
     @usableFromInline let arena: UnsafeSegmentArena
+    /// The ring areas' device-visible addresses (zero when set up over host memory directly),
+    /// kept as data for ``state``.
+    @usableFromInline let areas: PackedRingAddresses
 
     /// The next slot to pop, with the driver's wrap counter the device expects there.
     @usableFromInline var availPosition: PackedRingPosition
@@ -59,7 +62,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
                 usedPosition: PackedRingPosition = .start, overflowBlocks: Int? = nil) throws(RingSetupError) {
         guard let layout = PackedRingLayout(queueSize: queueSize) else { throw .invalidQueueSize(queueSize) }
         let ring = try PackedRing(layout: layout, addresses: addresses, memory: memory)
-        self.init(ring: ring, memory: memory, features: features, statusCell: statusCell,
+        self.init(ring: ring, areas: addresses, memory: memory, features: features, statusCell: statusCell,
                   availPosition: availPosition, usedPosition: usedPosition, overflowBlocks: overflowBlocks)
     }
 
@@ -67,6 +70,13 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     public init(ring: PackedRing, memory: Memory, features: VirtioFeatures, statusCell: DeviceStatusCell? = nil,
                 availPosition: PackedRingPosition = .start, usedPosition: PackedRingPosition = .start,
                 overflowBlocks: Int? = nil) {
+        self.init(ring: ring, areas: PackedRingAddresses(descriptorRing: 0, driverEventArea: 0, deviceEventArea: 0),
+                  memory: memory, features: features, statusCell: statusCell, availPosition: availPosition,
+                  usedPosition: usedPosition, overflowBlocks: overflowBlocks)
+    }
+
+    init(ring: PackedRing, areas: PackedRingAddresses, memory: Memory, features: VirtioFeatures, statusCell: DeviceStatusCell?,
+         availPosition: PackedRingPosition, usedPosition: PackedRingPosition, overflowBlocks: Int?) {
         let n = ring.layout.count
         let overflow = max(overflowBlocks ?? UnsafeSegmentArena.defaultOverflowBlocks(queueSize: n), 1)
         var plan = AllocationPlan()
@@ -78,6 +88,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout
         self.ring = ring
+        self.areas = areas
         self.memory = memory
         self.features = features
         self.statusCell = statusCell

@@ -27,6 +27,9 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
     /// A reset or a failure clears every tag.
     @usableFromInline let inFlight: UnsafeMutablePointer<UInt32>
     @usableFromInline let arena: UnsafeSegmentArena
+    /// The ring areas' device-visible addresses (zero when set up over host memory directly),
+    /// kept as data for ``state``.
+    @usableFromInline let areas: SplitRingAddresses
 
     /// The position in the available ring, `avail.idx` as last read and its limit.
     @usableFromInline var availCursor: RingCursor
@@ -69,13 +72,20 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
                 overflowBlocks: Int? = nil) throws(RingSetupError) {
         guard let layout = SplitRingLayout(queueSize: queueSize) else { throw .invalidQueueSize(queueSize) }
         let ring = try SplitRing(layout: layout, addresses: addresses, memory: memory)
-        self.init(ring: ring, memory: memory, features: features, statusCell: statusCell,
+        self.init(ring: ring, areas: addresses, memory: memory, features: features, statusCell: statusCell,
                   nextAvailIndex: nextAvailIndex, usedIndex: usedIndex, overflowBlocks: overflowBlocks)
     }
 
     /// Sets up the device side over an already resolved ring.
     public init(ring: SplitRing, memory: Memory, features: VirtioFeatures, statusCell: DeviceStatusCell? = nil,
                 nextAvailIndex: UInt16 = 0, usedIndex: UInt16 = 0, overflowBlocks: Int? = nil) {
+        self.init(ring: ring, areas: SplitRingAddresses(descriptorTable: 0, availRing: 0, usedRing: 0), memory: memory,
+                  features: features, statusCell: statusCell, nextAvailIndex: nextAvailIndex, usedIndex: usedIndex,
+                  overflowBlocks: overflowBlocks)
+    }
+
+    init(ring: SplitRing, areas: SplitRingAddresses, memory: Memory, features: VirtioFeatures, statusCell: DeviceStatusCell?,
+         nextAvailIndex: UInt16, usedIndex: UInt16, overflowBlocks: Int?) {
         let n = ring.layout.count
         let overflow = max(overflowBlocks ?? UnsafeSegmentArena.defaultOverflowBlocks(queueSize: n), 1)
         var plan = AllocationPlan()
@@ -87,6 +97,7 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout
         self.ring = ring
+        self.areas = areas
         self.memory = memory
         self.features = features
         self.statusCell = statusCell

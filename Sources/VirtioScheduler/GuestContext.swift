@@ -7,15 +7,17 @@ public struct GuestContext<Rules: Sendable & Equatable>: Sendable, Equatable {
     public var guest: DomainID
     /// The features the guest's driver accepted (FEATURES_OK).
     public var features: VirtioFeatures
-    /// Per queue, the used index the function publishes next (requests completed, mod 2^16).
-    public var queuePositions: [UInt16]
+    /// Per queue, where it stands once the guest's last batch on it is completed and published
+    /// (GHT-QST-05): the state the queue gave with that batch, `nil` before the first. The
+    /// scheduler keeps no counter of its own beside the queue.
+    public var queueStates: [QueueState?]
     /// The device rules of the guest (its sectors, its address).
     public var rules: Rules
 
     public init(guest: DomainID, features: VirtioFeatures = [], queueCount: Int, rules: Rules) {
         self.guest = guest
         self.features = features
-        queuePositions = [UInt16](repeating: 0, count: queueCount)
+        queueStates = [QueueState?](repeating: nil, count: queueCount)
         self.rules = rules
     }
 }

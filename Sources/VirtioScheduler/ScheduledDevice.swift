@@ -97,8 +97,9 @@ public final class ScheduledDevice<Model: DeviceModel>: VirtioDevice {
         }
         let finished: Void? = try? scheduler.withFunction(lease) { model, registers in
             for _ in allowed { model.finish(queue: queue) }
-            if registers.queuePositions.indices.contains(queue) {
-                registers.queuePositions[queue] &+= UInt16(truncatingIfNeeded: batch.count)
+            // GHT-QST-05: the context holds the queue's own state, not a count kept beside it.
+            if let state = batch.queueState, registers.queueStates.indices.contains(queue) {
+                registers.queueStates[queue] = state
             }
         }
         // GHT-SCH-08: a guest cut off meanwhile gets nothing completed: the function it used

@@ -17,7 +17,8 @@ struct ScheduledDeviceTests {
         requests.add(blockRequest(.read, sector: 300), writable: 513)                 // outside the window
         requests.add(blockRequest(.write, sector: 199, payload: 1024), writable: 1)   // runs past the end
         requests.add(blockRequest(.write, sector: 120, payload: 512), writable: 1)    // allowed
-        var batch = requests.batch
+        let queueState = QueueState(format: .split, size: 256, nextAvail: 4, nextUsed: 4)
+        var batch = RequestBatch.testing(fragments: requests.fragments, spans: requests.spans, queueState: queueState)
         scheduled.process(queue: 0, batch: &batch)
 
         #expect(!batch.isQueueAbandoned)
@@ -32,7 +33,7 @@ struct ScheduledDeviceTests {
         let stats = try #require(s.statistics(of: scheduled.guest))
         #expect(stats.denied == 2 && stats.requests == 2 && stats.batches == 1)
         #expect(s.functions[0].inspection.inFlight == 0, "the batch's end is a reusable point")
-        #expect(s.functions[0].inspection.registers?.queuePositions == [4])
+        #expect(s.functions[0].inspection.registers?.queueStates == [queueState])
 
         // A batch of denied requests only: the device is not called at all.
         let denied = Requests()
@@ -70,5 +71,34 @@ struct ScheduledDeviceTests {
         #expect(device.processCalls == 0)
         try s.finishBatch(lo, requests: 0, bytes: 0)
         withExtendedLifetime(requests) {}
+    }
+
+    @Test("GHT-QST-05: the guest's context holds the queue's own state once each batch is completed, across the ring's wrap")
+    func contextHoldsQueueState() throws {
+        let s = try DeviceScheduler<OpaqueDeviceModel>(functionCount: 1, configuration: configuration(sliceMilliseconds: 1, cutOffMilliseconds: 5000))
+        defer { s.stop() }
+        let scheduled = try ScheduledDevice(scheduler: s, rules: OpaqueDeviceModel.Rules(), device: ChecksumEchoDevice())
+        let region = GuestMemoryRegion(size: 1 << 20)
+        let layout = SplitRingLayout(queueSize: 4)!
+        var driver = SplitDriverQueue(ring: try SplitRing(layout: layout, contiguous: region.range.slice(offset: 0, length: 4096)),
+                                      features: [.version1])
+        let queue = try SplitDeviceQueue(queueSize: 4, addresses: SplitRingAddresses(contiguousAt: 0, layout: layout),
+                                         memory: region.identityTranslator, features: [.version1])
+        var processor = QueueProcessor(queue: queue, index: 0, device: scheduled)
+        var token: UInt64 = 0
+        for batch in [2, 1, 2, 2] {
+            for _ in 0..<batch {
+                try driver.add(readable: [BufferSegment(address: 0x10000, length: 8)],
+                               writable: [BufferSegment(address: 0x11000, length: 64)], token: token)
+                token += 1
+            }
+            driver.publish()
+            #expect(try processor.drain().processed == batch)
+            while try driver.reapUsed() != nil {}
+            let saved = s.functions[0].inspection.registers?.queueStates
+            #expect(saved == [processor.queue.state], "the context is the queue's state, not a count beside it")
+            #expect(saved?[0]?.nextUsed == UInt16(token))
+        }
+        withExtendedLifetime(region) {}
     }
 }

@@ -20,15 +20,18 @@ extension SchedulerTests {
             let (loaded, held, owner, readsSector10) = try s.withFunction(lease) { model, registers in
                 let v = verdict(&model, blockRequest(.read, sector: 10), writable: 513)
                 if v.isAllowed { model.finish(queue: 0) }
-                return (model.rules, registers.queuePositions, registers.guest, v.isAllowed)
+                return (model.rules, registers.queueStates.map { $0?.nextUsed ?? 0 }, registers.guest, v.isAllowed)
             }
             #expect(owner == lease.guest && loaded == rules && held == positions)
             #expect(readsSector10 == (lease.guest == a), "the model checks against the holder's window")
             #expect(f.inspection.registers?.guest == lease.guest && f.inspection.registers?.rules == rules)
             try s.withFunction(lease) { _, registers in
-                for q in 0..<2 { registers.queuePositions[q] &+= advance[q] }
+                for q in 0..<2 {
+                    let used = (registers.queueStates[q]?.nextUsed ?? 0) &+ advance[q]
+                    registers.queueStates[q] = QueueState(format: .split, size: 256, nextAvail: used, nextUsed: used)
+                }
             }
-            #expect(f.inspection.registers?.queuePositions == zip(positions, advance).map { $0 &+ $1 })
+            #expect(f.inspection.registers?.queueStates.map { $0?.nextUsed ?? 0 } == zip(positions, advance).map { $0 &+ $1 })
         }
 
         // Turns ended by release.

@@ -105,4 +105,29 @@ struct EndpointTests {
         #expect(try frontEnd.stopQueue(0) == 0x8032_8032)
         frontEnd.close()
     }
+
+    @Test("GHT-QST-04: GET_VRING_BASE after traffic is the encoding of the stopped queue's state (split and packed)",
+          arguments: [FrontEndConfiguration.RingFormat.split, .packed])
+    func vringBaseIsStateEncoding(ring: FrontEndConfiguration.RingFormat) throws {
+        let path = temporarySocketPath("qst")
+        let backEnd = try BackEnd(socketPath: path) { ChecksumEchoDevice() }
+        backEnd.start()
+        defer { backEnd.stop() }
+        var configuration = FrontEndConfiguration()
+        configuration.mode = .guestPhysical
+        configuration.ring = ring
+        configuration.queueSize = 64
+        let frontEnd = try FrontEnd.connect(socketPath: path, configuration: configuration)
+        try Self.stream(frontEnd, count: 150)
+        let base = try frontEnd.stopQueue(0)
+        let state = try QueueState(vhostUserBase: base, format: ring == .packed ? .packed : .split, size: 64, splitUsedIndex: 150)
+        #expect(state.vhostUserBase == base)
+        if ring == .packed {
+            // Each request is one slot (an indirect list): 150 slots are 2 laps and 22 slots.
+            #expect(state.availPosition == PackedRingPosition(slot: 22, wrapCounter: true) && state.usedPosition == state.availPosition)
+        } else {
+            #expect(state.nextAvail == 150)
+        }
+        frontEnd.close()
+    }
 }

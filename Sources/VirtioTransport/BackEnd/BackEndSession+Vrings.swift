@@ -113,30 +113,31 @@ extension BackEndSession {
         let features = ackedFeatures!
         let packed = features.contains(.ringPacked)
         try checkQueueSize(v.size!, packed: packed)
-        let geometry: RingGeometry
-        if packed {
-            let layout = PackedRingLayout(queueSize: v.size!)!
-            let avail = PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: v.base))
-            let used = PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: v.base >> 16))
-            guard avail.isValid(count: layout.count), used.isValid(count: layout.count) else {
-                throw Violation("packed ring base 0x\(String(v.base, radix: 16)) names a slot beyond the queue size \(layout.count)")
+        // GHT-PKD-08, GHT-QST-04: the base as SET_VRING_BASE gave it, decoded into where the
+        // queue resumes (a split ring's used index is the one in its used ring, read at start).
+        let state: QueueState
+        do {
+            state = try QueueState(vhostUserBase: v.base, format: packed ? .packed : .split, size: v.size!,
+                                   descriptorArea: a.descriptor, driverArea: a.available, deviceArea: a.used,
+                                   eventIndex: features.contains(.eventIndex))
+        } catch {
+            switch error {
+            case .splitBaseBeyond16Bits:
+                // A base accepted while RING_PACKED was negotiated, then features renegotiated.
+                throw Violation("split ring base \(v.base) beyond 16 bits")
+            default:
+                throw Violation("packed ring base 0x\(String(v.base, radix: 16)) names a slot beyond the queue size \(v.size!)")
             }
-            geometry = .packed(layout, PackedRingAddresses(descriptorRing: a.descriptor, driverEventArea: a.available, deviceEventArea: a.used))
-        } else {
-            // A base accepted while RING_PACKED was negotiated, then features renegotiated.
-            guard v.base <= UInt32(UInt16.max) else { throw Violation("split ring base \(v.base) beyond 16 bits") }
-            geometry = .split(SplitRingLayout(queueSize: v.size!)!,
-                              SplitRingAddresses(descriptorTable: a.descriptor, availRing: a.available, usedRing: a.used))
         }
         let onBroken: @Sendable (VirtqueueError) -> Void = { [weak self, err = v.err] error in self?.queueBroke(i, error, err: err) }
         let started: Bool
         do {
             if features.contains(.accessPlatform), let grants {
-                started = try startGrantQueue(i, geometry, features, grants.mapper, onBroken)
+                started = try startGrantQueue(i, state, features, grants.mapper, onBroken)
             } else if features.contains(.accessPlatform) {
-                started = try startIOVAQueue(i, geometry, features, onBroken)
+                started = try startIOVAQueue(i, state, features, onBroken)
             } else {
-                started = try startGuestPhysicalQueue(i, geometry, features, onBroken)
+                started = try startGuestPhysicalQueue(i, state, features, onBroken)
             }
         } catch {
             if isPeerMemoryPoisoned {
@@ -150,21 +151,19 @@ extension BackEndSession {
         }
     }
 
-    /// Makes the device side of queue `i` over `ring` and starts its worker, resuming where
-    /// SET_VRING_BASE said (a split ring's used index is the one in its used ring).
-    private func startWorker<Memory: MemoryTranslator>(_ i: Int, _ ring: QueueRing, memory: Memory, _ features: VirtioFeatures,
-                                                       quiescentPoint: (() -> Void)?,
+    /// Makes the device side of queue `i` over `ring` and starts its worker, resuming at
+    /// `state` (GHT-QST-04; a split ring's used index is the one in its used ring).
+    private func startWorker<Memory: MemoryTranslator>(_ i: Int, _ ring: QueueRing, _ state: QueueState, memory: Memory,
+                                                       _ features: VirtioFeatures, quiescentPoint: (() -> Void)?,
                                                        _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
-        let base = vrings[i].base
+        var state = state
         switch ring {
         case .split(let ring):
-            try startWorker(i, SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status,
-                                                nextAvailIndex: UInt16(truncatingIfNeeded: base), usedIndex: ring.usedRing.loadIndex()),
+            state.nextUsed = ring.usedRing.loadIndex()
+            try startWorker(i, SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
                             quiescentPoint: quiescentPoint, onBroken)
         case .packed(let ring):
-            try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status,
-                                                 availPosition: PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: base)),
-                                                 usedPosition: PackedRingPosition(rawValue: UInt16(truncatingIfNeeded: base >> 16))),
+            try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
                             quiescentPoint: quiescentPoint, onBroken)
         }
     }
@@ -192,8 +191,9 @@ extension BackEndSession {
     }
 
     /// Grant mode: the ring areas pinned through the mapper, buffers through a per-queue IOTLB.
-    private func startGrantQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures, _ mapper: GrantMapper,
+    private func startGrantQueue(_ i: Int, _ state: QueueState, _ features: VirtioFeatures, _ mapper: GrantMapper,
                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
+        let geometry = RingGeometry(state)
         let ring: QueueRing
         let pinned: AnyObject
         switch geometry {
@@ -205,7 +205,7 @@ extension BackEndSession {
             (ring, pinned) = (.packed(granted.ring), granted)
         }
         let iotlb = GrantIOTLB(mapper: mapper, capacity: configuration.iotlbEntries, parkingCapacity: configuration.iotlbParkedEntries)
-        try startWorker(i, ring, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() }, onBroken)
+        try startWorker(i, ring, state, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() }, onBroken)
         vrings[i].iotlb = iotlb
         vrings[i].keepAlive = [pinned, iotlb]
         return true
@@ -214,8 +214,9 @@ extension BackEndSession {
     /// IOVA mode (vhost-user IOMMU): rings and buffers through the IOVA space. The mode is
     /// miss-driven: a ring not yet mapped is reported as misses, and the queue starts when the
     /// updates arrive (``handleIOTLB(_:)`` retries).
-    private func startIOVAQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures,
+    private func startIOVAQueue(_ i: Int, _ state: QueueState, _ features: VirtioFeatures,
                                 _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
+        let geometry = RingGeometry(state)
         let cache = IOVACache(space: iovaSpace)
         let ring: QueueRing
         switch Result(catching: { () throws(RingSetupError) in try geometry.resolve(through: cache.translator) }) {
@@ -229,7 +230,7 @@ extension BackEndSession {
         }
         // Read before the worker starts: the cache is the worker's alone from then on.
         let areas = ringAreaTranslations(geometry.areas)
-        try startWorker(i, ring, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
+        try startWorker(i, ring, state, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
         vrings[i].iovaCache = cache
         vrings[i].iovaRingAreas = areas
         vrings[i].keepAlive = [cache]
@@ -237,10 +238,11 @@ extension BackEndSession {
     }
 
     /// Guest-physical mode: rings at the front-end's user addresses, buffers at guest-physical ones.
-    private func startGuestPhysicalQueue(_ i: Int, _ geometry: RingGeometry, _ features: VirtioFeatures,
+    private func startGuestPhysicalQueue(_ i: Int, _ state: QueueState, _ features: VirtioFeatures,
                                          _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
+        let geometry = RingGeometry(state)
         let ring = try geometry.resolve(through: try userAddressTranslator())
-        try startWorker(i, ring, memory: try guestPhysicalTranslator(), features, quiescentPoint: nil, onBroken)
+        try startWorker(i, ring, state, memory: try guestPhysicalTranslator(), features, quiescentPoint: nil, onBroken)
         vrings[i].keepAlive = regions.map(\.memory)
         return true
     }
@@ -249,7 +251,8 @@ extension BackEndSession {
     @discardableResult
     func stopQueue(_ i: Int) -> UInt32 {
         guard let worker = vrings[i].worker else { return vrings[i].base }
-        let position = worker.stop()
+        // GHT-QST-04: GET_VRING_BASE's value is the stopped queue's state, encoded.
+        let position = worker.stop()?.vhostUserBase ?? 0
         device.queueStopped(i)
         let s = worker.statistics
         let tlb = vrings[i].iotlb?.statistics
@@ -328,6 +331,14 @@ extension BackEndSession {
 enum RingGeometry {
     case split(SplitRingLayout, SplitRingAddresses)
     case packed(PackedRingLayout, PackedRingAddresses)
+
+    /// The ring `state` names (a validated state: its size is legal for its format).
+    init(_ state: QueueState) {
+        switch state.format {
+        case .split: self = .split(SplitRingLayout(queueSize: state.size)!, state.splitAddresses)
+        case .packed: self = .packed(PackedRingLayout(queueSize: state.size)!, state.packedAddresses)
+        }
+    }
 
     /// The ring's areas translated once through `memory`.
     func resolve<Memory: MemoryTranslator>(through memory: Memory) throws(RingSetupError) -> QueueRing {

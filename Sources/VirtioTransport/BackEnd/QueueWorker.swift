@@ -35,7 +35,7 @@ final class QueueWorker: @unchecked Sendable {
     /// State shared with the thread.
     private final class Control: Sendable {
         let stopping = Atomic<Bool>(false)
-        let finalBase = Locked<UInt32?>(nil)
+        let finalState = Locked<QueueState?>(nil)
     }
 
     /// Starts serving `processor` on a new thread.
@@ -105,7 +105,7 @@ final class QueueWorker: @unchecked Sendable {
                     }
                 }
             }
-            control.finalBase.withLock { $0 = processor.queue.vringBase }
+            control.finalState.withLock { $0 = processor.queue.state }
             statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
         }
     }
@@ -116,15 +116,15 @@ final class QueueWorker: @unchecked Sendable {
     /// A doorbell the device rings to make the worker drain again.
     var doorbell: QueueDoorbell { QueueDoorbell(wake) }
 
-    /// Stops the worker and waits for it; returns where the queue stopped, in GET_VRING_BASE's
-    /// encoding (``DeviceQueue/vringBase``).
+    /// Stops the worker and waits for it; returns where the queue stopped (``QueueState``), or
+    /// `nil` when the worker thread never ran.
     @discardableResult
-    func stop() -> UInt32 {
+    func stop() -> QueueState? {
         control.stopping.store(true, ordering: .releasing)
         try? wake.signal()
         thread?.join()
         thread = nil
-        return control.finalBase.withLock { $0 } ?? 0
+        return control.finalState.withLock { $0 }
     }
 
     deinit { stop() }

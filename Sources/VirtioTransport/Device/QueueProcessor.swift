@@ -99,6 +99,7 @@ public struct QueueProcessor<Queue: DeviceQueue> {
             return (0, false)
         }
         var batch = RequestBatch(fragments: resolver.fragments, spans: spans)
+        batch.queueState = queue.state(completing: chains)
         device.process(queue: index, batch: &batch)
         if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }
         try checkMemory()

@@ -79,6 +79,9 @@ public struct RequestBatch {
     var privateCopies: PrivateCopies?
     /// Set by ``abandonQueue()``: the queue breaks instead of completing the batch.
     public private(set) var isQueueAbandoned = false
+    /// Where the queue will stand once this batch is completed and published (GHT-QST-05): what
+    /// a scheduler saves as the guest's queue context. `nil` for a batch made without a queue.
+    public internal(set) var queueState: QueueState?
 
     init(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) {
         self.fragments = fragments
@@ -98,6 +101,7 @@ public struct RequestBatch {
     public func selecting(_ indices: [Int]) -> RequestBatch {
         var part = RequestBatch(fragments: fragments, spans: indices.map { spans[$0] })
         part.privateCopies = privateCopies
+        part.queueState = queueState
         return part
     }
 
@@ -137,9 +141,13 @@ public struct RequestBatch {
 }
 
 extension RequestBatch {
-    /// A batch over given fragments, for testing devices without a queue.
-    public static func testing(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) -> RequestBatch {
-        RequestBatch(fragments: fragments, spans: spans)
+    /// A batch over given fragments, for testing devices without a queue (`queueState`: where
+    /// the batch's queue would stand once it is completed).
+    public static func testing(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)],
+                               queueState: QueueState? = nil) -> RequestBatch {
+        var batch = RequestBatch(fragments: fragments, spans: spans)
+        batch.queueState = queueState
+        return batch
     }
 
     /// The used length request `i` was completed with.
