@@ -7,8 +7,10 @@
 /// copy what you need once and decide on the copy.
 @frozen
 public struct HostRange {
+    /// `package`: the grant table's atomic view (VirtioGrants) forms its entry pointers from
+    /// it in place, so that no pointer is taken out of a scoped accessor.
     @usableFromInline
-    let base: UnsafeMutableRawPointer
+    package let base: UnsafeMutableRawPointer
     /// The number of bytes in the range.
     public let count: Int
 
@@ -74,6 +76,28 @@ public struct HostRange {
     @inlinable
     public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeMutableRawBufferPointer(start: base, count: count))
+    }
+}
+
+extension HostRange {
+    /// Calls `body` with the bytes of each of `ranges`, in order (a vectored system call's
+    /// list). The pointers exist only during the call and must not escape `body`.
+    @inlinable
+    public static func withUnsafeBytes<R, E: Error>(of ranges: [HostRange], _ body: ([UnsafeRawBufferPointer]) throws(E) -> R) throws(E) -> R {
+        var buffers: [UnsafeRawBufferPointer] = []
+        buffers.reserveCapacity(ranges.count)
+        for range in ranges { buffers.append(UnsafeRawBufferPointer(start: range.base, count: range.count)) }
+        return try body(buffers)
+    }
+
+    /// Calls `body` with the bytes of each of `ranges`, in order and writable (a vectored system
+    /// call's list). The pointers exist only during the call and must not escape `body`.
+    @inlinable
+    public static func withUnsafeMutableBytes<R, E: Error>(of ranges: [HostRange], _ body: ([UnsafeMutableRawBufferPointer]) throws(E) -> R) throws(E) -> R {
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        buffers.reserveCapacity(ranges.count)
+        for range in ranges { buffers.append(UnsafeMutableRawBufferPointer(start: range.base, count: range.count)) }
+        return try body(buffers)
     }
 }
 

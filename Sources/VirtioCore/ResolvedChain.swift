@@ -170,7 +170,8 @@ public struct FragmentReader {
     @discardableResult
     public mutating func consumeVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeRawBufferPointer]) -> Int) -> Int {
         let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
-        return skip(body(pieces.map { $0.withUnsafeBytes { $0 } }))
+        // The pointers live only inside the scoped accessor: none is made outside a closure.
+        return skip(HostRange.withUnsafeBytes(of: pieces, body))
     }
 
     /// Skips up to `count` bytes; returns how many.
@@ -240,7 +241,7 @@ public struct FragmentWriter {
     @discardableResult
     public mutating func produceVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
         let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
-        let n = cursor.advance(upTo: body(pieces.map { $0.withUnsafeMutableBytes { $0 } })) { piece, _ in piece.count }
+        let n = cursor.advance(upTo: HostRange.withUnsafeMutableBytes(of: pieces, body)) { piece, _ in piece.count }
         bytesWritten += n
         return n
     }

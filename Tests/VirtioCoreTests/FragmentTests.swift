@@ -68,4 +68,36 @@ struct FragmentTests {
             #expect(Array(written.prefix(expected)) == Array(source.prefix(expected)))
         }
     }
+
+    @Test("GHT-CHN-02, GHT-CHN-03: the vectored reader and writer hand the fragments' pieces in order, bounded by count and maxPieces, and advance by what was used")
+    func vectored() throws {
+        let region = GuestMemoryRegion(size: 8 * 4096)
+        let all = [100, 300, 50, 200, 70].enumerated().map { region.range.slice(offset: $0.offset * 4096, length: $0.element) }
+        for (i, f) in all.enumerated() { f.withUnsafeMutableBytes { b in for k in b.indices { b[k] = UInt8(truncatingIfNeeded: i &* 41 &+ k) } } }
+        let source = all[0..<2].flatMap { f in f.withUnsafeBytes { Array($0) } }
+        var reader = FragmentReader(all, 0..<2)
+        var seen: [[UInt8]] = []
+        // 250 bytes in at most 2 pieces: the first fragment and 150 of the second; 120 used.
+        let used = reader.consumeVectored(upTo: 250, maxPieces: 2) { pieces in
+            seen = pieces.map { Array($0) }
+            return 120
+        }
+        #expect(seen == [Array(source[0..<100]), Array(source[100..<250])])
+        #expect(used == 120 && reader.bytesRead == 120)
+        #expect(try reader.readBytes(reader.remaining) == Array(source[120...]))
+
+        var writer = FragmentWriter(all, 2..<5)
+        let filled = writer.produceVectored(upTo: 1000) { pieces in
+            #expect(pieces.map(\.count) == [50, 200, 70])
+            var n = 0
+            for piece in pieces.prefix(2) {
+                piece.initializeMemory(as: UInt8.self, repeating: 0xAB)
+                n += piece.count
+            }
+            return n
+        }
+        #expect(filled == 250 && writer.bytesWritten == 250 && writer.remaining == 70)
+        #expect(all[3].withUnsafeBytes { Array($0) } == [UInt8](repeating: 0xAB, count: 200))
+        #expect(all[4].withUnsafeBytes { Array($0) } == (0..<70).map { UInt8(truncatingIfNeeded: 4 &* 41 &+ $0) })
+    }
 }
