@@ -5,7 +5,7 @@
 /// written against this protocol — a queue processor, a device — cannot tell which format its
 /// chains came from. Generic code over it is specialized per format: no dynamic dispatch on
 /// the hot path.
-public protocol DeviceQueue<Memory>: Sendable {
+public protocol DeviceQueue<Memory>: Sendable, ~Copyable {
     associatedtype Memory: MemoryTranslator
 
     /// The translator for buffer addresses.
@@ -52,7 +52,7 @@ public protocol DeviceQueue<Memory>: Sendable {
     mutating func reset()
 }
 
-extension DeviceQueue {
+extension DeviceQueue where Self: ~Copyable {
     /// The queue's position in vhost-user's VHOST_USER_GET_VRING_BASE encoding
     /// (``QueueState/vhostUserBase``).
     @inlinable

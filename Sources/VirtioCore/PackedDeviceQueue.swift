@@ -9,7 +9,7 @@
 /// the queue and sets DEVICE_NEEDS_RESET. The chains it yields are ``DescriptorChain`` values
 /// like the split side's (their head index is the buffer id), so a device cannot tell which
 /// format they came from.
-public struct PackedDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
+public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked Sendable {
     public let layout: PackedRingLayout
     public let ring: PackedRing
     public let memory: Memory

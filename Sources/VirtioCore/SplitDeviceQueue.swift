@@ -8,7 +8,7 @@
 ///
 /// Generic over the translator, so grant handles, IOVAs and guest-physical addresses share
 /// one specialized hot path (DESIGN §5).
-public struct SplitDeviceQueue<Memory: MemoryTranslator>: @unchecked Sendable {
+public struct SplitDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked Sendable {
     /// Size and layout of the ring.
     public let layout: SplitRingLayout
     /// The ring areas, translated once at setup.

@@ -1,7 +1,7 @@
 import VirtioCore
 
 /// The device-side operations whose checks depend on the ring format.
-protocol FuzzedDeviceQueue: DeviceQueue where Memory == IdentityTranslator {
+protocol FuzzedDeviceQueue: DeviceQueue, ~Copyable where Memory == IdentityTranslator {
     /// Where the next used element goes (checked after ``addUsed``).
     var usedCheckpoint: Int { get }
     func checkUsed(at checkpoint: Int, _ chain: DescriptorChain, length: UInt32)
@@ -14,7 +14,7 @@ protocol FuzzedDeviceQueue: DeviceQueue where Memory == IdentityTranslator {
 
 /// What a device-side target knows independently of the queue, and the checks it makes
 /// after each fuzzed operation, for either ring format.
-struct DeviceModel<Queue: FuzzedDeviceQueue> {
+struct DeviceModel<Queue: FuzzedDeviceQueue & ~Copyable> {
     let region: GuestMemoryRegion
     let queueSize: Int
     /// Bytes at the start of the region that hold the ring (rewritten by the hostile driver).
@@ -143,7 +143,7 @@ struct DeviceModel<Queue: FuzzedDeviceQueue> {
         return (bytes, true)
     }
 
-    func checkReader(_ queue: Queue, _ chain: DescriptorChain, _ input: inout FuzzInput) throws(VirtqueueError) {
+    func checkReader(_ queue: borrowing Queue, _ chain: DescriptorChain, _ input: inout FuzzInput) throws(VirtqueueError) {
         let expected = reference(chain, writable: false)
         var reader = queue.reader(for: chain)
         var got: [UInt8] = []
@@ -167,7 +167,7 @@ struct DeviceModel<Queue: FuzzedDeviceQueue> {
         }
     }
 
-    func checkWriter(_ queue: Queue, _ chain: DescriptorChain, _ input: inout FuzzInput) {
+    func checkWriter(_ queue: borrowing Queue, _ chain: DescriptorChain, _ input: inout FuzzInput) {
         let snapshotOfReadable = reference(chain, writable: false)
         var writer = queue.writer(for: chain)
         let count = min(Int(input.integer(UInt16.self)), 8192)
@@ -201,7 +201,7 @@ struct DeviceModel<Queue: FuzzedDeviceQueue> {
         return false
     }
 
-    mutating func checkResolved(_ queue: Queue, _ chain: DescriptorChain) {
+    mutating func checkResolved(_ queue: borrowing Queue, _ chain: DescriptorChain) {
         resolver.removeAll()
         let expected = reference(chain, writable: false)
         do {

@@ -210,7 +210,7 @@ struct RingBenchmark {
     /// completes them, and the driver must have taken them all back. Generic over the ring
     /// format and specialized for each.
     @inline(never)
-    static func lockStep<Driver: LockStepDriver, Device: DeviceQueue>(driver: inout Driver, device: inout Device,
+    static func lockStep<Driver: LockStepDriver, Device: DeviceQueue & ~Copyable>(driver: inout Driver, device: inout Device,
                                                                     segments: Span<BufferSegment>, descs: Int, batch: Int,
                                                                     checksum: inout UInt64) -> Int {
         precondition(segments.count == descs * batch && descs >= 1)

@@ -90,7 +90,11 @@ struct DriverPublicationTests {
     @Test("SUP-DRV-01, SUP-DRV-03: a device on another thread that re-enables notifications whenever it runs dry sees every chain whole and is never left waiting with work published",
           arguments: [VirtioFeatures([.version1]), [.version1, .eventIndex]])
     func splitConcurrentPublication(_ features: VirtioFeatures) throws {
-        let outcome = try Self.stress(RingHarness(queueSize: 16, features: features), chains: 20_000)
+        let h = RingHarness(queueSize: 16, features: features)
+        let region = h.region
+        let driver = h.driver
+        let outcome = try Self.stress(driver: driver, device: h.takeDevice(), chains: 20_000)
+        withExtendedLifetime(region) {}
         #expect(outcome.problem == nil, "\(outcome.problem ?? "")")
         #expect(outcome.completed == 20_000)
     }
@@ -98,7 +102,11 @@ struct DriverPublicationTests {
     @Test("PKD-SUP-01, SUP-DRV-03: a packed device on another thread sees every list whole (its first flags published last) and is never left waiting with work published",
           arguments: [VirtioFeatures([.version1, .ringPacked]), [.version1, .ringPacked, .eventIndex]])
     func packedConcurrentPublication(_ features: VirtioFeatures) throws {
-        let outcome = try Self.stress(PackedRingHarness(queueSize: 12, features: features), chains: 20_000)
+        let h = PackedRingHarness(queueSize: 12, features: features)
+        let region = h.region
+        let driver = h.driver
+        let outcome = try Self.stress(driver: driver, device: h.takeDevice(), chains: 20_000)
+        withExtendedLifetime(region) {}
         #expect(outcome.problem == nil, "\(outcome.problem ?? "")")
         #expect(outcome.completed == 20_000)
     }
@@ -120,9 +128,11 @@ struct DriverPublicationTests {
     /// re-enables notifications and sleeps until a kick. A kick lost between the driver's
     /// publish and its read of the suppression state leaves the device asleep with work
     /// published: a stall, reported after two seconds.
-    static func stress<P: QueuePair>(_ pair: P, chains: Int) throws -> Outcome {
+    static func stress<Driver: DriverQueue, Device: DeviceQueue & ~Copyable>(driver: Driver, device: consuming Device,
+                                                                            chains: Int) throws -> Outcome {
         let shared = StressState()
-        let device = UncheckedBox(pair.device)
+        // The device queue moves to the box its thread alone uses (it is noncopyable: no alias).
+        let device = UncheckedBox(device)
         let finished = DispatchSemaphore(value: 0)
         let thread = Thread {
             defer { finished.signal() }
@@ -158,7 +168,7 @@ struct DriverPublicationTests {
             }
         }
         thread.start()
-        var driver = pair.driver
+        var driver = driver
         var completed = 0
         var deadline = ContinuousClock.now + .seconds(5)
         for s in 0..<chains {
@@ -188,7 +198,7 @@ final class StressState: Sendable {
 }
 
 /// One side of a queue, handed to the thread that alone uses it.
-final class UncheckedBox<Value>: @unchecked Sendable {
+final class UncheckedBox<Value: ~Copyable>: @unchecked Sendable {
     var value: Value
-    init(_ value: Value) { self.value = value }
+    init(_ value: consuming Value) { self.value = value }
 }

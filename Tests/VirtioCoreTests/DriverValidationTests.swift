@@ -15,7 +15,7 @@ struct DriverValidationTests {
         return h
     }
 
-    func use(_ h: RingHarness, _ elements: [UsedElement]) {
+    func use(_ h: borrowing RingHarness, _ elements: [UsedElement]) {
         for (i, e) in elements.enumerated() { h.ring.usedRing.setElement(i, e) }
         h.ring.usedRing.storeIndex(UInt16(elements.count))
     }

@@ -31,12 +31,15 @@ struct RoundTripTests {
     }
 
     /// Runs `chains` random chains through `h`, with random batches, layouts and split points.
-    static func run<H: QueuePair>(_ h: inout H, chains: Int, seed: UInt64, indirect: Bool) throws {
+    /// (The device queue is noncopyable: the two sides come as two `inout` parts of one harness.)
+    static func run<Driver: DriverQueue, Device: DeviceQueue<LoggingTranslator<IdentityTranslator>> & ~Copyable>(
+        _ driver: inout Driver, _ device: inout Device, region: GuestMemoryRegion, queueSize: Int,
+        chains: Int, seed: UInt64, indirect: Bool) throws {
         var random = TestRandom(seed: seed)
         var posted: [UInt64: Posted] = [:]
         var nextToken: UInt64 = 0
         var completed = 0
-        let maxOutstanding = h.queueSize
+        let maxOutstanding = queueSize
         while completed < chains {
             // Driver: a random batch.
             let batch = Int.random(in: 1...4, using: &random)
@@ -47,7 +50,7 @@ struct RoundTripTests {
                 var writableCount = Int.random(in: 0...4, using: &random)
                 if readableCount + writableCount == 0 { readableCount = 1 }
                 let layout: ChainLayout = indirect && Bool.random(using: &random) ? .indirect : .direct
-                let free = h.driver.freeDescriptorCount
+                let free = driver.freeDescriptorCount
                 if free == 0 { break }
                 if layout == .direct && readableCount + writableCount > free {
                     readableCount = min(readableCount, free)
@@ -58,22 +61,22 @@ struct RoundTripTests {
                 var request: [UInt8] = []
                 for s in readable {
                     let bytes = (0..<Int(s.length)).map { _ in UInt8.random(in: 0...255, using: &random) }
-                    h.region.write(bytes, at: s.address)
+                    region.write(bytes, at: s.address)
                     request += bytes
                 }
-                for s in writable { h.region.write([UInt8](repeating: 0xEE, count: Int(s.length)), at: s.address) }
+                for s in writable { region.write([UInt8](repeating: 0xEE, count: Int(s.length)), at: s.address) }
                 do {
-                    try h.driver.add(readable: readable, writable: writable, token: nextToken, layout: layout)
+                    try driver.add(readable: readable, writable: writable, token: nextToken, layout: layout)
                 } catch .queueFull {
                     break   // no indirect table free: wait for completions, as a driver would
                 }
                 posted[nextToken] = Posted(request: request, writable: writable)
                 nextToken += 1
             }
-            h.driver.publish()
+            driver.publish()
             // Device: everything available, with random read and write sizes.
-            while let chain = try h.device.popAvailable() {
-                var reader = h.device.reader(for: chain)
+            while let chain = try device.popAvailable() {
+                var reader = device.reader(for: chain)
                 var request: [UInt8] = []
                 while reader.remaining > 0 {
                     let n = Int.random(in: 1...max(1, min(reader.remaining, 97)), using: &random)
@@ -82,23 +85,23 @@ struct RoundTripTests {
                 let extra = try reader.read(into: UnsafeMutableRawBufferPointer(start: nil, count: 0))
                 #expect(extra == 0)
                 let answer = reply(to: request, head: chain.headIndex, capacity: Int(chain.writableLength))
-                var writer = h.device.writer(for: chain)
+                var writer = device.writer(for: chain)
                 var at = 0
                 while at < answer.count {
                     let n = Int.random(in: 1...(answer.count - at), using: &random)
                     try writer.write(contentsOf: Array(answer[at..<(at + n)]))
                     at += n
                 }
-                h.device.addUsed(chain, length: writer.usedLength)
+                device.addUsed(chain, length: writer.usedLength)
             }
-            h.device.publishUsed()
+            device.publishUsed()
             // Driver: check every completion against the model.
-            while let used = try h.driver.reapUsed() {
+            while let used = try driver.reapUsed() {
                 let removed = posted.removeValue(forKey: used.token)
                 let p = try #require(removed)
                 let capacity = p.writable.reduce(0) { $0 + Int($1.length) }
                 var written: [UInt8] = []
-                for s in p.writable { written += h.region.read(at: s.address, count: Int(s.length)) }
+                for s in p.writable { written += region.read(at: s.address, count: Int(s.length)) }
                 #expect(Int(used.writtenLength) == min(capacity, p.request.count + 7))
                 let expectedBytes = reply(to: p.request, head: 0, capacity: capacity)
                 if !p.request.isEmpty {
@@ -109,42 +112,42 @@ struct RoundTripTests {
             }
         }
         #expect(posted.isEmpty)
-        #expect(h.driver.outstandingCount == 0)
-        #expect(h.device.inFlightCount == 0)
-        #expect(h.driver.freeDescriptorCount == h.queueSize)
+        #expect(driver.outstandingCount == 0)
+        #expect(device.inFlightCount == 0)
+        #expect(driver.freeDescriptorCount == queueSize)
     }
 
     @Test("GHT-CHN-02, GHT-CHN-03, FRM-DEV-01: thousands of random direct chains, byte for byte", arguments: [8, 16, 64])
     func directChains(queueSize: Int) throws {
         var h = RingHarness(queueSize: queueSize)
-        try Self.run(&h, chains: 1500, seed: UInt64(queueSize), indirect: false)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 1500, seed: UInt64(queueSize), indirect: false)
     }
 
     @Test("GHT-CHN-01, IND-DEF-01: thousands of random chains, direct and indirect, byte for byte")
     func indirectChains() throws {
         var h = RingHarness(queueSize: 16, features: [.version1, .indirectDescriptors], indirectTables: 16, entriesPerTable: 16)
-        try Self.run(&h, chains: 2000, seed: 77, indirect: true)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 2000, seed: 77, indirect: true)
     }
 
     @Test("PKD-DEF-01, PKD-DEF-06, PKD-DEV-05: thousands of random direct lists over packed rings of any size, byte for byte",
           arguments: [1, 3, 8, 13, 64])
     func packedDirectLists(queueSize: Int) throws {
         var h = PackedRingHarness(queueSize: queueSize)
-        try Self.run(&h, chains: 1500, seed: UInt64(queueSize) &+ 100, indirect: false)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 1500, seed: UInt64(queueSize) &+ 100, indirect: false)
     }
 
     @Test("PKD-DEF-07: thousands of random packed lists, direct and indirect, byte for byte")
     func packedIndirectLists() throws {
         var h = PackedRingHarness(queueSize: 12, features: [.version1, .ringPacked, .indirectDescriptors],
                                   indirectTables: 12, entriesPerTable: 16)
-        try Self.run(&h, chains: 2000, seed: 78, indirect: true)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 2000, seed: 78, indirect: true)
     }
 
     @Test("PKD-DEF-08: thousands of random packed lists with IN_ORDER batching, byte for byte")
     func packedInOrderLists() throws {
         var h = PackedRingHarness(queueSize: 16, features: [.version1, .ringPacked, .inOrder, .indirectDescriptors],
                                   indirectTables: 16, entriesPerTable: 16)
-        try Self.run(&h, chains: 2000, seed: 79, indirect: true)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 2000, seed: 79, indirect: true)
     }
 
     @Test("AVL-DEF-02: indices wrap at 65536 on both sides (start near 65535)")
@@ -161,7 +164,7 @@ struct RoundTripTests {
         }
         #expect(h.ring.availRing.loadIndex() == 65530)
         #expect(h.ring.usedRing.loadIndex() == 65530)
-        try Self.run(&h, chains: 200, seed: 5, indirect: false)
+        try Self.run(&h.driver, &h.device, region: h.region, queueSize: h.queueSize, chains: 200, seed: 5, indirect: false)
         #expect(h.ring.usedRing.loadIndex() < 1000, "the used index wrapped")
     }
 }

@@ -8,7 +8,7 @@ import VirtioConformance
 @Suite("Grants in use for the whole DMA", .tags(.grants, .hostile))
 struct InFlightGrantTests {
     /// `count` references of the writable run that share one IOTLB slot, and their pages' offsets.
-    static func conflicting(_ h: GrantedRingHarness, count: Int) throws -> [(ref: GrantReference, offset: Int)] {
+    static func conflicting(_ h: borrowing GrantedRingHarness, count: Int) throws -> [(ref: GrantReference, offset: Int)] {
         let slot = h.iotlb.slot(of: h.writableBase)
         let pages = (0..<GrantedRingHarness.writableFrames.count).filter { h.iotlb.slot(of: h.writableBase.advanced(by: $0)) == slot }
         try #require(pages.count >= count, "references hashing to one slot")

@@ -35,8 +35,7 @@ final class InspectingDevice: VirtioDevice, @unchecked Sendable {
 struct InFlightBatchTests {
     /// A grant-mode queue whose IOTLB has 4 entries, with `count` chains each writing one page of
     /// the writable run, all hashing to one IOTLB slot; the processor quiesces the IOTLB.
-    static func conflictingQueue(_ device: InspectingDevice, count: Int) throws
-        -> (GrantedSplitRingHarness, QueueProcessor<SplitDeviceQueue<LoggingTranslator<GrantTranslator>>>, [GrantReference]) {
+    static func conflictingQueue(_ device: InspectingDevice, count: Int) throws -> ConflictingQueue {
         var h = try GrantedSplitRingHarness(queueSize: 16, iotlbEntries: 4)
         let slot = h.iotlb.slot(of: h.writableBase)
         let pages = Array((0..<GrantedSplitRingHarness.writableFrames.count).filter { h.iotlb.slot(of: h.writableBase.advanced(by: $0)) == slot }.prefix(count))
@@ -47,15 +46,28 @@ struct InFlightBatchTests {
         }
         h.driver.publish()
         let iotlb = h.iotlb
-        let processor = QueueProcessor(queue: h.device, index: 0, device: device, quiescentPoint: { iotlb.quiesce() })
-        return (h, processor, pages.map { h.writableBase.advanced(by: $0) })
+        let refs = pages.map { h.writableBase.advanced(by: $0) }
+        // The harness's device queue moves into the processor (it is noncopyable: no alias).
+        let (grants, status, driver) = (h.grants, h.status, h.driver)
+        let processor = QueueProcessor(queue: h.takeDevice(), index: 0, device: device, quiescentPoint: { iotlb.quiesce() })
+        return ConflictingQueue(grants: grants, iotlb: iotlb, status: status, driver: driver, processor: processor, refs: refs)
+    }
+
+    /// What ``conflictingQueue(_:count:)`` sets up: the harness's parts and the processor.
+    struct ConflictingQueue: ~Copyable {
+        let grants: GrantHarness
+        let iotlb: GrantIOTLB
+        let status: DeviceStatusCell
+        var driver: SplitDriverQueue
+        var processor: QueueProcessor<SplitDeviceQueue<LoggingTranslator<GrantTranslator>>>
+        let refs: [GrantReference]
     }
 
     @Test("GHT-DMA-01: while the device processes a batch, every chain's grant shows its in-use bit and end of access reports busy; after the batch the evicted ones are released")
     func inUseDuringProcess() throws {
         let device = InspectingDevice()
-        let (h, queue, refs) = try Self.conflictingQueue(device, count: 3)
-        var processor = queue
+        var h = try Self.conflictingQueue(device, count: 3)
+        let refs = h.refs
         let seen = Mutex<[Bool]>([])
         let table = h.grants.table
         device.inspect = { _ in
@@ -65,7 +77,7 @@ struct InFlightBatchTests {
                 seen.withLock { $0.append(marked && busy) }
             }
         }
-        let r = try processor.drain()
+        let r = try h.processor.drain()
         #expect(r.processed == 3)
         #expect(seen.withLock { $0 } == [true, true, true])
         for ref in refs.dropLast() { #expect(try h.grants.table.endAccess(ref) == .ended, "released at the quiescent point") }
@@ -76,9 +88,9 @@ struct InFlightBatchTests {
     func abandonedReleases() throws {
         let device = InspectingDevice()
         device.abandon = true
-        let (h, queue, refs) = try Self.conflictingQueue(device, count: 3)
-        var processor = queue
-        #expect(throws: VirtqueueError.abandonedByDevice) { _ = try processor.runBatch() }
+        var h = try Self.conflictingQueue(device, count: 3)
+        let refs = h.refs
+        #expect(throws: VirtqueueError.abandonedByDevice) { _ = try h.processor.runBatch() }
         #expect(h.iotlb.parkedCount == 0)
         for ref in refs.dropLast() { #expect(h.grants.mapper.mappingCount(ref) == (0, 0)) }
     }
@@ -86,8 +98,8 @@ struct InFlightBatchTests {
     @Test("GHT-DMA-03: a batch ends at the chain where half the parking list is used; every chain is still served, in several batches, and the queue does not break")
     func batchEndsEarly() throws {
         let device = InspectingDevice()
-        var (h, processor, _) = try Self.conflictingQueue(device, count: 6)
-        let r = try processor.drain(batchLimit: 64)
+        var h = try Self.conflictingQueue(device, count: 6)
+        let r = try h.processor.drain(batchLimit: 64)
         #expect(r.processed == 6)
         #expect(device.batchSizes.count > 1, "the batch was cut: \(device.batchSizes)")
         #expect(device.batchSizes.allSatisfy { $0 <= 3 }, "4 entries: at most 2 parked, 3 chains per batch")

@@ -8,18 +8,23 @@ import VirtioTransport
 @Suite("Queue processing with a device", .tags(.transport))
 struct QueueProcessorTests {
     /// A ring in one region, the driver side, and a processor serving `device`.
-    struct Setup {
-        let region = GuestMemoryRegion(size: 1 << 20)
+    struct Setup: ~Copyable {
+        let region: GuestMemoryRegion
         var driver: SplitDriverQueue
         var processor: QueueProcessor<SplitDeviceQueue<IdentityTranslator>>
-        let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
+        let status: DeviceStatusCell
 
         init(device: any VirtioDevice, features: VirtioFeatures = [.version1, .eventIndex]) throws {
+            // Everything that may throw comes first: a noncopyable value is initialized all at once.
+            let region = GuestMemoryRegion(size: 1 << 20)
+            let status = DeviceStatusCell([.acknowledge, .driver, .featuresOK, .driverOK])
             let layout = SplitRingLayout(queueSize: 16)!
             let ring = try SplitRing(layout: layout, contiguous: region.range.slice(offset: 0, length: 4096))
-            driver = SplitDriverQueue(ring: ring, features: features)
             let queue = try SplitDeviceQueue(queueSize: 16, addresses: SplitRingAddresses(contiguousAt: 0, layout: layout),
                                              memory: region.identityTranslator, features: features, statusCell: status)
+            self.region = region
+            self.status = status
+            driver = SplitDriverQueue(ring: ring, features: features)
             processor = QueueProcessor(queue: queue, index: 0, device: device)
         }
     }
@@ -101,13 +106,13 @@ struct PacedQueueTests {
         #expect(s.processor.queue.inFlightCount == 0 && device.filled.load(ordering: .relaxed) == 0)
         device.ready.store(4, ordering: .relaxed)
         #expect(try s.processor.drain().processed == 4)
-        #expect(s.processor.isPacedByDevice, "two chains stay with the driver")
+        #expect(s.processor.isPacedByDevice == true, "two chains stay with the driver")
         var reaped: [UInt64] = []
         while let used = try s.driver.reapUsed() { reaped.append(used.token) }
         #expect(reaped == [0, 1, 2, 3])
         device.ready.store(10, ordering: .relaxed)
         #expect(try s.processor.drain().processed == 2)
-        #expect(!s.processor.isPacedByDevice)
+        #expect(s.processor.isPacedByDevice == false)
     }
 }
 
@@ -153,7 +158,7 @@ struct IOVAQueueProcessorTests {
         let tables = IndirectTablePool(block: region.range.slice(offset: 0x20000, length: 0x1000), deviceAddress: 0xA002_0000,
                                        tableCount: 4, entriesPerTable: 4)
         let device = EchoDevice()
-        func exercise<Driver: DriverQueue, Queue: DeviceQueue>(_ driver: inout Driver, _ queue: Queue) throws {
+        func exercise<Driver: DriverQueue, Queue: DeviceQueue & ~Copyable>(_ driver: inout Driver, _ queue: consuming Queue) throws {
             var processor = QueueProcessor(queue: queue, index: 0, device: device)
             region.write(Array(repeating: 7, count: 32), at: 0x8000)
             try driver.add(readable: [BufferSegment(address: 0xA000_8000, length: 16), BufferSegment(address: 0xA000_8010, length: 16)],
@@ -183,7 +188,7 @@ struct IOVAQueueProcessorTests {
         }
     }
 
-    static func run<Driver: DriverQueue, Queue: DeviceQueue>(_ driver: inout Driver, _ queue: Queue, region: GuestMemoryRegion,
+    static func run<Driver: DriverQueue, Queue: DeviceQueue & ~Copyable>(_ driver: inout Driver, _ queue: consuming Queue, region: GuestMemoryRegion,
                                                               space: IOVASpace, status: DeviceStatusCell) throws {
         let device = EchoDevice()
         var processor = QueueProcessor(queue: queue, index: 0, device: device)

@@ -16,7 +16,7 @@ import VirtioGrants
 /// ``indirectFrame`` granted read-only, ``usedFrame`` read-write, ``readableFrames`` read-only
 /// and ``writableFrames`` read-write, each run under consecutive references (a buffer may cross
 /// pages freely).
-public struct GrantedSplitRingHarness: SplitRingScripting {
+public struct GrantedSplitRingHarness: SplitRingScripting, ~Copyable {
     public static let descriptorFrame = 0
     public static let availableFrame = 1
     public static let usedFrame = 2
@@ -58,23 +58,28 @@ public struct GrantedSplitRingHarness: SplitRingScripting {
         let descriptors = try grant(Self.descriptorFrame..<Self.descriptorFrame + 1, readOnly: true)
         let available = try grant(Self.availableFrame..<Self.availableFrame + 1, readOnly: true)
         let used = try grant(Self.usedFrame..<Self.usedFrame + 1, readOnly: false)
-        indirectBase = try grant(Self.indirectFrame..<Self.indirectFrame + 1, readOnly: true)
-        readableBase = try grant(Self.readableFrames, readOnly: true)
-        writableBase = try grant(Self.writableFrames, readOnly: false)
-        self.grants = grants
-        layout = SplitRingLayout(queueSize: queueSize)!
-
+        let indirect = try grant(Self.indirectFrame..<Self.indirectFrame + 1, readOnly: true)
+        let readable = try grant(Self.readableFrames, readOnly: true)
+        let writable = try grant(Self.writableFrames, readOnly: false)
+        let layout = SplitRingLayout(queueSize: queueSize)!
         let page = { (f: Int) in grants.frames.range.slice(offset: f * GrantHarness.pageSize, length: GrantHarness.pageSize) }
-        ring = try SplitRing(layout: layout, descriptorTable: page(Self.descriptorFrame), availRing: page(Self.availableFrame),
-                             usedRing: page(Self.usedFrame))
-        let pool = IndirectTablePool(block: page(Self.indirectFrame), deviceAddress: GrantHandle(reference: indirectBase).rawValue,
-                                     tableCount: 16, entriesPerTable: 16)
-        driver = SplitDriverQueue(ring: ring, features: features, indirectTables: pool)
-
+        let ring = try SplitRing(layout: layout, descriptorTable: page(Self.descriptorFrame), availRing: page(Self.availableFrame),
+                                 usedRing: page(Self.usedFrame))
         let addresses = SplitRingAddresses(descriptorTable: GrantHandle(reference: descriptors).rawValue,
                                            availRing: GrantHandle(reference: available).rawValue,
                                            usedRing: GrantHandle(reference: used).rawValue)
-        granted = try GrantedSplitRing(layout: layout, addresses: addresses, mapper: grants.mapper)
+        // Everything that may throw comes first: a noncopyable value is initialized all at once.
+        let granted = try GrantedSplitRing(layout: layout, addresses: addresses, mapper: grants.mapper)
+        indirectBase = indirect
+        readableBase = readable
+        writableBase = writable
+        self.grants = grants
+        self.layout = layout
+        self.ring = ring
+        let pool = IndirectTablePool(block: page(Self.indirectFrame), deviceAddress: GrantHandle(reference: indirect).rawValue,
+                                     tableCount: 16, entriesPerTable: 16)
+        driver = SplitDriverQueue(ring: ring, features: features, indirectTables: pool)
+        self.granted = granted
         iotlb = GrantIOTLB(mapper: grants.mapper, capacity: iotlbEntries)
         device = SplitDeviceQueue(ring: granted.ring, memory: LoggingTranslator(iotlb.translator, log: accessLog),
                                   features: features, statusCell: status)
@@ -114,4 +119,10 @@ public struct GrantedSplitRingHarness: SplitRingScripting {
         let table = UnsafeDescriptorTable(grants.frames.hostRange(at: at, count: descriptors.count * 16)!)
         for (i, d) in descriptors.enumerated() { table.store(d, at: i) }
     }
+}
+
+extension GrantedSplitRingHarness {
+    /// The device side, moved out of the harness (which ends here): for a test that hands the
+    /// queue to another owner. The queue is noncopyable, so nothing else can alias it.
+    public consuming func takeDevice() -> SplitDeviceQueue<LoggingTranslator<GrantTranslator>> { device }
 }

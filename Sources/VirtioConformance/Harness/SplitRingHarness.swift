@@ -15,7 +15,7 @@ import VirtioCore
 ///
 /// Layout of the region: the ring at ``ringBase``, indirect tables at ``indirectBase``, payload
 /// buffers from ``payloadBase`` (each 4 KiB page one buffer unless a test says otherwise).
-public struct SplitRingHarness: SplitRingScripting {
+public struct SplitRingHarness: SplitRingScripting, ~Copyable {
     public static let ringBase: UInt64 = 0x1000
     public static let indirectBase: UInt64 = 0x10000
     public static let payloadBase: UInt64 = 0x40000
@@ -43,6 +43,8 @@ public struct SplitRingHarness: SplitRingScripting {
         device = try! SplitDeviceQueue(queueSize: queueSize, addresses: addresses, memory: LoggingTranslator(region.identityTranslator, log: accessLog),
                                        features: features, statusCell: status, overflowBlocks: overflowBlocks)
     }
+
+    public var queueSize: Int { layout.count }
 
     /// The translator the harness's device uses: the region, through ``accessLog``.
     public var translator: LoggingTranslator<IdentityTranslator> {
@@ -73,4 +75,10 @@ public struct SplitRingHarness: SplitRingScripting {
          addresses.availRing..<addresses.availRing + UInt64(layout.availRingSize),
          addresses.usedRing..<addresses.usedRing + UInt64(layout.usedRingSize))
     }
+}
+
+extension SplitRingHarness {
+    /// The device side, moved out of the harness (which ends here): for a test that hands the
+    /// queue to another owner. The queue is noncopyable, so nothing else can alias it.
+    public consuming func takeDevice() -> SplitDeviceQueue<LoggingTranslator<IdentityTranslator>> { device }
 }

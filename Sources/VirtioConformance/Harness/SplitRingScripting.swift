@@ -4,13 +4,13 @@ import VirtioCore
 /// addresses their descriptors carry (guest-physical in ``SplitRingHarness``, grant handles in
 /// ``GrantedSplitRingHarness``). Nothing here is checked: a malformed ring reaches the queue
 /// under test exactly as written (GHT-CNF-08, GHT-CNF-09).
-public protocol SplitRingScripting {
+public protocol SplitRingScripting: ~Copyable {
     /// The driver's view of the ring memory.
     var ring: SplitRing { get }
     var layout: SplitRingLayout { get }
 }
 
-extension SplitRingScripting {
+extension SplitRingScripting where Self: ~Copyable {
     // MARK: the scripted front-end: raw driver-side writes
 
     /// Stores a descriptor in slot `index` of the descriptor table, unchecked.

@@ -168,7 +168,7 @@ extension BackEndSession {
         }
     }
 
-    private func startWorker<Queue: DeviceQueue>(_ i: Int, _ queue: Queue, quiescentPoint: (() -> Void)?,
+    private func startWorker<Queue: DeviceQueue & ~Copyable>(_ i: Int, _ queue: consuming Queue, quiescentPoint: (() -> Void)?,
                                                  _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
                                        isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true })

@@ -49,7 +49,7 @@ final class QueueWorker: @unchecked Sendable {
     ///   - onKickLost: called once, on the worker thread, when the kick descriptor hangs up or
     ///     fails with nothing to read; the worker stops watching it instead of spinning
     ///     (GHT-LIVE-05) and waits to be stopped.
-    init<Queue: DeviceQueue>(processor: QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
+    init<Queue: DeviceQueue & ~Copyable>(processor: consuming QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
                              batchLimit: Int = 64,
                              startThread: (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
                                  try WorkerThread.start(name: name, body)
@@ -63,7 +63,7 @@ final class QueueWorker: @unchecked Sendable {
         try poller.add(wake.fd, token: 1)
         let statistics = self.statistics, control = self.control, wake = self.wake
         let box = ProcessorBox(processor)
-        thread = try startThread("vq\(processor.index)") {
+        thread = try startThread("vq\(index)") {
             var processor = box.take()
             var events: [PollEvent] = []
             events.reserveCapacity(4)
@@ -131,13 +131,10 @@ final class QueueWorker: @unchecked Sendable {
 }
 
 /// Hands a (non-Sendable) processor to the worker thread exactly once.
-private final class ProcessorBox<Queue: DeviceQueue>: @unchecked Sendable {
+private final class ProcessorBox<Queue: DeviceQueue & ~Copyable>: @unchecked Sendable {
     private var processor: QueueProcessor<Queue>?
-    init(_ processor: QueueProcessor<Queue>) { self.processor = processor }
-    func take() -> QueueProcessor<Queue> {
-        defer { processor = nil }
-        return processor!
-    }
+    init(_ processor: consuming QueueProcessor<Queue>) { self.processor = consume processor }
+    func take() -> QueueProcessor<Queue> { processor.take()! }
 }
 
 #if canImport(Glibc)

@@ -7,7 +7,7 @@ import VirtioCore
 /// Transport-independent and ring-format-independent (split or packed, through
 /// ``DeviceQueue``): the thread that waits on the kick doorbell calls ``runBatch(limit:)`` and
 /// signals the call doorbell when it returns `notify`.
-public struct QueueProcessor<Queue: DeviceQueue> {
+public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
     public private(set) var queue: Queue
     public let index: Int
     let device: any VirtioDevice
@@ -34,7 +34,7 @@ public struct QueueProcessor<Queue: DeviceQueue> {
     /// Batches handed to the device since creation.
     public private(set) var batches = 0
 
-    public init(queue: Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil,
+    public init(queue: consuming Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil,
                 isMemoryPoisoned: (() -> Bool)? = nil) {
         self.queue = queue
         self.index = index
