@@ -25,6 +25,16 @@ public struct HostRange {
         self.count = count
     }
 
+    /// A range over `count` bytes at host address `address` (a translator's table entry holds
+    /// addresses as integers); the pointer is formed here and nowhere else.
+    ///
+    /// The caller vouches, as for ``init(unsafeBase:count:)``, that the bytes are mapped.
+    @inlinable
+    public init(unsafeAddress address: UInt, count: Int) {
+        guard let base = UnsafeMutableRawPointer(bitPattern: address) else { preconditionFailure("a host range at address 0") }
+        self.init(unsafeBase: base, count: count)
+    }
+
     /// The sub-range `[offset, offset + length)`.
     @inlinable
     public func slice(offset: Int, length: Int) -> HostRange {

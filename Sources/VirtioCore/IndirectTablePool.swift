@@ -26,7 +26,7 @@ public struct IndirectTablePool: @unchecked Sendable {
         self.tableCount = tableCount
         self.entriesPerTable = entriesPerTable
         storage = UnsafeAllocation(byteCount: tableCount * 2)
-        freeStack = storage.base.bindMemory(to: UInt16.self, capacity: tableCount)
+        freeStack = storage.carve(UInt16.self, at: 0, count: tableCount)
         for i in 0..<tableCount { freeStack[i] = UInt16(tableCount - 1 - i) }
         freeCount = tableCount
     }

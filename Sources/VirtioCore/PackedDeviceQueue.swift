@@ -82,8 +82,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
         var plan = AllocationPlan()
         let inFlightOffset = plan.reserve(UInt64.self, count: n)
         let arenaOffsets = UnsafeSegmentArena.plan(&plan, queueSize: n + 1, overflowBlocks: overflow)
-        storage = UnsafeAllocation(byteCount: plan.size)
-        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt64.self, capacity: n)
+        storage = UnsafeAllocation(plan)
+        inFlight = storage.carve(UInt64.self, at: inFlightOffset, count: n)
         arena = UnsafeSegmentArena(allocation: storage, offsets: arenaOffsets, queueSize: n + 1, overflowBlocks: overflow)
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout

@@ -81,6 +81,6 @@ public struct RegionMapTranslator: MemoryTranslator, @unchecked Sendable {
         if access == .write && !readOnly.isEmpty && readOnly[i] { return .failure(.readOnly) }
         let available = sizes[i] &- offset
         let count = UInt64(length) <= available ? length : Int(truncatingIfNeeded: available)
-        return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: bases[i] &+ UInt(truncatingIfNeeded: offset))!, count: count))
+        return .success(HostRange(unsafeAddress: bases[i] &+ UInt(truncatingIfNeeded: offset), count: count))
     }
 }

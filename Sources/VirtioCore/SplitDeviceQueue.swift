@@ -91,8 +91,8 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked 
         var plan = AllocationPlan()
         let inFlightOffset = plan.reserve(UInt32.self, count: n)
         let arenaOffsets = UnsafeSegmentArena.plan(&plan, queueSize: n, overflowBlocks: overflow)
-        storage = UnsafeAllocation(byteCount: plan.size)
-        inFlight = (storage.base + inFlightOffset).bindMemory(to: UInt32.self, capacity: n)
+        storage = UnsafeAllocation(plan)
+        inFlight = storage.carve(UInt32.self, at: inFlightOffset, count: n)
         arena = UnsafeSegmentArena(allocation: storage, offsets: arenaOffsets, queueSize: n, overflowBlocks: overflow)
         freeOverflow = arena.resetFreeStack()
         layout = ring.layout

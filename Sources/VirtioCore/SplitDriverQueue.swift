@@ -138,10 +138,10 @@ public struct SplitDriverQueue: @unchecked Sendable {
         let o1 = plan.reserve(ChainRecord.self, count: n)
         let o2 = plan.reserve(UInt16.self, count: n)
         let o3 = plan.reserve(UInt16.self, count: n)
-        storage = UnsafeAllocation(byteCount: plan.size)
-        records = (storage.base + o1).bindMemory(to: ChainRecord.self, capacity: n)
-        links = (storage.base + o2).bindMemory(to: UInt16.self, capacity: n)
-        freeRing = (storage.base + o3).bindMemory(to: UInt16.self, capacity: n)
+        storage = UnsafeAllocation(plan)
+        records = storage.carve(ChainRecord.self, at: o1, count: n)
+        links = storage.carve(UInt16.self, at: o2, count: n)
+        freeRing = storage.carve(UInt16.self, at: o3, count: n)
         layout = ring.layout
         self.ring = ring
         self.features = features

@@ -1,38 +1,3 @@
-/// Owns one raw allocation for the lifetime of a queue; the queue keeps typed pointers into
-/// it so that its hot path touches no class (no ARC, no exclusivity checks).
-@usableFromInline
-final class UnsafeAllocation: @unchecked Sendable {
-    @usableFromInline let base: UnsafeMutableRawPointer
-    @usableFromInline let byteCount: Int
-
-    @usableFromInline
-    init(byteCount: Int) {
-        self.byteCount = max(byteCount, 1)
-        base = UnsafeMutableRawPointer.allocate(byteCount: self.byteCount, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: self.byteCount)
-    }
-
-    deinit { base.deallocate() }
-}
-
-/// Carves typed arrays out of one ``UnsafeAllocation``.
-@usableFromInline
-struct AllocationPlan {
-    @usableFromInline var size = 0
-
-    @usableFromInline init() {}
-
-    /// Reserves `count` elements of `T`, aligned to at least `alignment` bytes (a power of 2 up
-    /// to the allocation's 64), and returns their byte offset.
-    @usableFromInline
-    mutating func reserve<T>(_: T.Type, count: Int, alignment: Int = 1) -> Int {
-        let a = Swift.max(MemoryLayout<T>.alignment, alignment)
-        let offset = (size + a - 1) & ~(a - 1)
-        size = offset + MemoryLayout<T>.stride * count
-        return offset
-    }
-}
-
 /// Private storage for the segments of popped chains.
 ///
 /// Segments live in blocks of ``blockSize``, aligned to their size. Block `h` belongs to the
@@ -83,10 +48,10 @@ struct UnsafeSegmentArena: @unchecked Sendable {
         let blocks = queueSize + overflowBlocks
         // The links end at or below the segments (SegmentView.linkSlot relies on it).
         precondition(offsets.1 - offsets.0 >= blocks * MemoryLayout<UInt32>.stride)
-        precondition(offsets.1 % Self.blockBytes == 0 && Int(bitPattern: allocation.base) % Self.blockBytes == 0)
-        (allocation.base + offsets.0).bindMemory(to: UInt32.self, capacity: blocks)
-        view = SegmentView(segments: (allocation.base + offsets.1).bindMemory(to: ChainSegment.self, capacity: blocks * Self.blockSize))
-        freeStack = (allocation.base + offsets.2).bindMemory(to: UInt32.self, capacity: overflowBlocks)
+        precondition(offsets.1 % Self.blockBytes == 0 && UnsafeAllocation.alignment % Self.blockBytes == 0)
+        _ = allocation.carve(UInt32.self, at: offsets.0, count: blocks)
+        view = SegmentView(segments: allocation.carve(ChainSegment.self, at: offsets.1, count: blocks * Self.blockSize))
+        freeStack = allocation.carve(UInt32.self, at: offsets.2, count: overflowBlocks)
         headBlocks = queueSize
         self.overflowBlocks = overflowBlocks
     }

@@ -25,7 +25,7 @@ public struct GrantMapping: Hashable, Sendable {
     /// The 4 KiB page, for as long as the mapping lives.
     @inlinable
     public var page: HostRange {
-        HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: pageAddress)!, count: GrantHandle.pageSize)
+        HostRange(unsafeAddress: pageAddress, count: GrantHandle.pageSize)
     }
 }
 

@@ -40,7 +40,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
         if _fastPath(address & GrantHandle.marker != 0 && UInt64(e.tag) == ref &+ 1 && e.permissions & permission != 0
                      && length <= GrantHandle.pageSize &- offset && length >= 0) {
             counters[0] &+= 1
-            return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: e.page &+ UInt(offset))!, count: length))
+            return .success(HostRange(unsafeAddress: e.page &+ UInt(offset), count: length))
         }
         return resolveSlowly(address, length: length, access: access)
     }
@@ -69,7 +69,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
         }
         var contiguous = GrantHandle.pageSize - offset
         if contiguous >= length {
-            return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: firstPage &+ UInt(offset))!, count: length))
+            return .success(HostRange(unsafeAddress: firstPage &+ UInt(offset), count: length))
         }
         // Crossing a page: continue into the next references while their pages follow in host
         // memory; otherwise return the first part and let the caller continue.
@@ -81,7 +81,7 @@ public struct GrantTranslator: MemoryTranslator, @unchecked Sendable {
             contiguous += GrantHandle.pageSize
             expected &+= UInt(GrantHandle.pageSize)
         }
-        return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: firstPage &+ UInt(offset))!, count: min(contiguous, length)))
+        return .success(HostRange(unsafeAddress: firstPage &+ UInt(offset), count: min(contiguous, length)))
     }
 
     /// The host page of `ref` for `access`, from the cache or by mapping it.

@@ -69,7 +69,7 @@ public struct IOVATranslator: MemoryTranslator, @unchecked Sendable {
                      && UInt64(length) <= UInt64(e.span &- min(offset, e.span))
                      && e.generation == cache._withUnsafeGuaranteedRef({ $0.space.generation })) {
             counters[0] &+= 1
-            return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: e.host &+ UInt(offset))!, count: length))
+            return .success(HostRange(unsafeAddress: e.host &+ UInt(offset), count: length))
         }
         return resolveSlowly(address, length: length, access: access)
     }
@@ -97,6 +97,6 @@ public struct IOVATranslator: MemoryTranslator, @unchecked Sendable {
             entries[Int(truncatingIfNeeded: (address >> 12) & mask)] = e
         }
         let count = found.available == 0 ? length : Int(min(UInt64(length), found.available))
-        return .success(HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: found.host)!, count: count))
+        return .success(HostRange(unsafeAddress: found.host, count: count))
     }
 }

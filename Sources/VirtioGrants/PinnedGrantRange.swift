@@ -38,7 +38,7 @@ public final class PinnedGrantRange: @unchecked Sendable {
         }
         mappings = mapped
         // The pages were checked to follow each other: one range spans them.
-        range = HostRange(unsafeBase: UnsafeMutableRawPointer(bitPattern: mapped[0].pageAddress)!, count: pages * GrantHandle.pageSize)
+        range = HostRange(unsafeAddress: mapped[0].pageAddress, count: pages * GrantHandle.pageSize)
             .slice(offset: handle.offset, length: length)
     }
 
