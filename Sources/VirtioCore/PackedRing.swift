@@ -2,11 +2,11 @@
 @frozen
 public struct PackedRing: @unchecked Sendable {
     public let layout: PackedRingLayout
-    public let descriptorRing: UnsafePackedDescriptorRing
+    @usableFromInline package let descriptorRing: UnsafePackedDescriptorRing
     /// Written by the driver, read by the device: controls used-buffer notifications.
-    public let driverEventArea: UnsafePackedEventArea
+    @usableFromInline package let driverEventArea: UnsafePackedEventArea
     /// Written by the device, read by the driver: controls available-buffer notifications.
-    public let deviceEventArea: UnsafePackedEventArea
+    @usableFromInline package let deviceEventArea: UnsafePackedEventArea
 
     /// A ring over host memory the caller owns (the driver side).
     public init(layout: PackedRingLayout, descriptorRing: HostRange, driverEventArea: HostRange,

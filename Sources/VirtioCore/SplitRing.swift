@@ -34,9 +34,9 @@ public enum RingSetupError: Error, Hashable, Sendable {
 @frozen
 public struct SplitRing: @unchecked Sendable {
     public let layout: SplitRingLayout
-    public let descriptorTable: UnsafeDescriptorTable
-    public let availRing: UnsafeAvailRing
-    public let usedRing: UnsafeUsedRing
+    @usableFromInline package let descriptorTable: UnsafeDescriptorTable
+    @usableFromInline package let availRing: UnsafeAvailRing
+    @usableFromInline package let usedRing: UnsafeUsedRing
 
     /// A ring over host memory the caller owns (the driver side).
     public init(layout: SplitRingLayout, descriptorTable: HostRange, availRing: HostRange, usedRing: HostRange) throws(RingSetupError) {

@@ -7,15 +7,15 @@ import Synchronization
 // slot available or used (PKD-SUP-01, PKD-SUP-02).
 
 /// The descriptor ring of a packed virtqueue (VIRTIO 1.2 §2.8.13).
-@frozen
-public struct UnsafePackedDescriptorRing: @unchecked Sendable {
+@frozen @usableFromInline
+package struct UnsafePackedDescriptorRing: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutableRawPointer
     /// N, the number of slots.
-    public let count: Int
+    @usableFromInline package let count: Int
 
     /// A view of `count` slots over `range`, which must hold 16·`count` bytes, 16-aligned.
     @inlinable
-    public init(_ range: HostRange, count: Int) {
+    package init(_ range: HostRange, count: Int) {
         precondition(range.count >= 16 &* count && range.isAligned(to: 16))
         base = range.base
         self.count = count
@@ -37,7 +37,7 @@ public struct UnsafePackedDescriptorRing: @unchecked Sendable {
 
     /// Reads slot `slot` once: the flags word with acquire, then the address.
     @inlinable
-    public func load(_ slot: Int) -> PackedDescriptor {
+    package func load(_ slot: Int) -> PackedDescriptor {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count), "slot out of ring")
         let w1 = loadWord1(slot)
         return PackedDescriptor(word0: loadAddress(slot).littleEndian, word1: w1.littleEndian)
@@ -47,7 +47,7 @@ public struct UnsafePackedDescriptorRing: @unchecked Sendable {
     /// `publishing` (the flags that make the slot available or used go last, PKD-DRV-07,
     /// PKD-SUP-01), relaxed otherwise.
     @inlinable @inline(__always)
-    public func store(_ descriptor: PackedDescriptor, at slot: Int, publishing: Bool) {
+    package func store(_ descriptor: PackedDescriptor, at slot: Int, publishing: Bool) {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count), "slot out of ring")
         let p = base + (slot &<< 4)
         atomic64(p).pointee.store(descriptor.address.littleEndian, ordering: .relaxed)
@@ -69,20 +69,20 @@ public struct UnsafePackedDescriptorRing: @unchecked Sendable {
 }
 
 /// An event-suppression area: le16 off_wrap, le16 flags (VIRTIO 1.2 §2.8.10, PKD-EVT-01).
-@frozen
-public struct UnsafePackedEventArea: @unchecked Sendable {
+@frozen @usableFromInline
+package struct UnsafePackedEventArea: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutableRawPointer
 
     /// A view over `range`, which must hold 4 bytes, 4-aligned.
     @inlinable
-    public init(_ range: HostRange) {
+    package init(_ range: HostRange) {
         precondition(range.count >= 4 && range.isAligned(to: 4))
         base = range.base
     }
 
     /// The area as one relaxed 32-bit read (both fields from one fetch).
     @inlinable
-    public var mode: PackedEventMode {
+    package var mode: PackedEventMode {
         get {
             let w = UInt32(littleEndian: atomic32(base).pointee.load(ordering: .relaxed))
             return PackedEventMode(offWrap: UInt16(truncatingIfNeeded: w), flags: UInt16(truncatingIfNeeded: w &>> 16))
@@ -97,14 +97,14 @@ public struct UnsafePackedEventArea: @unchecked Sendable {
 extension UnsafeDescriptorTable {
     /// Reads entry `index` of a packed indirect table once (PKD-DEF-07).
     @inlinable
-    public func loadPacked(_ index: Int) -> PackedDescriptor {
+    package func loadPacked(_ index: Int) -> PackedDescriptor {
         let d = load(index)
         return PackedDescriptor(word0: d.address.littleEndian, word1: d.word1)
     }
 
     /// Writes entry `index` of a packed indirect table (driver side).
     @inlinable
-    public func storePacked(_ descriptor: PackedDescriptor, at index: Int) {
+    package func storePacked(_ descriptor: PackedDescriptor, at index: Int) {
         store(Descriptor(word0: descriptor.address.littleEndian, word1: descriptor.word1), at: index)
     }
 }

@@ -22,18 +22,18 @@ func atomic64(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt6
 }
 
 /// A descriptor table (VIRTIO 1.2 §2.7.5) or an indirect table (§2.7.5.3) in shared memory.
-@frozen
-public struct UnsafeDescriptorTable: @unchecked Sendable {
+@frozen @usableFromInline
+package struct UnsafeDescriptorTable: @unchecked Sendable {
     @usableFromInline
     let base: UnsafeMutableRawPointer
     /// The number of descriptors in the table.
-    public let count: Int
+    @usableFromInline package let count: Int
     @usableFromInline
     let aligned: Bool
 
     /// A view of `range.count / 16` descriptors.
     @inlinable
-    public init(_ range: HostRange) {
+    package init(_ range: HostRange) {
         base = range.base
         count = range.count &>> 4
         aligned = range.isAligned(to: 8)
@@ -45,7 +45,7 @@ public struct UnsafeDescriptorTable: @unchecked Sendable {
     /// as two relaxed 64-bit atomic loads; an unaligned indirect table is copied bytewise
     /// into a local first. Either way every field comes from one fetch.
     @inlinable
-    public func load(_ index: Int) -> Descriptor {
+    package func load(_ index: Int) -> Descriptor {
         precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "descriptor index out of table")
         let p = base + (index &<< 4)
         if _fastPath(aligned) {
@@ -76,7 +76,7 @@ public struct UnsafeDescriptorTable: @unchecked Sendable {
 
     /// Writes descriptor `index` (driver side).
     @inlinable
-    public func store(_ descriptor: Descriptor, at index: Int) {
+    package func store(_ descriptor: Descriptor, at index: Int) {
         precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "descriptor index out of table")
         let p = base + (index &<< 4)
         if _fastPath(aligned) {
@@ -90,17 +90,17 @@ public struct UnsafeDescriptorTable: @unchecked Sendable {
 }
 
 /// The available ring (VIRTIO 1.2 §2.7.6): le16 flags, le16 idx, le16 ring[N], le16 used_event.
-@frozen
-public struct UnsafeAvailRing: @unchecked Sendable {
+@frozen @usableFromInline
+package struct UnsafeAvailRing: @unchecked Sendable {
     @usableFromInline
     let base: UnsafeMutableRawPointer
     /// N, the number of ring entries.
-    public let count: Int
+    @usableFromInline package let count: Int
     @usableFromInline let mask: Int
 
     /// A view over `range`, which must hold at least 6 + 2·`count` bytes, 2-aligned.
     @inlinable
-    public init(_ range: HostRange, count: Int) {
+    package init(_ range: HostRange, count: Int) {
         precondition(range.count >= 6 + 2 * count && range.isAligned(to: 2))
         base = range.base
         self.count = count
@@ -108,26 +108,26 @@ public struct UnsafeAvailRing: @unchecked Sendable {
     }
 
     /// VIRTQ_AVAIL_F_NO_INTERRUPT.
-    @inlinable public static var noInterrupt: UInt16 { 1 }
+    @inlinable package static var noInterrupt: UInt16 { 1 }
 
     /// `flags`, relaxed.
     @inlinable
-    public var flags: UInt16 {
+    package var flags: UInt16 {
         get { UInt16(littleEndian: atomic16(base).pointee.load(ordering: .relaxed)) }
         nonmutating set { atomic16(base).pointee.store(newValue.littleEndian, ordering: .relaxed) }
     }
 
     /// `idx` with acquire ordering: entries and descriptors written before it are visible.
     @inlinable
-    public func loadIndex() -> UInt16 { UInt16(littleEndian: atomic16(base + 2).pointee.load(ordering: .acquiring)) }
+    package func loadIndex() -> UInt16 { UInt16(littleEndian: atomic16(base + 2).pointee.load(ordering: .acquiring)) }
 
     /// Publishes `idx` with release ordering (SUP-DRV-01).
     @inlinable
-    public func storeIndex(_ index: UInt16) { atomic16(base + 2).pointee.store(index.littleEndian, ordering: .releasing) }
+    package func storeIndex(_ index: UInt16) { atomic16(base + 2).pointee.store(index.littleEndian, ordering: .releasing) }
 
     /// `ring[slot]`, relaxed. `slot` is an index already reduced modulo N.
     @inlinable
-    public func entry(_ slot: Int) -> UInt16 {
+    package func entry(_ slot: Int) -> UInt16 {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count))
         return UInt16(littleEndian: atomic16(base + 4 + slot &<< 1).pointee.load(ordering: .relaxed))
     }
@@ -152,32 +152,32 @@ public struct UnsafeAvailRing: @unchecked Sendable {
 
     /// Writes `ring[slot]`.
     @inlinable
-    public func setEntry(_ slot: Int, _ head: UInt16) {
+    package func setEntry(_ slot: Int, _ head: UInt16) {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count))
         atomic16(base + 4 + slot &<< 1).pointee.store(head.littleEndian, ordering: .relaxed)
     }
 
     /// `used_event` (meaningful only with EVENT_IDX), relaxed.
     @inlinable
-    public var usedEvent: UInt16 {
+    package var usedEvent: UInt16 {
         get { UInt16(littleEndian: atomic16(base + 4 + count &<< 1).pointee.load(ordering: .relaxed)) }
         nonmutating set { atomic16(base + 4 + count &<< 1).pointee.store(newValue.littleEndian, ordering: .relaxed) }
     }
 }
 
 /// The used ring (VIRTIO 1.2 §2.7.8): le16 flags, le16 idx, {le32 id, le32 len}[N], le16 avail_event.
-@frozen
-public struct UnsafeUsedRing: @unchecked Sendable {
+@frozen @usableFromInline
+package struct UnsafeUsedRing: @unchecked Sendable {
     @usableFromInline
     let base: UnsafeMutableRawPointer
     /// N, the number of ring entries.
-    public let count: Int
+    @usableFromInline package let count: Int
 
     @usableFromInline let mask: Int
 
     /// A view over `range`, which must hold at least 6 + 8·`count` bytes, 4-aligned.
     @inlinable
-    public init(_ range: HostRange, count: Int) {
+    package init(_ range: HostRange, count: Int) {
         precondition(range.count >= 6 + 8 * count && range.isAligned(to: 4))
         base = range.base
         self.count = count
@@ -185,26 +185,26 @@ public struct UnsafeUsedRing: @unchecked Sendable {
     }
 
     /// VIRTQ_USED_F_NO_NOTIFY.
-    @inlinable public static var noNotify: UInt16 { 1 }
+    @inlinable package static var noNotify: UInt16 { 1 }
 
     /// `flags`, relaxed.
     @inlinable
-    public var flags: UInt16 {
+    package var flags: UInt16 {
         get { UInt16(littleEndian: atomic16(base).pointee.load(ordering: .relaxed)) }
         nonmutating set { atomic16(base).pointee.store(newValue.littleEndian, ordering: .relaxed) }
     }
 
     /// `idx` with acquire ordering: elements written before it are visible.
     @inlinable
-    public func loadIndex() -> UInt16 { UInt16(littleEndian: atomic16(base + 2).pointee.load(ordering: .acquiring)) }
+    package func loadIndex() -> UInt16 { UInt16(littleEndian: atomic16(base + 2).pointee.load(ordering: .acquiring)) }
 
     /// Publishes `idx` with release ordering (USD-DEV-01).
     @inlinable
-    public func storeIndex(_ index: UInt16) { atomic16(base + 2).pointee.store(index.littleEndian, ordering: .releasing) }
+    package func storeIndex(_ index: UInt16) { atomic16(base + 2).pointee.store(index.littleEndian, ordering: .releasing) }
 
     /// `ring[slot]`, each field read once.
     @inlinable
-    public func element(_ slot: Int) -> UsedElement {
+    package func element(_ slot: Int) -> UsedElement {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count))
         let p = base + 4 + slot &<< 3
         return UsedElement(id: UInt32(littleEndian: atomic32(p).pointee.load(ordering: .relaxed)),
@@ -229,7 +229,7 @@ public struct UnsafeUsedRing: @unchecked Sendable {
 
     /// Writes `ring[slot]`.
     @inlinable
-    public func setElement(_ slot: Int, _ element: UsedElement) {
+    package func setElement(_ slot: Int, _ element: UsedElement) {
         precondition(UInt(bitPattern: slot) < UInt(bitPattern: count))
         let p = base + 4 + slot &<< 3
         atomic32(p).pointee.store(element.id.littleEndian, ordering: .relaxed)
@@ -238,7 +238,7 @@ public struct UnsafeUsedRing: @unchecked Sendable {
 
     /// `avail_event` (meaningful only with EVENT_IDX), relaxed.
     @inlinable
-    public var availEvent: UInt16 {
+    package var availEvent: UInt16 {
         get { UInt16(littleEndian: atomic16(base + 4 + count &<< 3).pointee.load(ordering: .relaxed)) }
         nonmutating set { atomic16(base + 4 + count &<< 3).pointee.store(newValue.littleEndian, ordering: .relaxed) }
     }
