@@ -114,7 +114,7 @@ public enum SessionTarget {
             case 9:
                 return .message(.revokeGrants(VhostUserGrantRange(first: GrantReference(UInt32(input.byte())), count: UInt32(input.byte()))), file: nil)
             case 15:
-                let requests: [VhostUserMessage] = [.setOwner, .setProtocolFeatures(BackEndConfiguration.protocolFeatures), .getFeatures,
+                let requests: [VhostUserMessage] = [.setOwner, .setProtocolFeatures(BackEndConfiguration.implementedProtocolFeatures), .getFeatures,
                                                     .getProtocolFeatures, .setBackendRequestFD]
                 let m = requests[Int(input.byte()) % requests.count]
                 return .message(m, file: m == .setBackendRequestFD ? 9 : nil)
@@ -139,7 +139,7 @@ public enum SessionTarget {
                               + [bystander.memory.fd, bystander.ours.fd, bystander.theirs.fd]).compactMap { fileIdentity(of: $0.rawValue) }
             let ended = Locked<SessionReport?>(nil)
             let session = WorkerThread(name: "fuzz-hostile") {
-                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), id: 2)
+                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent, id: 2)
                 ended.withLock { $0 = report }
             }
             let drains = [ours, backendOurs].map { socket in
@@ -213,7 +213,7 @@ public enum SessionTarget {
             try ours.setReceiveTimeout(milliseconds: 5000)
             let theirs = self.theirs
             session = WorkerThread(name: "fuzz-bystander") {
-                _ = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), id: 1)
+                _ = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent, id: 1)
             }
             let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(memory.size), userAddress: 0x7000_0000, mmapOffset: 0)
             for (message, fds) in [(VhostUserMessage.setOwner, []), (.setMemoryTable(VhostUserMemoryTable(regions: [region])), [memory.fd.rawValue])] {
@@ -260,5 +260,14 @@ extension FuzzSeeds {
         let grants = negotiate + features(1 << 33) + [8, 0, 0, 0, 16] + write(2, 0, Array(grantEntries.prefix(63))) + write(2, 63, Array(grantEntries.dropFirst(63)))
             + statuses + ring(3) + chain(handle(1, 0), handle(1, 0x100)) + run + [12, 2, 0, 13, 0, 14, 40]
         return [physical, iova, grants]
+    }
+}
+
+extension BackEndConfiguration {
+    /// The back-end's defaults without its log: a fuzzer runs thousands of sessions a second.
+    static var silent: BackEndConfiguration {
+        var c = BackEndConfiguration()
+        c.logSink = nil
+        return c
     }
 }

@@ -93,7 +93,7 @@ public enum VhostUserTarget {
             ownIdentities = [memory.fd.rawValue, doorbell.fd.rawValue, ours.fd.rawValue, theirs.fd.rawValue].compactMap { fileIdentity(of: $0) }
             let reports = Locked<SessionReport?>(nil)
             let session = WorkerThread(name: "fuzz-session") {
-                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256))
+                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent)
                 reports.withLock { $0 = report }
             }
             // Replies are drained on their own thread, so that neither side can block the other.

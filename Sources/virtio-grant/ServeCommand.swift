@@ -47,21 +47,15 @@ struct ServeCommand {
     }
 
     func run() -> Int32 {
-        // Signals are taken by one thread with sigwait, so they are blocked before any other
-        // thread exists (threads inherit the mask).
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stopSignals, s) }
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
-        let done: EventNotifier
-        do { done = try EventNotifier() } catch {
+        let stop: ServeStop
+        do { stop = try ServeStop() } catch {
             report(error: "\(error)")
             return 1
         }
         let ended = Atomic<Int>(0)
         var configuration = BackEndConfiguration()
-        if verbose { configuration.log = { message in var e = StandardError(); print(message, to: &e) } }
+        // The log goes to stderr (on by default, info and above); --verbose adds each message.
+        if verbose { configuration.logLevel = .debug }
         let limit = sessions
         let serveOne: SchedulerOptions.Factory
         do {
@@ -85,7 +79,7 @@ struct ServeCommand {
                 if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
                 line.emit()
                 let count = ended.add(1, ordering: .relaxed).newValue
-                if let limit, count >= limit { try? done.signal() }
+                if let limit, count >= limit { stop.stop() }
             }
             do {
                 backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { serveOne(guests, listener.guest) })
@@ -96,34 +90,36 @@ struct ServeCommand {
                 return 1
             }
         }
-        for b in backEnds { b.start() }
-        for listener in listeners {
-            var line = JSONLine()
-            line.add("event", "listening")
-            line.add("socket", listener.socket)
-            if let guest = listener.guest { line.add("guest_name", guest.name) }
-            line.add("device", device)
-            line.add("pid", Int(getpid()))
-            if let scheduling {
-                line.add("vfs", scheduling.functions)
-                line.add("mapping", "\(scheduling.configuration.mapping)")
-                line.add("policy", scheduling.configuration.policy.description)
+        // Until SIGINT, SIGTERM or SIGHUP (or --sessions N ended): the library's entry point
+        // starts the back-ends, and stops them and every session at the end (GHT-EMB-04).
+        do {
+            _ = try BackEnd.serveUntilSignal(backEnds, signals: [SIGINT, SIGTERM, SIGHUP], stop: stop) {
+                for listener in listeners { listeningLine(listener).emit() }
             }
-            line.emit()
+        } catch {
+            report(error: "cannot wait for signals: \(error)")
+            for b in backEnds { b.stop() }
+            for l in listeners { unlink(l.socket) }
+            return 1
         }
-
-        let waitedSignals = stopSignals
-        let signalWaiter = WorkerThread(name: "signals") {
-            var signal: Int32 = 0
-            var set = waitedSignals
-            if sigwait(&set, &signal) == 0 { try? done.signal() }
-        }
-        _ = try? done.wait(timeoutMilliseconds: -1)
-        for b in backEnds { b.stop() }
         for l in listeners { unlink(l.socket) }
-        // The signal thread may still be in sigwait; the process ends without joining it.
-        withExtendedLifetime(signalWaiter) {}
         return 0
+    }
+
+    /// The line that says a socket is ready for connections.
+    private func listeningLine(_ listener: (socket: String, guest: GuestSpec?)) -> JSONLine {
+        var line = JSONLine()
+        line.add("event", "listening")
+        line.add("socket", listener.socket)
+        if let guest = listener.guest { line.add("guest_name", guest.name) }
+        line.add("device", device)
+        line.add("pid", Int(getpid()))
+        if let scheduling {
+            line.add("vfs", scheduling.functions)
+            line.add("mapping", "\(scheduling.configuration.mapping)")
+            line.add("policy", scheduling.configuration.policy.description)
+        }
+        return line
     }
 
     /// What each connection is served: the image is opened once, before listening, so that a

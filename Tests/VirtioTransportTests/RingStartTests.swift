@@ -147,9 +147,9 @@ struct RingStartTests {
 
     @Test("GHT-VU-24: a queue that SET_VRING_ENABLE 1 should have started and that is held back is logged with the reason, once")
     func heldBackIsLogged() throws {
-        let lines = Mutex<[String]>([])
+        let log = CollectingLogSink()
         var configuration = BackEndConfiguration()
-        configuration.log = { line in lines.withLock { $0.append(line) } }
+        configuration.logSink = log
         let path = temporarySocketPath("ringheld")
         let backEnd = try BackEnd(socketPath: path, configuration: configuration) { FillDevice(deviceID: 4, queueCount: 1) }
         backEnd.start()
@@ -162,12 +162,12 @@ struct RingStartTests {
         let kick = try EventNotifier()
         #expect(try c.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.ringSize)))).isSuccess)
         #expect(try c.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
-        #expect(lines.withLock { $0.filter { $0.contains("held back") } }.isEmpty, "a kick on a ring not yet enabled is the usual order")
+        #expect(log.records(of: .queueHeldBack).isEmpty, "a kick on a ring not yet enabled is the usual order")
         for _ in 0..<2 { #expect(try c.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess) }
-        let held = lines.withLock { $0.filter { $0.contains("held back") } }
+        let held = log.records(of: .queueHeldBack).map { "session \($0.session ?? 0): \($0.message)" }
         #expect(held == ["session 1: queue 0 configured but held back: no ring addresses (SET_VRING_ADDR)"])
         let user = { (n: Int) in UInt64(c.pool.range.startAddress) + UInt64(n * 4096) }
         #expect(try c.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: user(0), used: user(2), available: user(1), log: 0))).isSuccess)
-        #expect(lines.withLock { $0.contains { $0.contains("queue 0 started") } })
+        #expect(log.records(of: .queueStarted).contains { $0.message.contains("queue 0 started") })
     }
 }

@@ -24,6 +24,7 @@ public final class BackEnd: @unchecked Sendable {
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
     private let state: Locked<State>
+    private let logger: BackEndLogger
     private var acceptThread: WorkerThread?
 
     private struct State {
@@ -44,6 +45,7 @@ public final class BackEnd: @unchecked Sendable {
         self.socketPath = socketPath
         self.configuration = configuration
         self.makeDevice = makeDevice
+        logger = BackEndLogger(configuration)
         state = Locked(State(reports: ReportRing(capacity: configuration.keptReports)))
         listener = try UnixSocket.listen(path: socketPath)
         wake = try EventNotifier()
@@ -76,7 +78,7 @@ public final class BackEnd: @unchecked Sendable {
                     serve(connection)
                 } catch where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
                     pause = min(max(pause * 2, 10), max(configuration.acceptBackoffMaxMilliseconds, 1))
-                    configuration.log?("accept: \(error); pausing \(pause) ms")
+                    logger(.error, .accept, "accept: \(error); pausing \(pause) ms")
                 } catch {
                     continue   // the connection went away before it was accepted (ECONNABORTED)
                 }
@@ -98,7 +100,7 @@ public final class BackEnd: @unchecked Sendable {
             return s.nextID
         }
         guard let id = admitted else {
-            configuration.log?("connection refused: \(configuration.maxConnections) connections served (the limit)")
+            logger(.warning, .sessionRefused, "connection refused: \(configuration.maxConnections) connections served (the limit, GHT-LIM-40)")
             connection.close()
             return
         }
@@ -119,12 +121,12 @@ public final class BackEnd: @unchecked Sendable {
                 return true
             } catch {
                 s.refusedConnections += 1
-                configuration.log?("session \(id): connection refused: no thread (\(error))")
+                BackEndLogger(configuration, session: id)(.warning, .sessionRefused, "connection refused: no thread (\(error), GHT-LIM-41)")
                 return false
             }
         }
         if started {
-            configuration.log?("session \(id): connected")
+            BackEndLogger(configuration, session: id)(.info, .sessionOpened, "connected on \(socketPath)")
         } else {
             connection.close()
         }

@@ -50,7 +50,7 @@ extension BackEndSession {
         do {
             adjacent = try AdjacentMapping(chain.map { AdjacentMapping.Window(memory: $0.memory, writable: $0.writable) })
         } catch {
-            log("grant frames cannot be mapped side by side: \(error)")
+            log(.warning, .control, "grant frames cannot be mapped side by side: \(error)")
             return nil
         }
         var readOnly: [Range<Int>] = []

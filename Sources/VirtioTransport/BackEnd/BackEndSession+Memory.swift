@@ -108,15 +108,15 @@ extension BackEndSession {
         guard protocolFeatures.contains(.grantTable) else { throw Violation("SET_GRANT_TABLE without GRANT_TABLE (GHT-VUG-02)") }
         guard !anyQueueStarted else { return .failure() }
         guard info.grantee == configuration.domain else {
-            log("grant table for \(info.grantee), but this back-end is \(configuration.domain)")
+            log(.warning, .control, "grant table for \(info.grantee), but this back-end is \(configuration.domain)")
             return .failure()
         }
         guard info.entryCount <= UInt64(max(configuration.maxGrantEntries, 0)) else {
-            log("grant table of \(info.entryCount) entries: more than \(configuration.maxGrantEntries) (GHT-LIM-20)")
+            log(.warning, .control, "grant table of \(info.entryCount) entries: more than \(configuration.maxGrantEntries) (GHT-LIM-20)")
             return .failure()
         }
         guard let frames = grantFrames(info) else {
-            log("grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in registered regions")
+            log(.warning, .control, "grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in registered regions")
             return .failure()
         }
         let table: SharedMemory
@@ -124,7 +124,7 @@ extension BackEndSession {
             table = try SharedMemory.map(fd: fd, size: Int(info.tableSize), offset: Int(info.tableOffset))
         } catch {
             // GHT-LIM-23: SharedMemory.map checks the window against the file's size (fstat).
-            log("grant table cannot be mapped: \(error)")
+            log(.warning, .control, "grant table cannot be mapped: \(error)")
             return .failure()
         }
         let mapper = GrantMapper(table: table.range, granter: info.granter, frames: frames.range, domain: info.grantee,
@@ -133,7 +133,7 @@ extension BackEndSession {
                             guarded: [table] + frames.owners.compactMap { $0 as? any TruncationGuarded })
         refreshPeerMemory()
         report.withLock { $0.granter = info.granter }
-        log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
+        log(.info, .control, "grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
         return .success
     }
 
@@ -169,7 +169,7 @@ extension BackEndSession {
             let access: MemoryAccess = message.permission == .readOnly ? .read : .write
             guard message.size <= UInt64(Int.max),
                   let host = try? users.translateContiguous(message.userAddress, length: Int(message.size), access: access) else {
-                log("IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
+                log(.warning, .control, "IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
                 return .failure()
             }
             let permissions: IOVAPermissions

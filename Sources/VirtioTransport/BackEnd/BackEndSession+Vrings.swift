@@ -146,7 +146,7 @@ extension BackEndSession {
         }
         if started {
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
-            log("queue \(i) started: \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
+            log(.info, .queueStarted, "queue \(i) started: \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
         }
     }
 
@@ -284,7 +284,7 @@ extension BackEndSession {
             let unchanged = zip(now, vrings[i].iovaRingAreas).allSatisfy { $0.host != 0 && $0.host == $1.host }
             guard !unchanged else { continue }
             vrings[i].base = stopQueue(i)
-            log("queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
+            log(.warning, .queueStopped, "queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
         }
     }
 
@@ -311,7 +311,7 @@ extension BackEndSession {
     /// driver a configuration-change notification (STAT-DEV-03, GHT-BRK-05).
     func queueBroke(_ i: Int, _ error: VirtqueueError, err: EventNotifier?) {
         report.withLock { $0.brokenQueues[i] = error }
-        log("queue \(i) broke: \(error)")
+        log(.error, .queueBroken, "queue \(i) broke: \(error)")
         if case .memoryFault(let fault) = error, fault.kind == .memoryLost {
             // GHT-LIFE-03: the front-end truncated shared memory; the session ends.
             report.withLock { $0.memoryLost = true }

@@ -25,6 +25,10 @@ final class BackEndSession: @unchecked Sendable {
     var offeredFeatures: VirtioFeatures
     var ackedFeatures: VirtioFeatures?
     var protocolFeatures: VhostUserProtocolFeatures = []
+    /// The protocol features offered to this front-end (GHT-EMB-01).
+    let offeredProtocolFeatures: VhostUserProtocolFeatures
+    /// Where this session logs (GHT-EMB-05).
+    let logger: BackEndLogger
     var regions: [MappedMemoryRegion] = []
     var vrings: [Vring]
     var grants: GrantState?
@@ -84,12 +88,17 @@ final class BackEndSession: @unchecked Sendable {
         self.configuration = configuration
         // FEAT-DEV-01: a device-type feature whose prerequisites the device does not offer is not offered.
         offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).closure(requirements: device.featureRequirements)
-            .union(BackEndConfiguration.transportFeatures).union(.vhostUserProtocolFeatures)
+            .union(configuration.offeredTransportFeatures).union(.vhostUserProtocolFeatures)
+        offeredProtocolFeatures = configuration.offeredProtocolFeatures(for: device)
+        logger = BackEndLogger(configuration, session: id)
         vrings = Array(repeating: Vring(), count: device.queueCount)
         report = Locked(SessionReport(id: id))
     }
 
-    func log(_ message: String) { configuration.log?("session \(id): \(message)") }
+    /// Logs `message` about this session at `level` (GHT-EMB-05); not built when not written.
+    func log(_ level: LogLevel, _ event: LogEvent, _ message: @autoclosure () -> String) {
+        logger(level, event, message())
+    }
 
     /// Serves the connection until the front-end closes it, breaks the protocol or exceeds a
     /// bound (set-up, a message, a reply: GHT-LIM-42, GHT-LIM-43, GHT-LIVE-02).
@@ -126,10 +135,30 @@ final class BackEndSession: @unchecked Sendable {
         // An end forced from another thread (a doorbell that hung up) shut the socket down; it
         // is the reason, not the end of stream that followed.
         let reason = forcedEnd.withLock { $0 } ?? end
+        // The counters of the queues' translators, taken before teardown drops them.
+        let faults = currentReport.faults
         teardown()
         report.withLock { $0.end = reason }
-        log("\(reason)")
+        logEnd(reason, faults: faults)
         return reason
+    }
+
+    /// GHT-EMB-06, GHT-EMB-08: the end of a session is logged with its reason, at info when the
+    /// front-end closed the connection and at warning when the back-end closed it; translation
+    /// faults the session's queues met are logged at warning, lost memory at error.
+    private func logEnd(_ reason: SessionEnd, faults: [TranslationFault.Kind: UInt64]) {
+        if !faults.isEmpty {
+            let counts = faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key) \($0.value)" }
+            log(.warning, .fault, "translation faults: \(counts.joined(separator: ", "))")
+        }
+        if report.withLock({ $0.memoryLost }) {
+            log(.error, .fault, "the front-end shrank shared memory under the back-end's mapping (GHT-LIFE-03)")
+        }
+        if case .disconnected = reason {
+            log(.info, .sessionEnded, "ended: \(reason)")
+        } else {
+            log(.warning, .sessionEnded, "ended: \(reason)")
+        }
     }
 
     /// The set-up milestone the connection has not reached yet, with its deadline: SET_OWNER,
@@ -242,7 +271,7 @@ final class BackEndSession: @unchecked Sendable {
         }
         if dropped > 0 {
             report.withLock { $0.backendMessagesDropped += UInt64(dropped) }
-            log("back-end channel not read: \(dropped) message(s) dropped, channel closed")
+            log(.warning, .control, "back-end channel not read: \(dropped) message(s) dropped, channel closed")
         }
     }
 
