@@ -109,7 +109,9 @@ public final class BackEnd: @unchecked Sendable {
             do {
                 // GHT-LIM-41: no thread for the session refuses this connection, nothing else.
                 // Started under the lock, so that its end is recorded after its start.
-                let thread = try configuration.startThread("session\(id)") { [weak self] in
+                let thread = try configuration.startThread("session\(id)") { [weak self, socketPath] in
+                    // Logged by the session's thread before it serves: always before its end.
+                    session.log(.info, .sessionOpened, "connected on \(socketPath)")
                     let report = session.serve()
                     self?.state.withLock { s in
                         s.ended.append(report.id)
@@ -125,11 +127,7 @@ public final class BackEnd: @unchecked Sendable {
                 return false
             }
         }
-        if started {
-            BackEndLogger(configuration, session: id)(.info, .sessionOpened, "connected on \(socketPath)")
-        } else {
-            connection.close()
-        }
+        if !started { connection.close() }
     }
 
     /// Joins the threads of sessions that ended.
