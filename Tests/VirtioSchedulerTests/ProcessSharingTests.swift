@@ -1,8 +1,8 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// A `virtio-grant` process (the executable beside the test binary) whose JSON lines are read

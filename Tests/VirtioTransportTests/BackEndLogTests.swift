@@ -1,7 +1,9 @@
 import Synchronization
 import Testing
 import VirtioCore
+import VhostUser
 import VirtioDevices
+import VirtioSystem
 import VirtioTransport
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// How serving until a signal ended (``BackEnd/serveUntilSignal(_:stop:)``).
 public struct ServeOutcome: Sendable {

@@ -1,5 +1,6 @@
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// Live counters of one queue worker, readable from any thread.
 public final class QueueStatistics: Sendable {
@@ -138,15 +139,4 @@ private final class ProcessorBox<Queue: DeviceQueue>: @unchecked Sendable {
         defer { processor = nil }
         return processor!
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
-public func threadCPUNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -1,3 +1,4 @@
+import VirtioSystem
 /// How much a log record matters to an operator (GHT-EMB-05), least severe first.
 public enum LogLevel: Int, Comparable, Sendable, CaseIterable, CustomStringConvertible {
     /// What the back-end does step by step (each control message): for finding a bug.

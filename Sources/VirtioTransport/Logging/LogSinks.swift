@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSystem
 
 /// The default sink: one line per record on standard error, with an ISO 8601 UTC timestamp
 /// (GHT-EMB-05). Each line is one `write(2)`, so lines from several threads do not interleave.

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A wall-clock instant, for timestamps in logs (not for measuring: use `ContinuousClock`).
+public struct WallClockTime: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Seconds since the Unix epoch, UTC.
+    public var seconds: Int
+    /// Nanoseconds within the second.
+    public var nanoseconds: Int
+
+    public init(seconds: Int, nanoseconds: Int) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// Now (`CLOCK_REALTIME`, ``wallClockNow()``).
+    public static func now() -> WallClockTime {
+        let (seconds, nanoseconds) = wallClockNow()
+        return WallClockTime(seconds: seconds, nanoseconds: nanoseconds)
+    }
+
+    public static func < (a: WallClockTime, b: WallClockTime) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+
+    /// ISO 8601 in UTC with milliseconds: `2026-12-07T17:09:25.123Z`.
+    public var description: String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let ms = nanoseconds / 1_000_000
+        let millis = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)Z"
+    }
+}
+
+/// The process's standard streams, written through the syscall seam.
+public enum StandardStreams {
+    /// Writes `text` to standard error (descriptor 2), in as few `write(2)` calls as the
+    /// kernel takes: a line of up to `PIPE_BUF` (4096) bytes goes out whole, never mixed with
+    /// another thread's. Errors are dropped (there is nowhere left to report them).
+    public static func writeError(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            var done = 0
+            while done < bytes.count {
+                let base = bytes.baseAddress! + done, left = bytes.count - done
+                guard let n = try? valueOrErrno("write", { write(2, base, left) }), n > 0 else { return }
+                done += n
+            }
+        }
+    }
+}
