@@ -81,6 +81,24 @@ struct EmbeddingTests {
         #expect(configuration.offeredProtocolFeatures(for: ChecksumEchoDevice()).contains(.config))
     }
 
+    @Test("GHT-EMB-01: the Swift front-end drives a device without a configuration space, and reads the configuration only of one with a space")
+    func frontEndWithoutConfig() throws {
+        let (rng, _) = try Self.serve { EntropyDevice() }
+        defer { rng.stop() }
+        let frontEnd = try FrontEnd.connect(socketPath: rng.socketPath)
+        defer { frontEnd.close() }
+        let token = try frontEnd.queues[0].submit([], replyCapacity: 32)
+        try frontEnd.queues[0].publish()
+        #expect(try frontEnd.queues[0].waitForCompletions(timeoutMilliseconds: 5000).map(\.token) == [token])
+        #expect(throws: FrontEndError.negotiation("the device has no configuration space (CONFIG not offered)")) { try frontEnd.readConfig(size: 8) }
+
+        let (echo, _) = try Self.serve { ChecksumEchoDevice(queueCount: 1, maxQueueSize: 256) }
+        defer { echo.stop() }
+        let other = try FrontEnd.connect(socketPath: echo.socketPath)
+        defer { other.close() }
+        #expect(try other.readConfig(size: 8) == [1, 0, 0, 0, 0, 1, 0, 0])
+    }
+
     @Test("GHT-EMB-02: a back-end's offer can be narrowed, never widened past what the session implements and what applies to the device")
     func overriddenOffers() throws {
         var configuration = BackEndConfiguration()
