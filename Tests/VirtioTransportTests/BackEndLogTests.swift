@@ -106,4 +106,20 @@ struct BackEndLogTests {
         #expect(faults.first?.message == "translation faults: \(TranslationFault.Kind.notGranted) 1", "\(faults.map(\.message))")
         #expect(faults.first?.session == 2)
     }
+
+    @Test("GHT-EMB-07: QEMU 7.2's rng start logs one start at info; the restart for its new call descriptor is at debug, a stop by GET_VRING_BASE at info")
+    func restartsAreNotStarts() throws {
+        let (backEnd, log) = try EmbeddingTests.serve({ EntropyDevice() }) { $0.logLevel = .debug }
+        defer { backEnd.stop() }
+        let c = try RawVhostUserClient(path: backEnd.socketPath)
+        defer { c.close() }
+        let drivers = try RingStartTests.startLikeQEMU72(c, queues: 1)
+        #expect(try drivers[0].1.wait(timeoutMilliseconds: 3000), "the request completes")
+        let starts = log.records(of: .queueStarted)
+        #expect(starts.map(\.level) == [.info, .debug], "\(starts.map(\.message))")
+        #expect(starts.last?.message.hasPrefix("queue 0 restarted with a new descriptor") == true)
+        try c.send(.getVringBase(VhostUserVringState(index: 0, num: 0)))
+        _ = try c.reply(to: .getVringBase(VhostUserVringState(index: 0, num: 0)))
+        #expect(log.records(of: .queueStopped).map(\.level) == [.info])
+    }
 }

@@ -62,7 +62,10 @@ extension BackEndSession {
     /// available index; for a packed ring both positions and wrap counters (GHT-PKD-08).
     func getVringBase(_ state: VhostUserVringState) throws -> UInt32 {
         let i = try queue(state.index)
-        if vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
+        if vrings[i].worker != nil {
+            vrings[i].base = stopQueue(i)
+            log(.info, .queueStopped, "queue \(i) stopped (GET_VRING_BASE) at \(vrings[i].base)")
+        }
         vrings[i].kick = nil   // a stopped ring restarts with a new SET_VRING_KICK (vhost-user.rst)
         return vrings[i].base
     }
@@ -81,7 +84,10 @@ extension BackEndSession {
             notifier = nil
         }
         let wasRunning = vrings[i].worker != nil
-        if wasRunning { vrings[i].base = stopQueue(i) }
+        if wasRunning {
+            vrings[i].base = stopQueue(i)
+            vrings[i].restarting = true   // its new start is logged at debug, not as a start
+        }
         switch request {
         case .setVringKick:
             guard let notifier else { throw Violation("SET_VRING_KICK without a descriptor: polling is not supported") }
@@ -98,7 +104,10 @@ extension BackEndSession {
     func setVringEnable(_ state: VhostUserVringState) throws {
         let i = try queue(state.index)
         vrings[i].enabled = state.num == 1
-        if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
+        if !vrings[i].enabled, vrings[i].worker != nil {
+            vrings[i].base = stopQueue(i)
+            log(.info, .queueStopped, "queue \(i) stopped (SET_VRING_ENABLE 0) at \(vrings[i].base)")
+        }
         try startReadyQueues()
         if vrings[i].enabled { noteIfHeldBack(i) }
     }
@@ -148,7 +157,10 @@ extension BackEndSession {
         }
         if started {
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
-            log(.info, .queueStarted, "queue \(i) started: \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
+            let restart = vrings[i].restarting
+            vrings[i].restarting = false
+            log(restart ? .debug : .info, .queueStarted,
+                "queue \(i) \(restart ? "restarted with a new descriptor" : "started"): \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
         }
     }
 

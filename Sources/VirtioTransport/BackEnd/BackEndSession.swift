@@ -58,6 +58,8 @@ final class BackEndSession: @unchecked Sendable {
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
+        /// Stopped to take a new kick, call or err descriptor: its next start is a restart.
+        var restarting = false
         var worker: QueueWorker?
         var keepAlive: [AnyObject] = []
         var iotlb: GrantIOTLB?
