@@ -60,7 +60,8 @@ public final class BackEnd: @unchecked Sendable {
         acceptThread = WorkerThread(name: "accept") { [self] in self.acceptLoop() }
     }
 
-    /// Accepts connections on the calling thread until ``stop()``.
+    /// Accepts connections on the calling thread until ``stop()`` (from another thread). A
+    /// process that serves until SIGINT or SIGTERM calls ``serveUntilSignal(_:stop:)`` instead.
     public func run() { acceptLoop() }
 
     private func acceptLoop() {
