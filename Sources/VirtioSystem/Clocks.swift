@@ -20,8 +20,11 @@ public func monotonicMilliseconds() -> UInt64 {
 }
 
 /// Sleeps at least `ms` milliseconds, resuming after a signal (EINTR) for the time left.
-public func sleepMilliseconds(_ ms: Int) {
-    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+public func sleepMilliseconds(_ ms: Int) { sleepMicroseconds(ms * 1000) }
+
+/// Sleeps at least `us` microseconds, resuming after a signal (EINTR) for the time left.
+public func sleepMicroseconds(_ us: Int) {
+    var request = timespec(tv_sec: us / 1_000_000, tv_nsec: (us % 1_000_000) * 1000)
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

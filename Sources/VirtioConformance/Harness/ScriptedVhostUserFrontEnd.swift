@@ -4,9 +4,9 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+#endif
 import VirtioSystem
 import VhostUser
-#endif
 
 /// A scripted vhost-user front-end: it sends well-formed messages through the codec, or any
 /// bytes and descriptors it is told to, and reads the back-end's replies. It is what a buggy or

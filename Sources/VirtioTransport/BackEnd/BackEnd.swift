@@ -21,7 +21,7 @@ public final class BackEnd: @unchecked Sendable {
     public let configuration: BackEndConfiguration
     private let listener: UnixSocket
     private let makeDevice: @Sendable () -> any VirtioDevice
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
     private let state: Locked<State>
@@ -47,7 +47,7 @@ public final class BackEnd: @unchecked Sendable {
         self.makeDevice = makeDevice
         state = Locked(State(reports: ReportRing(capacity: configuration.keptReports)))
         listener = try UnixSocket.listen(path: socketPath)
-        wake = try EventNotifier()
+        wake = try Doorbell()
         poller = try Poller()
         try poller.add(listener.fd, token: 0)
         try poller.add(wake.fd, token: 1)

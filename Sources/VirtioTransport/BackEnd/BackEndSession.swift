@@ -48,9 +48,9 @@ final class BackEndSession: @unchecked Sendable {
         var address: VhostUserVringAddress?
         /// SET_VRING_BASE as received (split: 16 bits; packed: both positions, GHT-PKD-08).
         var base: UInt32 = 0
-        var kick: EventNotifier?
-        var call: EventNotifier?
-        var err: EventNotifier?
+        var kick: Doorbell?
+        var call: Doorbell?
+        var err: Doorbell?
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
