@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioSystem
@@ -163,11 +160,4 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Scheduling decisions taken and the time spent in them (nanoseconds, clock reads included).
     public var decisions: (count: UInt64, nanoseconds: UInt64) { state.withLock { ($0.decisions, $0.decisionNanoseconds) } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -12,6 +12,13 @@ public func threadCPUNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the scheduler's slices and decision costs.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
 /// `CLOCK_MONOTONIC` in milliseconds: deadlines and timeouts, never wall time.
 public func monotonicMilliseconds() -> UInt64 {
     var ts = timespec()

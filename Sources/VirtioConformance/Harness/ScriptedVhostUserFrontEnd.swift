@@ -2,9 +2,6 @@ import VirtioCore
 import VirtioGrants
 import VirtioTransport
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import VirtioSystem
 import VhostUser
 
@@ -77,7 +74,7 @@ public final class ScriptedVhostUserFrontEnd {
                 _ = try channel.receive()   // drain replies already queued
             } catch {
                 if case .closed = error { return true }
-                if case .socket(let e) = error, case .system(let s) = e, s.errno == ECONNRESET { return true }
+                if case .socket(let e) = error, case .system(let s) = e, s.isConnectionReset { return true }
                 return false
             }
         }

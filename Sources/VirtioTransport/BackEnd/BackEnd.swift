@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioSystem
@@ -75,7 +72,7 @@ public final class BackEnd: @unchecked Sendable {
                     let connection = try listener.accept()
                     pause = 0
                     serve(connection)
-                } catch where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
+                } catch where error.isResourceExhaustion {
                     pause = min(max(pause * 2, 10), max(configuration.acceptBackoffMaxMilliseconds, 1))
                     configuration.log?("accept: \(error); pausing \(pause) ms")
                 } catch {

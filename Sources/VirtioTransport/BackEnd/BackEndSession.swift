@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioGrants
@@ -212,7 +209,7 @@ final class BackEndSession: @unchecked Sendable {
     func send(_ reply: VhostUserReply) throws {
         do {
             try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
-        } catch let error as SystemError where error.errno == ETIMEDOUT {
+        } catch let error as SystemError where error.isTimedOut {
             forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
             throw error
         }
