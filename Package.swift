@@ -39,7 +39,7 @@ let package = Package(
         // workers) and FrontEnd, over the vhost-user channels on unix sockets.
         .target(name: "VirtioTransport", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VhostUser"]),
         // The one import of a device author: re-exports exactly the device API.
-        .target(name: "VirtioGrant", dependencies: ["VirtioCore", "VirtioSystem", "VhostUser", "VirtioTransport"]),
+        .target(name: "VirtioGrant", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport"]),
         // Sample devices built only on the public API, used by the demo and the benchmarks.
         .target(name: "VirtioDevices", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport"]),
         // m guests on n virtual functions of one device: the mapping table, obtain/release,

@@ -6,9 +6,6 @@
 @_exported import struct VirtioTransport.ConfigurationSpace
 @_exported import enum VirtioTransport.ConfigurationSpaceError
 
-// What a back-end offers beyond the device's own bits (BackEndConfiguration.protocolFeatures).
-@_exported import struct VhostUser.VhostUserProtocolFeatures
-
 // Serving until SIGINT/SIGTERM (BackEnd.serveUntilSignal) and ending it from a thread.
 @_exported import struct VirtioTransport.ServeOutcome
 @_exported import class VirtioTransport.ServeStop

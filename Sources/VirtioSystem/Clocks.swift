@@ -12,6 +12,13 @@ public func threadCPUNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the scheduler's slices and decision costs.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
 /// `CLOCK_MONOTONIC` in milliseconds: deadlines and timeouts, never wall time.
 public func monotonicMilliseconds() -> UInt64 {
     var ts = timespec()
@@ -20,8 +27,11 @@ public func monotonicMilliseconds() -> UInt64 {
 }
 
 /// Sleeps at least `ms` milliseconds, resuming after a signal (EINTR) for the time left.
-public func sleepMilliseconds(_ ms: Int) {
-    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+public func sleepMilliseconds(_ ms: Int) { sleepMicroseconds(ms * 1000) }
+
+/// Sleeps at least `us` microseconds, resuming after a signal (EINTR) for the time left.
+public func sleepMicroseconds(_ us: Int) {
+    var request = timespec(tv_sec: us / 1_000_000, tv_nsec: (us % 1_000_000) * 1000)
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

@@ -79,6 +79,12 @@ public final class SignalForwarder: @unchecked Sendable {
         Self.active.withLock { $0 = false }
     }
 
+    /// SIGINT (Ctrl-C), SIGTERM (`kill`, systemd's stop) and SIGHUP, for code that does not
+    /// import the C library.
+    public static let interrupt: Int32 = SIGINT
+    public static let terminate: Int32 = SIGTERM
+    public static let hangUp: Int32 = SIGHUP
+
     /// `SIGINT`, `SIGTERM`, `SIGHUP`..., or `signal N`.
     public static func name(of signal: Int32) -> String {
         switch signal {

@@ -36,21 +36,3 @@ public struct WallClockTime: Sendable, Hashable, Comparable, CustomStringConvert
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)Z"
     }
 }
-
-/// The process's standard streams, written through the syscall seam.
-public enum StandardStreams {
-    /// Writes `text` to standard error (descriptor 2), in as few `write(2)` calls as the
-    /// kernel takes: a line of up to `PIPE_BUF` (4096) bytes goes out whole, never mixed with
-    /// another thread's. Errors are dropped (there is nowhere left to report them).
-    public static func writeError(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            var done = 0
-            while done < bytes.count {
-                let base = bytes.baseAddress! + done, left = bytes.count - done
-                guard let n = try? valueOrErrno("write", { write(2, base, left) }), n > 0 else { return }
-                done += n
-            }
-        }
-    }
-}

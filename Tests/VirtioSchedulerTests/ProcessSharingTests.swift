@@ -2,8 +2,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// A `virtio-grant` process (the executable beside the test binary) whose JSON lines are read
 /// as it prints them; killed when the test lets go of it.

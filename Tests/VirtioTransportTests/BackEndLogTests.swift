@@ -82,7 +82,7 @@ struct BackEndLogTests {
         try c.negotiate([.replyAck, .status])
         try c.shareMemory()
         #expect(try c.ack(.setFeatures([.version1, .vhostUserProtocolFeatures])).isSuccess)
-        let kick = try EventNotifier()
+        let kick = try Doorbell()
         #expect(try c.ack(.setVringNum(VhostUserVringState(index: 0, num: 16))).isSuccess)
         #expect(try c.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
         #expect(try c.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)

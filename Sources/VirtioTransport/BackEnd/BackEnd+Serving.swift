@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import VirtioSystem
 
 /// How serving until a signal ended (``BackEnd/serveUntilSignal(_:stop:)``).
@@ -16,17 +13,17 @@ public struct ServeOutcome: Sendable {
 /// Ends a serve-until-signal from any thread, as a signal would: a session limit reached,
 /// an embedder's own shutdown, a test.
 public final class ServeStop: Sendable {
-    let notifier: EventNotifier
+    let doorbell: Doorbell
 
-    public init() throws(SystemError) { notifier = try EventNotifier() }
+    public init() throws(SystemError) { doorbell = try Doorbell() }
 
     /// Ends the serving (any thread, any number of times).
-    public func stop() { try? notifier.signal() }
+    public func stop() { try? doorbell.signal() }
 }
 
 extension BackEnd {
     /// The signals that end serving by default.
-    public static let defaultStopSignals: [Int32] = [SIGINT, SIGTERM]
+    public static let defaultStopSignals: [Int32] = [SignalForwarder.interrupt, SignalForwarder.terminate]
 
     /// Serves on the calling thread until one of `signals` arrives (or `stop` is stopped), then
     /// stops accepting, ends every session and returns their reports (GHT-EMB-04): what a
@@ -52,7 +49,7 @@ extension BackEnd {
         defer { forwarder.restore() }
         let poller = try Poller()
         try poller.add(forwarder.fd, token: 0)
-        if let stop { try poller.add(stop.notifier.fd, token: 1) }
+        if let stop { try poller.add(stop.doorbell.fd, token: 1) }
         let logger = backEnds.first.map { BackEndLogger($0.configuration) }
         for backEnd in backEnds { backEnd.start() }
         let sockets = backEnds.map(\.socketPath).joined(separator: ", ")

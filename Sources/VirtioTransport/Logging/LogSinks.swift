@@ -7,7 +7,8 @@ public struct StandardErrorLogSink: LogSink {
     public init() {}
 
     public func write(_ record: LogRecord) {
-        StandardStreams.writeError("\(record)\n")
+        var stream = StandardError()
+        stream.write("\(record)\n")
     }
 }
 
