@@ -53,8 +53,11 @@ struct ExamplePackageTests {
         // A scratch directory kept from an older checkout can hold a build plan naming files
         // that were renamed since ("missing inputs"): then once more from a clean one.
         let script = """
-            build() { nice -n 10 swift build --package-path "$1" --scratch-path "$2" --product random-device; }
-            build "$1" "$2" || { echo "retrying in a clean scratch directory"; rm -rf "$2"; build "$1" "$2"; }
+            set -eu
+            package="${1:?}" scratch="${2:?}"
+            case "$scratch" in /tmp/virtio-grant-example-?*) ;; *) echo "unexpected scratch directory $scratch"; exit 2;; esac
+            build() { nice -n 10 swift build --package-path "$package" --scratch-path "$scratch" --product random-device; }
+            build || { echo "retrying in a clean scratch directory"; rm -rf "$scratch"; build; }
             """
         let (status, output) = try Self.run(script, [package, Self.scratch], timeoutMilliseconds: 15 * 60_000)
         #expect(status == .exited(0), "swift build: \(status.map { "\($0)" } ?? "did not finish")\n\(output.suffix(40).joined(separator: "\n"))")
