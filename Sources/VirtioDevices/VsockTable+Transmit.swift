@@ -8,9 +8,14 @@ extension VsockTable {
     /// Handles one packet the guest transmitted.
     mutating func transmit(_ reader: inout FragmentReader) {
         // GHT-VSK-05: the 44-byte header, wherever the driver split it.
-        guard let h = try? VsockHeader(reader.readBytes(VsockHeader.byteCount)) else {
+        guard reader.remaining >= VsockHeader.byteCount else {
             count(.shortHeader)
             return
+        }
+        // Copied once out of guest memory (no allocation per packet); decided on the copy.
+        let h = withUnsafeTemporaryAllocation(byteCount: VsockHeader.byteCount, alignment: 8) { raw in
+            _ = reader.read(into: raw)
+            return VsockHeader(raw: UnsafeRawBufferPointer(raw))
         }
         if let fault = check(h, payloadAvailable: reader.remaining) {
             count(fault)
