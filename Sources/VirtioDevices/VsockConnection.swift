@@ -15,6 +15,9 @@ struct VsockConnection {
     let hostPort: UInt32
     let socket: UnixSocket
     var state: State
+    /// When a host-initiated connection was asked for (its REQUEST is answered within the
+    /// device's `connectTimeout` or the attempt is given up).
+    var requestedAt: ContinuousClock.Instant?
 
     // Guest to host: what the device took from the guest and what the host socket took.
     /// RW payload bytes received from the guest (`rx_cnt`).

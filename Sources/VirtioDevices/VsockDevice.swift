@@ -57,14 +57,19 @@ public final class VsockDevice: VirtioDevice {
     public let maxConnections: Int
     /// The receive buffer advertised to the guest per connection (`buf_alloc`).
     public let bufferSize: UInt32
+    /// How long a host-initiated connection waits for the guest's answer to its REQUEST
+    /// (2 s, as Firecracker).
+    public let connectTimeout: Duration
     let host: VsockHost
     let table: Locked<VsockTable>
     private let doorbell = Locked<QueueDoorbell?>(nil)
 
     /// A device for the guest `guestCID` (3 or more) on `host`'s sockets; it becomes the one
     /// `host` gives host-initiated connections to.
-    public init(guestCID: UInt64, host: VsockHost, maxConnections: Int = 1024, bufferSize: UInt32 = 256 * 1024, maxQueueSize: Int = 256) {
+    public init(guestCID: UInt64, host: VsockHost, maxConnections: Int = 1024, bufferSize: UInt32 = 256 * 1024, maxQueueSize: Int = 256,
+                connectTimeout: Duration = .seconds(2)) {
         self.guestCID = guestCID
+        self.connectTimeout = connectTimeout
         self.host = host
         self.maxConnections = max(maxConnections, 1)
         self.bufferSize = max(bufferSize, 4096)
@@ -145,6 +150,12 @@ public final class VsockDevice: VirtioDevice {
     /// The host thread reports the socket of connection `event.token` ready.
     func hostEvent(_ event: PollEvent) {
         if table.withLock({ $0.hostEvent(event) }) { ringDoorbell() }
+    }
+
+    /// Gives up host-initiated connections the guest did not answer (the host's thread calls
+    /// this a few times a second).
+    func expireRequests() {
+        if table.withLock({ $0.expireRequests(olderThan: connectTimeout) }) { ringDoorbell() }
     }
 
     /// A host program asked for the guest's `guestPort` (``VsockHost``); false refuses it.

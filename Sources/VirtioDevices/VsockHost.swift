@@ -40,6 +40,7 @@ public final class VsockHost: Sendable {
     static let wakeToken: UInt64 = 0
     static let listenerToken: UInt64 = 1
     static let firstConnectionToken: UInt64 = 16
+    static let tickMilliseconds: Int32 = 100
 
     /// Listens at `socketPath` and starts the thread.
     ///
@@ -91,8 +92,14 @@ public final class VsockHost: Sendable {
 
     private func run() {
         var events: [PollEvent] = []
+        var lastExpiry = ContinuousClock.now
         while !shared.withLock({ $0.stopping }) {
-            _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
+            // A few times a second the device gives up requests its guest left unanswered.
+            _ = try? poller.wait(timeoutMilliseconds: Self.tickMilliseconds, into: &events)
+            if ContinuousClock.now - lastExpiry >= .milliseconds(Self.tickMilliseconds) {
+                lastExpiry = .now
+                shared.withLock { $0.device }?.expireRequests()
+            }
             for event in events {
                 switch event.token {
                 case Self.wakeToken: _ = try? wake.drain()

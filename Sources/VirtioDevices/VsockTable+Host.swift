@@ -45,8 +45,24 @@ extension VsockTable {
         } while connections[key] != nil
         var c = VsockConnection(id: token, guestPort: guestPort, hostPort: UInt32(truncatingIfNeeded: key), socket: socket, state: .connecting)
         c.owesRequest = true
+        c.requestedAt = .now
         keys[token] = key
         store(c)
         return true
+    }
+}
+
+extension VsockTable {
+    /// GHT-VSK-13: host-initiated connections the guest answered neither way within `timeout`
+    /// are given up: the guest gets a RST for the REQUEST, the host program's socket closes.
+    /// True when a reset became owed.
+    mutating func expireRequests(olderThan timeout: Duration) -> Bool {
+        let now = ContinuousClock.now
+        let stale = connections.values.filter { $0.state == .connecting && $0.requestedAt.map { now - $0 >= timeout } == true }
+        for c in stale {
+            statistics.connectionsRefused += 1
+            reset(c.key)
+        }
+        return !stale.isEmpty
     }
 }

@@ -48,6 +48,21 @@ struct VsockFlowTests {
         #expect(h.device.connectionCount == 1)
     }
 
+    @Test("GHT-VSK-13: a host-initiated connection the guest answers neither way within connectTimeout is given up: RST to the guest, the host program's socket closed")
+    func unansweredRequest() throws {
+        let h = try H(connectTimeout: .milliseconds(300))
+        let client = try UnixSocket.connect(path: h.socketPath)
+        try client.send(Array("CONNECT 1234\n".utf8))
+        let request = try #require(h.awaitPacket("REQUEST") { $0.operation == .request }).header
+        let reset = try #require(h.awaitPacket("RST") { $0.operation == .reset }).header
+        #expect(reset.sourcePort == request.sourcePort && reset.destinationPort == 1234)
+        #expect(try H.read(client, count: 1).isEmpty)
+        #expect(h.device.connectionCount == 0 && h.device.statistics.connectionsRefused == 1)
+        // The guest's late answer names no connection any more.
+        h.send(H.packet(.response, guestPort: 1234, hostPort: request.sourcePort))
+        #expect(h.receive()?.header.operation == .reset)
+    }
+
     @Test("GHT-VSK-20: a CONNECT line longer than 32 bytes or not CONNECT <u32> is closed unanswered, and no REQUEST reaches the guest")
     func malformedConnect() throws {
         let h = try H()

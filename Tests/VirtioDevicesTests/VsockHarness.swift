@@ -17,9 +17,10 @@ final class VsockHarness {
     let device: VsockDevice
     let region = GuestMemoryRegion(size: 1 << 21)
 
-    init(maxConnections: Int = 1024, bufferSize: UInt32 = 64 * 1024) throws {
+    init(maxConnections: Int = 1024, bufferSize: UInt32 = 64 * 1024, connectTimeout: Duration = .seconds(2)) throws {
         host = try VsockHost(socketPath: socketPath)
-        device = VsockDevice(guestCID: Self.guestCID, host: host, maxConnections: maxConnections, bufferSize: bufferSize)
+        device = VsockDevice(guestCID: Self.guestCID, host: host, maxConnections: maxConnections, bufferSize: bufferSize,
+                             connectTimeout: connectTimeout)
     }
 
     deinit { host.stop() }
