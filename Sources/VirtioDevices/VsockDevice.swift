@@ -132,7 +132,7 @@ public final class VsockDevice: VirtioDevice {
         }
     }
 
-    /// GHT-VSK-05...: each transmit buffer is one packet; every one completes with used length 0.
+    /// GHT-VSK-05: each transmit buffer is one packet; every one completes with used length 0.
     private func transmit(_ batch: inout RequestBatch) {
         let ring = table.withLock { t in
             for i in 0..<batch.count {
