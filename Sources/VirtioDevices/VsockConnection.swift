@@ -1,4 +1,5 @@
 import VirtioTransport
+import VirtioSystem
 
 /// One stream connection between a guest port and a host unix socket, with the credit of both
 /// directions (VIRTIO 1.2 §5.10.6.3). Counters are free-running 32-bit, as on the wire.

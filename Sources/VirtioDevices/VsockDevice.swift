@@ -1,5 +1,6 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 /// A virtio socket device (virtio-vsock, VIRTIO 1.2 §5.10) bridging the guest's AF_VSOCK stream
 /// connections to host unix sockets (``VsockHost``), written on the public API only.

@@ -1,5 +1,6 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 /// The host side of virtio-vsock devices: unix sockets in the layout of Firecracker's "hybrid
 /// vsock" (also rust-vmm's vhost-device-vsock), and the thread that watches them.
@@ -21,7 +22,7 @@ public final class VsockHost: Sendable {
     public static let maxHandshakes = 64
     let poller: Poller
     private let listener: UnixSocket
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let shared = Locked(Shared())
     private let thread = Locked<WorkerThread?>(nil)
 
@@ -50,7 +51,7 @@ public final class VsockHost: Sendable {
         self.socketPath = socketPath
         listener = try UnixSocket.listen(path: socketPath, backlog: 128)
         poller = try Poller()
-        wake = try EventNotifier()
+        wake = try Doorbell()
         try poller.add(wake.fd, token: Self.wakeToken)
         try poller.add(listener.fd, token: Self.listenerToken)
         let started = try WorkerThread.start(name: "vsock-host") { [self] in run() }

@@ -1,5 +1,6 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 // The host side of the connections: readiness from ``VsockHost``'s thread and host-initiated
 // connections.

@@ -1,5 +1,6 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 // The transmit side: packets from the guest (VIRTIO 1.2 §5.10.6), checked before anything is
 // done with them; every malformed or refused one is a typed outcome (``VsockFault``).

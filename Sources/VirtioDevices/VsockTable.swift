@@ -1,5 +1,6 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 /// The connections of one ``VsockDevice`` and the packets owed to its guest; always used under
 /// the device's lock, from the queue workers and the host thread.

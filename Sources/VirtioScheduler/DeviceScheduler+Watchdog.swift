@@ -1,3 +1,5 @@
+import VirtioSystem
+
 extension DeviceScheduler {
     /// The watchdog thread: while any guest waits it looks every tick for turns that ran out
     /// while the holder sat between batches (a switch) and for holders asked to yield longer

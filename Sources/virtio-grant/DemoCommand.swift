@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant demo`: one back-end process (`serve`, the checksum echo device) and `--guests`
 /// front-end processes (`guest`), in a temporary directory. Each guest streams deterministic

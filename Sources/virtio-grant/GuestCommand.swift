@@ -120,6 +120,14 @@ struct GuestCommand {
         }
         while true {
             let elapsed = monotonicSeconds() - start
+            // Before the end test: a machine slow enough to pass the whole run in one round
+            // still presents the handle once (the demo's verdict counts on it).
+            if !badDone && elapsed >= seconds / 2 {
+                while !inFlight.isEmpty { try queue.waitForCompletions(check) }
+                try presentForbiddenHandle(frontEnd, &s)
+                badDone = true
+                continue
+            }
             if elapsed < seconds {
                 while queue.freeCount > 0 {
                     let length = 1 + (n &* 7919) % payload
@@ -132,11 +140,6 @@ struct GuestCommand {
                 break
             }
             try queue.waitForCompletions(check)
-            if !badDone && elapsed >= seconds / 2 {
-                while !inFlight.isEmpty { try queue.waitForCompletions(check) }
-                try presentForbiddenHandle(frontEnd, &s)
-                badDone = true
-            }
         }
     }
 

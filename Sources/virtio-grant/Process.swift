@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import VirtioTransport
+import VirtioSystem
 
 /// Runs `path` with `arguments` (no shell) and returns what it wrote to standard output, or
 /// `nil` if it could not be started or did not exit with status 0.

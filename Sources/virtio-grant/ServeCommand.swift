@@ -6,6 +6,7 @@ import VirtioCore
 import VirtioDevices
 import VirtioScheduler
 import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant serve`: a back-end process. It listens on `--socket` (or, with `--vfs` and
 /// `--guest NAME=SOCKET,...`, on one socket per named guest), serves each connection a fresh
@@ -64,8 +65,8 @@ struct ServeCommand {
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stopSignals, s) }
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-        let done: EventNotifier
-        do { done = try EventNotifier() } catch {
+        let done: Doorbell
+        do { done = try Doorbell() } catch {
             report(error: "\(error)")
             return 1
         }

@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant demo --guests M --vfs N`: one back-end process whose echo device has N virtual
 /// functions, shared by M guest processes (n:m, deficit round robin). Guest 1 is greedy (its

@@ -2,6 +2,7 @@ import Testing
 import VirtioCore
 import VirtioDevices
 import VirtioTransport
+import VirtioSystem
 
 #if canImport(Glibc)
 import Glibc

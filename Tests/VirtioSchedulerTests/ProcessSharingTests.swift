@@ -1,9 +1,9 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// A `virtio-grant` process (the executable beside the test binary) whose JSON lines are read
 /// as it prints them; killed when the test lets go of it.

@@ -1,3 +1,4 @@
+import VirtioSystem
 import Synchronization
 import VirtioCore
 @testable import VirtioScheduler

@@ -1,3 +1,4 @@
+import VirtioSystem
 import Testing
 import VirtioCore
 import VirtioDevices

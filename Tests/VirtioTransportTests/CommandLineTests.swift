@@ -1,9 +1,9 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.
 func runVirtioGrant(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {

@@ -7,6 +7,8 @@ import VirtioDevices
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// Bounds on connections, threads and bookkeeping (Spec/limits.md §3).
 @Suite("Connection, thread and bookkeeping limits", .tags(.transport), .serialized)

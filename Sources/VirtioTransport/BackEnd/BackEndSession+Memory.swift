@@ -1,5 +1,7 @@
+import VhostUser
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
 
 extension BackEndSession {
     /// Maps a region the front-end shares: `size` bytes at `mmapOffset` in `fd`. QEMU sends
@@ -201,7 +203,7 @@ extension BackEndSession {
         let misses = iovaSpace.takeMisses()
         guard !misses.isEmpty else { return }
         // GHT-LIVE-01: encoded first, then sent without waiting for the front-end.
-        sendOnBackendChannel(misses.compactMap { miss in
+        sendOnBackEndChannel(misses.compactMap { miss in
             let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
             return try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm)
         })
@@ -215,20 +217,4 @@ struct MappedMemoryRegion {
     let range: HostRange
     /// False for a file that refused a writable mapping: mapped read-only, never written.
     var writable = true
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func monotonicMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-}
-
-func sleepMilliseconds(_ ms: Int) {
-    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

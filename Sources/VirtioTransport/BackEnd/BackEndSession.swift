@@ -1,9 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// One front-end connection: the vhost-user back-end state machine (QEMU
 /// docs/interop/vhost-user.rst, Spec/vhost-user.md) serving one device.
@@ -46,9 +45,9 @@ final class BackEndSession: @unchecked Sendable {
         var address: VhostUserVringAddress?
         /// SET_VRING_BASE as received (split: 16 bits; packed: both positions, GHT-PKD-08).
         var base: UInt32 = 0
-        var kick: EventNotifier?
-        var call: EventNotifier?
-        var err: EventNotifier?
+        var kick: Doorbell?
+        var call: Doorbell?
+        var err: Doorbell?
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
@@ -210,7 +209,7 @@ final class BackEndSession: @unchecked Sendable {
     func send(_ reply: VhostUserReply) throws {
         do {
             try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
-        } catch let error as SystemError where error.errno == ETIMEDOUT {
+        } catch let error as SystemError where error.isTimedOut {
             forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
             throw error
         }
@@ -221,7 +220,7 @@ final class BackEndSession: @unchecked Sendable {
     /// message that does not fit in the socket buffer at once is dropped, counted, and the
     /// channel closed (part of it may be out, and the front-end is not listening anyway). The
     /// lock only orders the senders; no one waits for the peer while holding it.
-    func sendOnBackendChannel(_ messages: [[UInt8]]) {
+    func sendOnBackEndChannel(_ messages: [[UInt8]]) {
         guard !messages.isEmpty else { return }
         var dropped = 0
         backendChannel.withLock { channel in
