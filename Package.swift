@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "VirtioScheduler", targets: ["VirtioScheduler"]),
         .library(name: "VirtioFuzzTargets", targets: ["VirtioFuzzTargets"]),
         .library(name: "VirtioConformance", targets: ["VirtioConformance"]),
+        .library(name: "VirtioWorkloads", targets: ["VirtioWorkloads"]),
+        .library(name: "VirtioBenchmarks", targets: ["VirtioBenchmarks"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -40,13 +42,19 @@ let package = Package(
         // generator, and the scripted front-end and back-end harnesses the conformance tests use
         // (raw ring writes, misbehaviour on demand, an access log), public for other devices.
         .target(name: "VirtioConformance", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance"]),
+        // Guest workloads that verify every reply (stream, throughput, latency) and the
+        // network peer: what `virtio-grant guest` and `net-peer` run, and tests run in-process.
+        .target(name: "VirtioWorkloads", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices"]),
+        // The benchmarks `virtio-grant bench` runs: W1 (ring), grants, cross-process, scheduler.
+        .target(name: "VirtioBenchmarks", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioWorkloads"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance", "VirtioWorkloads", "VirtioBenchmarks"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VirtioConformance"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore", "VirtioConformance"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "VirtioConformance", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
         .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
+        .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioWorkloads", "VirtioTransport", "VirtioDevices", "VirtioCore", "virtio-grant"]),
         .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioConformance", "VirtioCore", "VirtioGrants", "VirtioTransport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -115,7 +115,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
             guard s.guests[guest] != nil else { throw .unknownGuest(guest) }
             s.guests[guest]!.functionMask = GuestRecord.mask(allowed)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -129,12 +129,12 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func unregister(_ guest: DomainID) {
         let wake = state.withLock { s -> Wakeups in
             guard let g = s.guests[guest] else { return Wakeups() }
-            if let f = g.holding { endTurn(&s, guest, f, now: monotonicNanoseconds()) }
+            if let f = g.holding { endTurn(&s, guest, f, now: SystemClock.monotonic.nanoseconds) }
             s.departed[guest] = g.statistics
             s.guests.remove(guest)
             contexts.withLock { $0[guest] = nil }
             ledger.release(domain: guest)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -143,7 +143,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func statistics(of guest: DomainID) -> GuestStatistics? {
         state.withLock { s in
             guard var stats = s.guests[guest]?.statistics else { return s.departed[guest] }
-            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += monotonicNanoseconds() &- s.functions[f].turnStart }
+            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += SystemClock.monotonic.nanoseconds &- s.functions[f].turnStart }
             return stats
         }
     }
@@ -163,11 +163,4 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Scheduling decisions taken and the time spent in them (nanoseconds, clock reads included).
     public var decisions: (count: UInt64, nanoseconds: UInt64) { state.withLock { ($0.decisions, $0.decisionNanoseconds) } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

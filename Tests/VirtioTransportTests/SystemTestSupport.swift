@@ -84,11 +84,7 @@ func isCloseOnExec(_ fd: FileDescriptor) -> Bool {
 }
 
 /// Milliseconds since an arbitrary start, for measuring waits.
-func monotonicMilliseconds() -> Int {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
-}
+func monotonicMilliseconds() -> Int { Int(SystemClock.monotonic.milliseconds) }
 
 /// A plain POSIX thread running `body`, for tests that must block (a receiver draining a large
 /// send, a waiter to interrupt with a signal) without tying up Swift's cooperative pool.

@@ -147,11 +147,11 @@ extension BackEndSession {
         grants.mapper.requestRevoke(refs)
         // The completions are not reported one by one: the list is emptied whatever the answer.
         defer { _ = grants.mapper.takeCompletedRevocations() }
-        let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
+        let deadline = SystemClock.monotonic.milliseconds + UInt64(configuration.revokeTimeoutMilliseconds)
         while grants.mapper.isRevoking(anyIn: refs) {
             for v in vrings { v.worker?.nudge() }
-            guard monotonicMilliseconds() < deadline else { return .failure() }
-            sleepMilliseconds(1)
+            guard SystemClock.monotonic.milliseconds < deadline else { return .failure() }
+            SystemClock.sleep(milliseconds: 1)
         }
         return .success
     }
@@ -215,20 +215,4 @@ struct MappedMemoryRegion {
     let range: HostRange
     /// False for a file that refused a writable mapping: mapped read-only, never written.
     var writable = true
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func monotonicMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-}
-
-func sleepMilliseconds(_ ms: Int) {
-    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

@@ -87,7 +87,7 @@ final class QueueWorker: @unchecked Sendable {
                         onBroken(error)
                     }
                 }
-                statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+                statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
                 if control.stopping.load(ordering: .acquiring) { break }
                 _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
                 for event in events {
@@ -106,7 +106,7 @@ final class QueueWorker: @unchecked Sendable {
                 }
             }
             control.finalBase.withLock { $0 = processor.queue.vringBase }
-            statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+            statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
         }
     }
 
@@ -138,15 +138,4 @@ private final class ProcessorBox<Queue: DeviceQueue>: @unchecked Sendable {
         defer { processor = nil }
         return processor!
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
-public func threadCPUNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
