@@ -52,9 +52,9 @@ let package = Package(
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioGrants", "VirtioCore", "VirtioConformance"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioDevices", "VirtioConformance", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "VirtioTransport", "VirtioCore"]),
-        .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "virtio-grant"]),
+        .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioScheduler", "VirtioDevices", "VirtioTransport", "VirtioGrants", "VirtioCore", "VirtioWorkloads", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
-        .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioWorkloads", "VirtioTransport", "VirtioDevices", "VirtioCore", "virtio-grant"]),
+        .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioWorkloads", "VirtioTransport", "VirtioDevices", "VirtioGrants", "VirtioCore"]),
         .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioConformance", "VirtioCore", "VirtioGrants", "VirtioTransport"]),
     ],
     swiftLanguageModes: [.v6]

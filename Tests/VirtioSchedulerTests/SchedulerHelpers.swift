@@ -1,5 +1,6 @@
 import Synchronization
 import VirtioCore
+import VirtioTransport
 @testable import VirtioScheduler
 
 /// A scheduler over the opaque model (it counts requests in flight and checks nothing else).

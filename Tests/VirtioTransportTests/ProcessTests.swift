@@ -112,25 +112,6 @@ struct ProcessTests {
         #expect(try guest.finish() == .exited(0))
     }
 
-    @Test("GHT-CTL-01, GHT-CTL-04, GHT-HDL-01, GHT-BRK-01: one guest's ungranted handle breaks its own queue; a guest streaming beside it is unaffected")
-    func faultIsolation() throws {
-        let server = try TestBackEnd("isolation")
-        let bad = try ProgramUnderTest(["guest", "--socket", server.path, "--seconds", "1", "--domain", "1", "--bad-handle"])
-        let good = try ProgramUnderTest(["guest", "--socket", server.path, "--seconds", "1", "--domain", "2"])
-        let badSummary = try bad.line(containing: "\"guest\""), goodSummary = try good.line(containing: "\"guest\"")
-        #expect(try bad.finish() == .exited(0), "\(badSummary)")
-        #expect(try good.finish() == .exited(0), "\(goodSummary)")
-        #expect(jsonInteger(badSummary, "faults_blocked") == 1 && jsonInteger(badSummary, "resets") == 1)
-        #expect(jsonInteger(goodSummary, "resets") == 0 && jsonInteger(goodSummary, "mismatches") == 0)
-        let reports = [try server.report(1), try server.report(2)]
-        let badReport = try #require(reports.first { $0.granter == DomainID(1) })
-        let goodReport = try #require(reports.first { $0.granter == DomainID(2) })
-        #expect(badReport.faults[.notGranted] == 1)
-        #expect(badReport.brokenQueues.count == 1)
-        #expect(goodReport.faults.isEmpty && goodReport.brokenQueues.isEmpty)
-        #expect(goodReport.chains == UInt64(jsonInteger(goodSummary, "chains") ?? -1))
-    }
-
     @Test("The demo: a back-end process and two guest processes, every check held, over split and packed rings",
           arguments: ["split", "packed"])
     func demo(ring: String) throws {
