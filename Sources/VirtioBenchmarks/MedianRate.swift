@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 /// The median of `values` (which must not be empty).
 func median(_ values: [Double]) -> Double {

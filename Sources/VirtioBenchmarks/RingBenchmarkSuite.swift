@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant bench ring`: W1 for every combination of descriptors per chain, batch,
 /// translator and ring format asked for, one JSON line each; with a reference binary (built

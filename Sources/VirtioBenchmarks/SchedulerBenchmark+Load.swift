@@ -4,7 +4,7 @@ import Glibc
 import Synchronization
 import VirtioCore
 import VirtioScheduler
-import VirtioTransport
+import VirtioSystem
 
 extension SchedulerBenchmark {
     /// Holds the function for `microseconds` of wall time, as a device serving a request would.

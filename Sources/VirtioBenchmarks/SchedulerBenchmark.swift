@@ -1,8 +1,8 @@
 import Synchronization
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioScheduler
-import VirtioTransport
 
 /// `virtio-grant bench sched`: the scheduler's costs and what it promises, one JSON line each:
 /// a device-model update (ns, and cycles at the CPU's clock), the uncontended obtain/finish

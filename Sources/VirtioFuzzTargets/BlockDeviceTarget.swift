@@ -4,6 +4,7 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// Fuzz target: the virtio-blk device (Spec/devices.md §1) on requests of any bytes and any

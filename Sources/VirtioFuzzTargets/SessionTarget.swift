@@ -6,6 +6,8 @@ import VirtioCore
 import VirtioDevices
 import VirtioGrants
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// Fuzz target: whole back-end sessions driven by a hostile front-end whose memory changes and
 /// vanishes under the back-end (Spec/hostile-peers.md, GHT-LIFE).
@@ -115,9 +117,9 @@ public enum SessionTarget {
                 return .message(.revokeGrants(VhostUserGrantRange(first: GrantReference(UInt32(input.byte())), count: UInt32(input.byte()))), file: nil)
             case 15:
                 let requests: [VhostUserMessage] = [.setOwner, .setProtocolFeatures(BackEndConfiguration.protocolFeatures), .getFeatures,
-                                                    .getProtocolFeatures, .setBackendRequestFD]
+                                                    .getProtocolFeatures, .setBackEndRequestFD]
                 let m = requests[Int(input.byte()) % requests.count]
-                return .message(m, file: m == .setBackendRequestFD ? 9 : nil)
+                return .message(m, file: m == .setBackEndRequestFD ? 9 : nil)
             default:
                 let requests: [VhostUserMessage] = [.getVringBase(VhostUserVringState(index: queue, num: 0)), .resetDevice, .resetOwner,
                                                     .getStatus, .getConfig(.request(offset: 0, size: 8)), .getQueueNum]

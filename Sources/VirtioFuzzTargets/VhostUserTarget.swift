@@ -2,6 +2,8 @@ import Synchronization
 import VirtioCore
 import VirtioDevices
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// Fuzz target: the vhost-user control plane of a back-end, from the bytes up.
 ///

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// Access rights of an IOVA mapping (vhost-user `VHOST_ACCESS_RO/WO/RW`: 1, 2, 3).
 @frozen
@@ -240,11 +241,7 @@ public final class IOVASpace: @unchecked Sendable {
         }
     }
 
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { SystemClock.monotonic.nanoseconds }
 
     /// Pages whose report times are remembered (at most ``reportCapacity``).
     public var reportedPageCount: Int { state.withLock { $0.reports.count } }

@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 // The scheduler's decision state is not generic over the device model: the decision runs on
 // plain values whatever the device (no generic metadata on the hot path); the guests'

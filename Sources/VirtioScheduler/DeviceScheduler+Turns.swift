@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 extension DeviceScheduler {
     /// Obtains a function for a batch of `guest`'s requests (GHT-SCH-02): at once if the guest

@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 extension DeviceScheduler {
     /// The watchdog thread: while any guest waits it looks every tick for turns that ran out

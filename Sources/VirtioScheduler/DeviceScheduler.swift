@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import VirtioCore
-import VirtioTransport
+import VirtioSystem
 
 /// Hands the virtual functions of one device to guests in turns (DESIGN §6): a guest's queue
 /// work obtains a function before it starts a batch of requests and finishes the batch after;

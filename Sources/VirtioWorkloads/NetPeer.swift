@@ -1,3 +1,4 @@
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioTransport

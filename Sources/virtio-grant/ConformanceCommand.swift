@@ -1,5 +1,5 @@
 import VirtioConformance
-import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant conformance`: builds the conformance matrix from `Spec/`, the test sources and
 /// a test run, writes `Spec/CONFORMANCE.md` (or, with `--check`, compares it with the file) and

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import VirtioCore
-import VirtioTransport
+import VirtioSystem
 import VirtioWorkloads
 
 /// `virtio-grant demo`: one back-end process (`serve`, the checksum echo device) and `--guests`

@@ -1,3 +1,4 @@
+import VirtioSystem
 import VirtioTransport
 import VirtioWorkloads
 

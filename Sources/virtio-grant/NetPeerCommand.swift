@@ -1,3 +1,4 @@
+import VirtioSystem
 import VirtioDevices
 import VirtioTransport
 import VirtioWorkloads

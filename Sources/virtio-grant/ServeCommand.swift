@@ -6,6 +6,7 @@ import VirtioCore
 import VirtioDevices
 import VirtioScheduler
 import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant serve`: a back-end process. It listens on `--socket` (or, with `--vfs` and
 /// `--guest NAME=SOCKET,...`, on one socket per named guest), serves each connection a fresh

@@ -1,5 +1,5 @@
 import VirtioCore
-import VirtioTransport
+import VirtioSystem
 import VirtioWorkloads
 
 /// `virtio-grant demo --guests M --vfs N`: one back-end process whose echo device has N virtual

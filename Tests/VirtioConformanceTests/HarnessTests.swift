@@ -1,10 +1,10 @@
 import Testing
 import VirtioConformance
 import VirtioCore
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VhostUser
 #endif
 
 /// The harnesses themselves: a conformance check is only as good as the log it reads and the

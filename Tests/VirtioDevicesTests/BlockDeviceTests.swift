@@ -5,6 +5,7 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// A block device over a temporary image, served by a real back-end to a real front-end over

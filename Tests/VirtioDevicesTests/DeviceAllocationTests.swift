@@ -5,6 +5,7 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// `limits.md` §4: what one request may make a device allocate. Each test hands a device a chain

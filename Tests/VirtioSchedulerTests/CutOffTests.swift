@@ -7,6 +7,7 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 @Suite("Cut-off of a guest that never reaches a reusable point", .serialized)

@@ -1,4 +1,5 @@
 import Testing
+import VirtioSystem
 import VirtioDevices
 import VirtioScheduler
 import VirtioTransport

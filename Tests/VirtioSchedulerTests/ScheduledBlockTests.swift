@@ -7,6 +7,7 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// One disk image shared by two guests over real vhost-user connections: each connection is

@@ -1,7 +1,6 @@
 import Testing
 import VirtioCore
 import VirtioDevices
-import VirtioTransport
 @testable import VirtioScheduler
 
 @Suite("Scheduled device")

@@ -1,4 +1,5 @@
 import Synchronization
+import VirtioSystem
 import VirtioCore
 import VirtioTransport
 @testable import VirtioScheduler

@@ -1,4 +1,5 @@
 import Testing
+import VirtioSystem
 import VirtioTransport
 import VirtioCore
 import VirtioDevices

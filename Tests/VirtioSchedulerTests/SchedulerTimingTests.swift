@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+import VirtioSystem
 import VirtioTransport
 import VirtioCore
 import VirtioDevices

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Synchronization
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioTransport

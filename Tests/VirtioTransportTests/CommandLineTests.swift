@@ -1,8 +1,8 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.

@@ -1,8 +1,8 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// `virtio-grant conformance` on a small package tree of its own: what it writes, what

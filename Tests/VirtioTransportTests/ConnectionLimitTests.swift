@@ -6,6 +6,8 @@ import VirtioDevices
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// Bounds on connections, threads and bookkeeping (Spec/limits.md §3).

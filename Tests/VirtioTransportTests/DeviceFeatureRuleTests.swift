@@ -6,6 +6,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A device whose feature declaration the test chooses: `declared` device features (which may

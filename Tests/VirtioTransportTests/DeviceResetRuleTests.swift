@@ -6,6 +6,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// One split queue of a session driven by hand in guest-physical mode: the ring in pool pages

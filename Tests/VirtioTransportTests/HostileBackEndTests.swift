@@ -7,6 +7,8 @@ import VirtioGrants
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A back-end that ignores the protocol (Spec/hostile-peers.md §5): the scripted device keeps

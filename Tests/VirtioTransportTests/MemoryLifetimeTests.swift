@@ -5,6 +5,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A queue driven by hand over IOVAs (vhost-user IOMMU mode): ACCESS_PLATFORM without a grant
@@ -29,7 +31,7 @@ struct IOVAHandDrivenQueue {
         try client.shareMemory()
         let (ours, theirs) = try UnixSocket.pair()
         try ours.setReceiveTimeout(milliseconds: 3000)
-        #expect(try client.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         misses = VhostUserChannel(socket: ours)
         #expect(try client.ack(.setFeatures([.version1, .vhostUserProtocolFeatures, .accessPlatform])).isSuccess)
@@ -80,7 +82,7 @@ struct IOVAHandDrivenQueue {
     /// The IOVA of the next IOTLB miss the back-end reports.
     func nextMiss() throws -> UInt64 {
         let received = try misses.receive()
-        #expect(received.frame.header.request == VhostUserBackendRequest.iotlbMessage.rawValue)
+        #expect(received.frame.header.request == VhostUserBackEndRequest.iotlbMessage.rawValue)
         // struct vhost_iotlb_msg: the IOVA is its first 8 bytes, little-endian.
         return received.frame.payload.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }

@@ -1,8 +1,8 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
 #endif
 
 /// A `virtio-grant` process started by a test (the executable beside the test binary), its

@@ -6,6 +6,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A device of any type and queue count that fills each chain's writable part with one byte
@@ -73,7 +75,7 @@ struct RingStartTests {
         _ = try c.reply(to: .getMaxMemorySlots)
         let (ours, theirs) = try UnixSocket.pair()
         defer { ours.close() }
-        #expect(try c.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try c.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         try c.send(.setOwner)
         try c.send(.getFeatures)

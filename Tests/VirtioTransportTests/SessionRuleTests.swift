@@ -7,6 +7,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A back-end serving the checksum device on a fresh socket, for one test.
@@ -334,7 +336,7 @@ struct EndpointRuleTests {
         let (ours, theirs) = try UnixSocket.pair()
         try ours.setReceiveTimeout(milliseconds: 3000)
         var q = try HandDrivenQueue(client)
-        #expect(try client.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         try q.driverOK()
         try q.post(1)
@@ -345,7 +347,7 @@ struct EndpointRuleTests {
         #expect(try client.reply(to: .getStatus) == .status([.acknowledge, .driver, .featuresOK, .driverOK, .deviceNeedsReset]))
         let channel = VhostUserChannel(socket: ours)
         let message = try channel.receive()
-        #expect(message.frame.header.request == VhostUserBackendRequest.configChange.rawValue)
+        #expect(message.frame.header.request == VhostUserBackEndRequest.configChange.rawValue)
         client.close()
         let report = try server.report(1)
         #expect(report.brokenQueues.count == 1)

@@ -1,10 +1,11 @@
 import Testing
 import VirtioCore
 import VirtioGrants
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A front-end that shrinks the files it shared, at each stage of a session. The back-end runs

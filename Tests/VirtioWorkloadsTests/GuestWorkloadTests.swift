@@ -1,4 +1,5 @@
 import Testing
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioGrants

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// A scripted vhost-user back-end, for testing a front-end (a driver) against the VIRTIO driver
 /// rules: it answers every request the way its script says (features offered, a FEATURES_OK that

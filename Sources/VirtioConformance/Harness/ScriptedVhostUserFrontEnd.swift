@@ -4,6 +4,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+import VirtioSystem
+import VhostUser
 #endif
 
 /// A scripted vhost-user front-end: it sends well-formed messages through the codec, or any

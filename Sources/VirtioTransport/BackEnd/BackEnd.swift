@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// A vhost-user back-end: listens on a unix socket and serves one session per connection,
 /// each with its own device instance (DESIGN §4).

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// How a back-end serves its front-ends.
 public struct BackEndConfiguration: Sendable {

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// The memory a grant table's frames live in, as the mapper needs it: one contiguous range,
 /// what keeps it mapped, and which frames the back-end may only read.

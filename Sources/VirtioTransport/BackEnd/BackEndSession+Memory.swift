@@ -1,5 +1,7 @@
+import VhostUser
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
 
 extension BackEndSession {
     /// Maps a region the front-end shares: `size` bytes at `mmapOffset` in `fd`. QEMU sends
@@ -201,7 +203,7 @@ extension BackEndSession {
         let misses = iovaSpace.takeMisses()
         guard !misses.isEmpty else { return }
         // GHT-LIVE-01: encoded first, then sent without waiting for the front-end.
-        sendOnBackendChannel(misses.compactMap { miss in
+        sendOnBackEndChannel(misses.compactMap { miss in
             let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
             return try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm)
         })

@@ -1,11 +1,13 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension BackEndSession {
     /// Requests a front-end may send before SET_OWNER (QEMU sends these while it probes the
     /// back-end, vhost_user_backend_init); everything else needs an owner.
     static let beforeOwner: Set<VhostUserRequest> = [.getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum,
-                                                     .getMaxMemorySlots, .setBackendRequestFD, .setOwner, .getConfig, .getStatus]
+                                                     .getMaxMemorySlots, .setBackEndRequestFD, .setOwner, .getConfig, .getStatus]
 
     /// Applies one decoded request. Throws for anything illegal in the current state; the
     /// session then closes the connection.
@@ -70,7 +72,7 @@ extension BackEndSession {
         case .setVringEnable(let state):
             try setVringEnable(state)
             try acknowledge(header)
-        case .setBackendRequestFD:
+        case .setBackEndRequestFD:
             guard protocolFeatures.contains(.backendRequest) else { throw Violation("SET_BACKEND_REQ_FD without BACKEND_REQ") }
             let socket = UnixSocket(adopting: fds[0])
             backendChannel.withLock { $0?.close(); $0 = socket }

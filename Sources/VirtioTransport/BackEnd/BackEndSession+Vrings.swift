@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension BackEndSession {
     var anyQueueStarted: Bool { vrings.contains { $0.worker != nil } }
@@ -319,7 +321,7 @@ extension BackEndSession {
         }
         try? err?.signal()
         if status.status.contains(.driverOK), let bytes = try? VhostUserCodec.encode(.configChange) {
-            sendOnBackendChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
+            sendOnBackEndChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
         }
     }
 }

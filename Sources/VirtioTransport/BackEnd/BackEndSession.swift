@@ -4,6 +4,8 @@ import Glibc
 import Synchronization
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// One front-end connection: the vhost-user back-end state machine (QEMU
 /// docs/interop/vhost-user.rst, Spec/vhost-user.md) serving one device.
@@ -221,7 +223,7 @@ final class BackEndSession: @unchecked Sendable {
     /// message that does not fit in the socket buffer at once is dropped, counted, and the
     /// channel closed (part of it may be out, and the front-end is not listening anyway). The
     /// lock only orders the senders; no one waits for the peer while holding it.
-    func sendOnBackendChannel(_ messages: [[UInt8]]) {
+    func sendOnBackEndChannel(_ messages: [[UInt8]]) {
         guard !messages.isEmpty else { return }
         var dropped = 0
         backendChannel.withLock { channel in

@@ -1,5 +1,6 @@
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// Live counters of one queue worker, readable from any thread.
 public final class QueueStatistics: Sendable {

@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSystem
 
 /// The device side an embedder implements: a back-end serves one instance to each front-end
 /// that connects (DESIGN §4).

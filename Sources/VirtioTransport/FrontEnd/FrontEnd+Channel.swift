@@ -3,6 +3,8 @@ import Glibc
 #endif
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension FrontEnd {
     /// Sends `message` and waits for its reply, if it has one; with REPLY_ACK negotiated every

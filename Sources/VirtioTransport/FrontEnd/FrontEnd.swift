@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// A vhost-user front-end in Swift: the driver side of a device served by a back-end in
 /// another process (QEMU's role, for our own back-end).

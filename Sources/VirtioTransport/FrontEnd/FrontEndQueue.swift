@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// A completed request: its token and the bytes the device wrote.
 public struct Completion: Sendable {
