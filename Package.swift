@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "VirtioCore"),
         // Grant tables (granting and mapping sides) and the IOMMU-style mapper: translators for
         // grant handles and IOVAs behind the ring's generic parameter, with an IOTLB.
-        .target(name: "VirtioGrants", dependencies: ["VirtioCore", "VirtioSystem"]),
+        .target(name: "VirtioGrants", dependencies: ["VirtioCore"]),
         // Only what Glibc does not import: GNU-only calls, variadic syscall(), CMSG macros.
         .target(name: "CVirtioShim"),
         // The OS layer: the only code that makes system calls (memfd, eventfd, epoll, unix

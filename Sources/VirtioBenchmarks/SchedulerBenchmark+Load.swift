@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioScheduler
@@ -75,7 +72,8 @@ extension SchedulerBenchmark {
         let r = try load(functions: 1, mapping: .shared(0), policy: .deficitRoundRobin(unit: .requests, quantum: 32),
                          guests: weights.map { ($0, 8, 0) })
         let normalized = zip(r.served, weights).map { Double($0) / Double($1) }
-        let jain = pow(normalized.reduce(0, +), 2) / (Double(normalized.count) * normalized.map { $0 * $0 }.reduce(0, +))
+        let sum = normalized.reduce(0, +)
+        let jain = sum * sum / (Double(normalized.count) * normalized.map { $0 * $0 }.reduce(0, +))
         let total = Double(r.served.reduce(0, +))
         let weightSum = Double(weights.reduce(0, +))
         emit("fairness") { l in

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioDevices
@@ -133,7 +130,7 @@ public enum SessionTarget {
         do {
             let tag = UInt64.random(in: 0...UInt64.max)
             let files = try (0..<3).map { try SharedMemory.createUnsealed(name: "fuzz-session-\($0)-\(tag)", size: $0 == 2 ? 4096 : fileSize) }
-            let doorbells = try (0..<6).map { _ in try EventNotifier() }
+            let doorbells = try (0..<6).map { _ in try Doorbell() }
             let (backendOurs, backendTheirs) = try UnixSocket.pair()
             let (ours, theirs) = try UnixSocket.pair()
             var bystander = try Bystander(tag: tag)
@@ -155,7 +152,7 @@ public enum SessionTarget {
                 while kicking.load(ordering: .relaxed) {
                     try? doorbells[0].signal()
                     try? doorbells[3].signal()
-                    usleep(200)
+                    SystemClock.sleep(nanoseconds: 200_000)
                 }
             }
             for step in steps {
@@ -167,13 +164,13 @@ public enum SessionTarget {
                     if (try? ours.send(bytes, fds: fds)) == nil { break }
                 case .write(let file, let offset, let bytes):
                     // Through the file, never our own mapping: the file may have shrunk under it.
-                    _ = bytes.withUnsafeBytes { pwrite(files[file].fd.rawValue, $0.baseAddress, $0.count, off_t(offset % files[file].size)) }
+                    _ = try? files[file].fd.write(bytes, at: offset % files[file].size)
                 case .truncate(let file, let size):
                     try? files[file].fd.truncate(to: size)
                 case .kick(let queue):
                     try? doorbells[queue * 3].signal()
                 case .pause(let microseconds):
-                    usleep(UInt32(microseconds))
+                    SystemClock.sleep(nanoseconds: UInt64(microseconds) * 1000)
                 }
             }
             fuzzTrace("script done")

@@ -90,7 +90,7 @@ public enum VhostUserTarget {
         do {
             // A name of its own: its identity tells it from the memfd of a session running beside it.
             let memory = try SharedMemory.create(name: "fuzz-memory-\(UInt64.random(in: 0...UInt64.max))", size: memorySize)
-            let doorbell = try EventNotifier()
+            let doorbell = try Doorbell()
             let (ours, theirs) = try UnixSocket.pair()
             ownIdentities = [memory.fd.rawValue, doorbell.fd.rawValue, ours.fd.rawValue, theirs.fd.rawValue].compactMap { fileIdentity(of: $0) }
             let reports = Locked<SessionReport?>(nil)

@@ -1,9 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
-import VirtioSystem
 
 /// Access rights of an IOVA mapping (vhost-user `VHOST_ACCESS_RO/WO/RW`: 1, 2, 3).
 @frozen
@@ -241,7 +237,12 @@ public final class IOVASpace: @unchecked Sendable {
         }
     }
 
-    static func now() -> UInt64 { SystemClock.monotonic.nanoseconds }
+    /// Nanoseconds since the first call, from the standard library's monotonic clock: this
+    /// module sits below the OS layer and makes no system call of its own (ARCHITECTURE.md).
+    static func now() -> UInt64 {
+        let elapsed = clockOrigin.duration(to: .now).components
+        return UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000)
+    }
 
     /// Pages whose report times are remembered (at most ``reportCapacity``).
     public var reportedPageCount: Int { state.withLock { $0.reports.count } }
@@ -249,3 +250,6 @@ public final class IOVASpace: @unchecked Sendable {
     /// Misses dropped because the pending list was full.
     public var droppedMisses: Int { state.withLock { $0.droppedMisses } }
 }
+
+/// The origin of ``IOVASpace/now()``: report times are only ever compared with each other.
+private let clockOrigin = ContinuousClock.now

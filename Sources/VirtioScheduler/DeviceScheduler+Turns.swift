@@ -6,7 +6,7 @@ extension DeviceScheduler {
     public func obtain(_ guest: DomainID) throws(SchedulerError) -> FunctionLease {
         var first = true
         while true {
-            let (lease, wake, parker) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, EventNotifier?) in
+            let (lease, wake, parker) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, Doorbell?) in
                 guard !s.stopping else { throw .stopped }
                 guard let g = s.guests[guest] else { throw .unknownGuest(guest) }
                 guard !g.cutOff else {
@@ -250,7 +250,7 @@ extension DeviceScheduler {
 
 /// What to do once the scheduler's lock is released: wake parked guests, tell cut-off ones.
 struct Wakeups {
-    var parkers: [EventNotifier] = []
+    var parkers: [Doorbell] = []
     var cutOffs: [(DomainID, @Sendable (DomainID) -> Void)] = []
 
     func deliver() {

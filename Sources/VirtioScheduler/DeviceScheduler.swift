@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioSystem
@@ -27,7 +24,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     /// and in use by its holder alone (GHT-LED-01, GHT-LED-04), so that the ledger's dump shows
     /// who holds what and a revocation of a VF in use is refused.
     public let ledger: ResourceLedger
-    let watchdogBell: EventNotifier
+    let watchdogBell: Doorbell
     private let watchdog = Locked<WorkerThread?>(nil)
 
     /// A scheduler over `functionCount` virtual functions, reserving them in `ledger`; starts
@@ -42,7 +39,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         }
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
         state = Locked(SchedulerState(functionCount: functionCount))
-        do { watchdogBell = try EventNotifier() } catch { throw .resources("\(error)") }
+        do { watchdogBell = try Doorbell() } catch { throw .resources("\(error)") }
         // The thread holds the scheduler only for one round at a time, so that a scheduler its
         // users let go of is freed (and its watchdog ends) without a call to stop().
         let thread = WorkerThread(name: "vf-watchdog") { [weak self] in
@@ -60,7 +57,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Marks the scheduler stopped and wakes everyone; the watchdog ends at its next round.
     private func halt() {
-        let parkers = state.withLock { s -> [EventNotifier] in
+        let parkers = state.withLock { s -> [Doorbell] in
             s.stopping = true
             return s.guests.parkers
         }
@@ -78,8 +75,8 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     /// - Parameter onCutOff: called once, on the watchdog thread, when the guest is cut off.
     public func register(rules: Model.Rules, queueCount: Int, weight: Int = 1,
                          onCutOff: (@Sendable (DomainID) -> Void)? = nil) throws(SchedulerError) -> DomainID {
-        let parker: EventNotifier
-        do { parker = try EventNotifier() } catch { throw .stopped }
+        let parker: Doorbell
+        do { parker = try Doorbell() } catch { throw .stopped }
         return try state.withLock { s throws(SchedulerError) -> DomainID in
             guard !s.stopping else { throw .stopped }
             // GHT-LIM-70: a bounded number of guests at once; departed guests' slots are reused.

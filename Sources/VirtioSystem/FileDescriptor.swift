@@ -61,6 +61,13 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
         try nothingOrErrno("ftruncate") { ftruncate(fd, off_t(size)) }
     }
 
+    /// Writes `bytes` at `offset` of the file (`pwrite`), without moving the file offset;
+    /// returns how many were written (a short count at the end of a size-sealed file).
+    @discardableResult
+    public func write(_ bytes: [UInt8], at offset: Int) throws(SystemError) -> Int {
+        try valueOrErrno("pwrite") { bytes.withUnsafeBytes { pwrite(rawValue, $0.baseAddress, $0.count, off_t(offset)) } }
+    }
+
     /// Sets `O_NONBLOCK` on the open file description (shared with every duplicate, including
     /// one held by another process that received it over `SCM_RIGHTS`).
     package func setNonBlocking() throws(SystemError) {

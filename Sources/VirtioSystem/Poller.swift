@@ -28,7 +28,7 @@ public struct PollEvent: Hashable, Sendable {
 /// instance.
 ///
 /// Registration is level-triggered: a descriptor is reported on every wait for as long as it
-/// is readable, so a doorbell must be drained (``EventNotifier/drain()``) once it is reported.
+/// is readable, so a doorbell must be drained (``Doorbell/drain()``) once it is reported.
 /// Signals coalesce in the eventfd itself, not here: many kicks between two waits produce one
 /// event, and the drain returns their number.
 ///

@@ -31,4 +31,15 @@ public struct SystemError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Whether the call would have blocked (`EAGAIN` / `EWOULDBLOCK`): a full eventfd counter,
     /// an empty non-blocking descriptor, or an expired `SO_RCVTIMEO`.
     public var isWouldBlock: Bool { errno == EAGAIN || errno == EWOULDBLOCK }
+
+    /// Whether a deadline passed (`ETIMEDOUT`): the bounded sends and receives of the socket
+    /// layer report an expired deadline this way.
+    public var isTimedOut: Bool { errno == ETIMEDOUT }
+
+    /// Whether the peer reset the connection (`ECONNRESET`).
+    public var isConnectionReset: Bool { errno == ECONNRESET }
+
+    /// Whether the process or the system ran out of something a new connection needs
+    /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): waiting can cure it, retrying at once cannot.
+    public var isResourceExhaustion: Bool { [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(errno) }
 }

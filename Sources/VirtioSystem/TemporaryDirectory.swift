@@ -12,7 +12,7 @@ public struct TemporaryDirectory: Sendable {
     ///
     /// The corresponding C function is `mkdtemp`.
     public init(prefix: String = "virtio-grant") throws(SystemError) {
-        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        let base = Environment.value("TMPDIR") ?? "/tmp"
         var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
         _ = try pointerOrErrno("mkdtemp", failure: nil) {
             template.withUnsafeMutableBufferPointer { UnsafeMutableRawPointer(mkdtemp($0.baseAddress!)) }

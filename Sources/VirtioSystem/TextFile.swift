@@ -2,14 +2,20 @@
 import Glibc
 #endif
 
-/// Whole text files and directory listings, for the tools that read the package's own sources
-/// (the conformance generator reads `Spec/` and `Tests/`, and writes the matrix).
+/// Whole files and directory listings, for the tools that read the package's own sources
+/// (the conformance generator reads `Spec/` and `Tests/`, and writes the matrix) and for
+/// test fixtures (the fuzz targets' disk images).
 ///
-/// Not for guest data: files here are read whole into a `String` and decoded as UTF-8
+/// Not for guest data: files here are read whole into memory; text is decoded as UTF-8
 /// (invalid bytes become U+FFFD).
 public enum TextFile {
-    /// The contents of the file at `path`.
+    /// The contents of the file at `path`, as text.
     public static func read(_ path: String) throws(SystemError) -> String {
+        String(decoding: try bytes(path), as: UTF8.self)
+    }
+
+    /// The contents of the file at `path`, as bytes.
+    public static func bytes(_ path: String) throws(SystemError) -> [UInt8] {
         let fd = FileDescriptor(adopting: try valueOrErrno("open") { Glibc.open(path, O_RDONLY | O_CLOEXEC) })
         defer { fd.close() }
         var bytes: [UInt8] = []
@@ -21,16 +27,20 @@ public enum TextFile {
             if count == 0 { break }
             bytes.append(contentsOf: chunk[0..<count])
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Replaces the file at `path` with `text` (created with mode 0644 if it does not exist).
     public static func write(_ text: String, to path: String) throws(SystemError) {
+        try write(bytes: Array(text.utf8), to: path)
+    }
+
+    /// Replaces the file at `path` with `bytes` (created with `mode` if it does not exist).
+    public static func write(bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(SystemError) {
         let fd = FileDescriptor(adopting: try valueOrErrno("open") {
-            Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         })
         defer { fd.close() }
-        let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
             let offset = written
@@ -38,6 +48,13 @@ public enum TextFile {
                 bytes.withUnsafeBytes { Glibc.write(fd.rawValue, $0.baseAddress! + offset, $0.count - offset) }
             }
         }
+    }
+
+    /// Removes the file at `path`; a file already gone is not an error.
+    public static func remove(_ path: String) throws(SystemError) {
+        guard unlink(path) != 0 else { return }
+        let error = errno
+        if error != ENOENT { throw SystemError(errno: error, operation: "unlink") }
     }
 
     /// Whether `path` names an existing file or directory.

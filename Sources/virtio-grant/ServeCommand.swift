@@ -55,8 +55,8 @@ struct ServeCommand {
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stopSignals, s) }
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-        let done: EventNotifier
-        do { done = try EventNotifier() } catch {
+        let done: Doorbell
+        do { done = try Doorbell() } catch {
             report(error: "\(error)")
             return 1
         }

@@ -4,8 +4,8 @@ import VirtioCore
 
 #if canImport(Glibc)
 import Glibc
-import VhostUser
 #endif
+import VhostUser
 
 /// The harnesses themselves: a conformance check is only as good as the log it reads and the
 /// misbehaviour it can script.

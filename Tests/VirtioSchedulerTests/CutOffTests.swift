@@ -7,8 +7,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 @Suite("Cut-off of a guest that never reaches a reusable point", .serialized)
 struct CutOffTests {
@@ -19,7 +19,7 @@ struct CutOffTests {
         let scheduler = try DeviceScheduler<OpaqueDeviceModel>(functionCount: 1, configuration: SchedulerConfiguration(
             mapping: .shared(0), sliceNanoseconds: 2_000_000, cutOffNanoseconds: bound))
         defer { scheduler.stop() }
-        let gate = try EventNotifier()
+        let gate = try Doorbell()
         // Guest 1's requests never finish until the test opens the gate: a guest that holds
         // its function and never reaches a reusable point.
         let stalling = ForwardingDevice(EchoDevice()) { _ = try? gate.wait(timeoutMilliseconds: 20_000) }

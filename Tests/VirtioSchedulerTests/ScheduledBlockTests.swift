@@ -7,8 +7,8 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// One disk image shared by two guests over real vhost-user connections: each connection is
 /// a ScheduledDevice over a BlockDevice of the whole disk, guest k owning sectors

@@ -1,3 +1,4 @@
+import VirtioSystem
 import Synchronization
 import VirtioSystem
 import VirtioCore

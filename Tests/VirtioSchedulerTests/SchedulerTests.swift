@@ -1,3 +1,4 @@
+import VirtioSystem
 import Testing
 import VirtioSystem
 import VirtioTransport

@@ -1,3 +1,4 @@
+import VirtioSystem
 import Synchronization
 import Testing
 import VirtioSystem

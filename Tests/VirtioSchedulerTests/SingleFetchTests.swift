@@ -6,8 +6,8 @@ import VirtioScheduler
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// A disk of two 1024-sector windows: guest 1's sectors hold 0xA1, guest 2's (the victim's)
 /// hold 0xB2.

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import VirtioSystem
 import Glibc
 #endif
 import Foundation

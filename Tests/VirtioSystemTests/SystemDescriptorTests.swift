@@ -19,7 +19,7 @@ extension SystemTests {
                 _ = try UnixSocket.connect(path: path)
             }
             let poller = try Poller()
-            let closed = try EventNotifier()
+            let closed = try Doorbell()
             closed.close()
             #expect(throws: SystemError(errno: EBADF, operation: "epoll_ctl(EPOLL_CTL_ADD)")) {
                 try poller.add(closed.fd, token: 1)
@@ -29,7 +29,7 @@ extension SystemTests {
         @Test("GHT-OS-03: every descriptor the layer creates, duplicates or receives is close-on-exec")
         func closeOnExec() throws {
             let memory = try SharedMemory.create(name: uniqueName("cloexec"), size: SharedMemory.pageSize)
-            let notifier = try EventNotifier()
+            let notifier = try Doorbell()
             let poller = try Poller()
             let (left, right) = try UnixSocket.pair()
             let path = uniqueSocketPath("cloexec")
@@ -51,7 +51,7 @@ extension SystemTests {
 
         @Test("GHT-OS-04: descriptor identities tell open files apart (eventfds included) and follow duplicates")
         func identities() throws {
-            let a = try EventNotifier(), b = try EventNotifier()
+            let a = try Doorbell(), b = try Doorbell()
             let memory = try SharedMemory.create(name: "identity-test", size: 4096)
             let ia = try #require(fileIdentity(of: a.fd.rawValue)), ib = try #require(fileIdentity(of: b.fd.rawValue))
             #expect(ia != ib && ia.hasPrefix("anon_inode:[eventfd]#"))
@@ -77,7 +77,7 @@ extension SystemTests {
 
             // The number is free now and is usually handed out again at once. A second close
             // must not touch the new owner.
-            let reuser = try EventNotifier()
+            let reuser = try Doorbell()
             let reuserIdentity = fileIdentity(of: reuser.fd.rawValue)
             copy.close()
             #expect(fcntl(reuser.fd.rawValue, F_GETFD) >= 0, "the second close() closed \(number) again")
@@ -99,7 +99,7 @@ extension SystemTests {
         func interruptedWait() throws {
             installInterruptHandler()
             let before = interrupts.load(ordering: .relaxed)
-            let notifier = try EventNotifier()
+            let notifier = try Doorbell()
             let poller = try Poller()
             try poller.add(notifier.fd, token: 7)
             let waiter = TestThread { () -> (Bool, UInt64, Bool, UInt64) in

@@ -9,7 +9,7 @@ extension SystemTests {
     struct EventTests {
         @Test("GHT-OS-10: doorbell signals coalesce: three signals, one drain of 3, then 0")
         func coalescing() throws {
-            let bell = try EventNotifier()
+            let bell = try Doorbell()
             #expect(try bell.drain() == 0, "nothing pending")
             try bell.signal()
             try bell.signal()
@@ -20,7 +20,7 @@ extension SystemTests {
 
         @Test("GHT-OS-10: a signal on a full counter is not an error and wakes the waiter")
         func fullCounter() throws {
-            let bell = try EventNotifier()
+            let bell = try Doorbell()
             var nearlyFull: UInt64 = 0xFFFF_FFFF_FFFF_FFFE  // the eventfd maximum
             #expect(write(bell.fd.rawValue, &nearlyFull, 8) == 8)
             try bell.signal()
@@ -30,7 +30,7 @@ extension SystemTests {
 
         @Test("GHT-OS-11: wait times out when nothing is pending and reports a signal without taking it")
         func waitTimeout() throws {
-            let bell = try EventNotifier()
+            let bell = try Doorbell()
             let start = SystemClock.monotonic.milliseconds
             #expect(try !bell.wait(timeoutMilliseconds: 30))
             let waited = SystemClock.monotonic.milliseconds - start
@@ -44,15 +44,15 @@ extension SystemTests {
 
         @Test("GHT-OS-11: a doorbell adopted from a received descriptor is non-blocking and shares the counter")
         func adopted() throws {
-            let bell = try EventNotifier()
+            let bell = try Doorbell()
             // A blocking eventfd, as a careless peer might send one.
             let received = try bell.fd.duplicate()
             let raw = received.rawValue
             #expect(fcntl(raw, F_SETFL, fcntl(raw, F_GETFL) & ~O_NONBLOCK) == 0)
-            let other = try EventNotifier(adopting: received)
+            let other = try Doorbell(adopting: received)
             #expect(fcntl(raw, F_GETFL) & O_NONBLOCK != 0)
             #expect(try other.drain() == 0, "would block forever without O_NONBLOCK")
-            let twin = try EventNotifier(adopting: try bell.fd.duplicate())
+            let twin = try Doorbell(adopting: try bell.fd.duplicate())
             try twin.signal()
             try twin.signal()
             #expect(try bell.drain() == 2)
@@ -61,8 +61,8 @@ extension SystemTests {
         @Test("GHT-OS-12: the poller reports ready descriptors by token, level-triggered, until drained")
         func readiness() throws {
             let poller = try Poller()
-            let kick = try EventNotifier()
-            let call = try EventNotifier()
+            let kick = try Doorbell()
+            let call = try Doorbell()
             try poller.add(kick.fd, token: 1)
             try poller.add(call.fd, token: 2)
             var events: [PollEvent] = []

@@ -11,7 +11,7 @@ extension SystemTests {
         @Test("GHT-OS-19, GHT-OS-09: a spawned child uses descriptors received over SCM_RIGHTS, and gets no others")
         func childUsesReceivedDescriptors() throws {
             let memory = try SharedMemory.create(name: uniqueName("child"), size: SharedMemory.pageSize)
-            let kick = try EventNotifier()
+            let kick = try Doorbell()
             let poller = try Poller()
             try poller.add(kick.fd, token: 9)
 
@@ -23,7 +23,7 @@ extension SystemTests {
             let received = try withUnsafeMutableBytes(of: &byte) { try receiver.receive(into: $0, maxFileDescriptors: 2) }
             try #require(received.fds.count == 2)
             let (parentEnd, childEnd) = try UnixSocket.pair()
-            let decoy = try EventNotifier()
+            let decoy = try Doorbell()
             try #require(decoy.fd.rawValue > 6)
 
             let script = """

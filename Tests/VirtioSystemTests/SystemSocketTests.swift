@@ -31,7 +31,7 @@ extension SystemTests {
         @Test("GHT-OS-13: a large send goes out whole, with the descriptors on its first byte")
         func largeSend() throws {
             let (sender, receiver) = try UnixSocket.pair()
-            let bell = try EventNotifier()
+            let bell = try Doorbell()
             let payload = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
             let reader = TestThread { () -> ([UInt8], Int, Int) in
                 var received: [UInt8] = []
@@ -190,8 +190,8 @@ private func passMemoryAndDoorbells(from sender: UnixSocket, to receiver: UnixSo
     let page = SharedMemory.pageSize
     let name = uniqueName("pass")
     let memory = try SharedMemory.create(name: name, size: 2 * page)
-    let kick = try EventNotifier()
-    let call = try EventNotifier()
+    let kick = try Doorbell()
+    let call = try Doorbell()
     let header: [UInt8] = [0xAB, 0xCD, 0x01, 0x02]
     try sender.send(header, fds: [memory.fd.rawValue, kick.fd.rawValue, call.fd.rawValue])
 
@@ -211,8 +211,8 @@ private func passMemoryAndDoorbells(from sender: UnixSocket, to receiver: UnixSo
     memory.range.fill(with: 0x5A)
     #expect(mapped.range.withUnsafeBytes { $0.allSatisfy { $0 == 0x5A } })
 
-    let receivedKick = try EventNotifier(adopting: fds[1])
-    let receivedCall = try EventNotifier(adopting: fds[2])
+    let receivedKick = try Doorbell(adopting: fds[1])
+    let receivedCall = try Doorbell(adopting: fds[2])
     try receivedKick.signal()
     try receivedKick.signal()
     try call.signal()

@@ -2,8 +2,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.
 func runVirtioGrant(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {

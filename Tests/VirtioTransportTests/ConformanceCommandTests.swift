@@ -2,8 +2,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// `virtio-grant conformance` on a small package tree of its own: what it writes, what
 /// `--check` says about drift, and that problems set the exit status.

@@ -6,9 +6,9 @@ import VirtioDevices
 
 #if canImport(Glibc)
 import Glibc
+#endif
 import VirtioSystem
 import VhostUser
-#endif
 
 /// Bounds on connections, threads and bookkeeping (Spec/limits.md §3).
 @Suite("Connection, thread and bookkeeping limits", .tags(.transport), .serialized)

@@ -6,9 +6,9 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+#endif
 import VirtioSystem
 import VhostUser
-#endif
 
 /// A device whose feature declaration the test chooses: `declared` device features (which may
 /// include bits that are not device-type bits, as a careless embedder might write), prerequisites

@@ -6,9 +6,9 @@ import VirtioDevices
 
 #if canImport(Glibc)
 import Glibc
+#endif
 import VirtioSystem
 import VhostUser
-#endif
 
 /// Liveness against a stalling peer (Spec/hostile-peers.md §3): no wait on a peer is unbounded,
 /// none holds what the data path needs, and a dead descriptor does not make a thread spin.
@@ -174,7 +174,7 @@ struct LivenessTests {
     func kickHangupDoesNotSpin() throws {
         let s = try QueueProcessorTests.Setup(device: ChecksumEchoDevice())
         let pipe = try Pipe()
-        let kick = try EventNotifier(uncheckedAdopting: try pipe.readEnd.duplicate())
+        let kick = try Doorbell(uncheckedAdopting: try pipe.readEnd.duplicate())
         let lost = Atomic<Int>(0)
         let worker = try QueueWorker(processor: s.processor, kick: kick, call: nil, onBroken: { _ in },
                                      onKickLost: { lost.add(1, ordering: .relaxed) })

@@ -5,9 +5,9 @@ import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
+#endif
 import VirtioSystem
 import VhostUser
-#endif
 
 /// A queue driven by hand over IOVAs (vhost-user IOMMU mode): ACCESS_PLATFORM without a grant
 /// table; the client's IOTLB maps `iovaBase + page * 4096` to its pool pages, and the rings and
@@ -18,7 +18,7 @@ struct IOVAHandDrivenQueue {
     static let size = 16
     let client: RawVhostUserClient
     var driver: SplitDriverQueue
-    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    let kick: Doorbell, call: Doorbell, err: Doorbell
     let misses: VhostUserChannel
 
     static func iova(page: Int) -> UInt64 { iovaBase + UInt64(page * 4096) }
@@ -43,9 +43,9 @@ struct IOVAHandDrivenQueue {
         let page = { (n: Int) in client.pool.range.slice(offset: n * 4096, length: 4096) }
         driver = SplitDriverQueue(ring: try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2)),
                                   features: [.version1])
-        kick = try EventNotifier()
-        call = try EventNotifier()
-        err = try EventNotifier()
+        kick = try Doorbell()
+        call = try Doorbell()
+        err = try Doorbell()
         #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
         #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: Self.iova(page: 0), used: Self.iova(page: 2),
                                                                       available: Self.iova(page: 1), log: 0))).isSuccess)

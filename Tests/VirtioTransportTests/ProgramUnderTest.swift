@@ -2,8 +2,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
-import VirtioSystem
 #endif
+import VirtioSystem
 
 /// A `virtio-grant` process started by a test (the executable beside the test binary), its
 /// standard output read line by line. Killed and reaped when the test lets go of it.

@@ -55,7 +55,7 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
     private struct State {
         var events: [Event] = []
         var files: [ReceivedFile] = []
-        var kicks: [Int: EventNotifier] = [:]
+        var kicks: [Int: Doorbell] = [:]
         var status: DeviceStatus = []
         var refused = false
     }
@@ -164,7 +164,7 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
             case .setStatus(let status):
                 s.status = status
             case .setVringKick(let file):
-                if let fd = fds.first, let kick = try? EventNotifier(adopting: fd.duplicate()) { s.kicks[Int(file.index)] = kick }
+                if let fd = fds.first, let kick = try? Doorbell(adopting: fd.duplicate()) { s.kicks[Int(file.index)] = kick }
             default:
                 break
             }

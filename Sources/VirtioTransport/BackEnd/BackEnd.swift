@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioSystem
@@ -21,7 +18,7 @@ public final class BackEnd: @unchecked Sendable {
     public let configuration: BackEndConfiguration
     private let listener: UnixSocket
     private let makeDevice: @Sendable () -> any VirtioDevice
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
     private let state: Locked<State>
@@ -47,7 +44,7 @@ public final class BackEnd: @unchecked Sendable {
         self.makeDevice = makeDevice
         state = Locked(State(reports: ReportRing(capacity: configuration.keptReports)))
         listener = try UnixSocket.listen(path: socketPath)
-        wake = try EventNotifier()
+        wake = try Doorbell()
         poller = try Poller()
         try poller.add(listener.fd, token: 0)
         try poller.add(wake.fd, token: 1)
@@ -75,7 +72,7 @@ public final class BackEnd: @unchecked Sendable {
                     let connection = try listener.accept()
                     pause = 0
                     serve(connection)
-                } catch where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
+                } catch where error.isResourceExhaustion {
                     pause = min(max(pause * 2, 10), max(configuration.acceptBackoffMaxMilliseconds, 1))
                     configuration.log?("accept: \(error); pausing \(pause) ms")
                 } catch {

@@ -70,10 +70,10 @@ extension BackEndSession {
     /// SET_VRING_KICK, _CALL, _ERR. Polling rings (no kick descriptor) are not supported.
     func setVringFile(_ request: VhostUserRequest, _ file: VhostUserVringFile, fd: FileDescriptor?) throws {
         let i = try queue(UInt32(file.index))
-        let notifier: EventNotifier?
+        let notifier: Doorbell?
         if let fd {
             do {
-                notifier = try EventNotifier(adopting: fd)
+                notifier = try Doorbell(adopting: fd)
             } catch {
                 throw Violation("\(request) descriptor is not usable: \(error)")
             }
@@ -311,7 +311,7 @@ extension BackEndSession {
 
     /// A queue broke (on its worker thread): report it, signal the error doorbell, and owe the
     /// driver a configuration-change notification (STAT-DEV-03, GHT-BRK-05).
-    func queueBroke(_ i: Int, _ error: VirtqueueError, err: EventNotifier?) {
+    func queueBroke(_ i: Int, _ error: VirtqueueError, err: Doorbell?) {
         report.withLock { $0.brokenQueues[i] = error }
         log("queue \(i) broke: \(error)")
         if case .memoryFault(let fault) = error, fault.kind == .memoryLost {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioGrants
@@ -49,9 +46,9 @@ final class BackEndSession: @unchecked Sendable {
         var address: VhostUserVringAddress?
         /// SET_VRING_BASE as received (split: 16 bits; packed: both positions, GHT-PKD-08).
         var base: UInt32 = 0
-        var kick: EventNotifier?
-        var call: EventNotifier?
-        var err: EventNotifier?
+        var kick: Doorbell?
+        var call: Doorbell?
+        var err: Doorbell?
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
@@ -213,7 +210,7 @@ final class BackEndSession: @unchecked Sendable {
     func send(_ reply: VhostUserReply) throws {
         do {
             try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
-        } catch let error as SystemError where error.errno == ETIMEDOUT {
+        } catch let error as SystemError where error.isTimedOut {
             forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
             throw error
         }

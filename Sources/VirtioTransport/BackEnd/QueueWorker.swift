@@ -29,7 +29,7 @@ public final class QueueStatistics: Sendable {
 final class QueueWorker: @unchecked Sendable {
     let index: Int
     let statistics = QueueStatistics()
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let control = Control()
     private var thread: WorkerThread?
 
@@ -50,7 +50,7 @@ final class QueueWorker: @unchecked Sendable {
     ///   - onKickLost: called once, on the worker thread, when the kick descriptor hangs up or
     ///     fails with nothing to read; the worker stops watching it instead of spinning
     ///     (GHT-LIVE-05) and waits to be stopped.
-    init<Queue: DeviceQueue>(processor: QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
+    init<Queue: DeviceQueue>(processor: QueueProcessor<Queue>, kick: Doorbell, call: Doorbell?,
                              batchLimit: Int = 64,
                              startThread: (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
                                  try WorkerThread.start(name: name, body)
@@ -58,7 +58,7 @@ final class QueueWorker: @unchecked Sendable {
                              onBroken: @escaping @Sendable (VirtqueueError) -> Void,
                              onKickLost: @escaping @Sendable () -> Void = {}) throws(SystemError) {
         index = processor.index
-        wake = try EventNotifier()
+        wake = try Doorbell()
         let poller = try Poller()
         try poller.add(kick.fd, token: 0)
         try poller.add(wake.fd, token: 1)

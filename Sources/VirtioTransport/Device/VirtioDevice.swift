@@ -51,9 +51,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use
 /// (``VirtioDevice/readyBuffers(queue:)``): a frame arrived for a receive queue.
 public final class QueueDoorbell: Sendable {
-    private let notifier: EventNotifier
+    private let notifier: Doorbell
 
-    init(_ notifier: EventNotifier) { self.notifier = notifier }
+    init(_ notifier: Doorbell) { self.notifier = notifier }
 
     /// Rings the doorbell; any thread, any number of times (rings coalesce).
     public func ring() { try? notifier.signal() }

@@ -13,7 +13,7 @@ import CVirtioShim
 ///
 /// The descriptor is always non-blocking, so ``drain()`` never blocks; ``wait(timeoutMilliseconds:)``
 /// (or a ``Poller``) is how a thread sleeps until a signal arrives.
-public final class EventNotifier: Sendable {
+public final class Doorbell: Sendable {
     /// The eventfd. Send it to the peer over ``UnixSocket/send(_:fds:)``.
     public let fd: FileDescriptor
 
