@@ -82,7 +82,6 @@ public struct GuestWorkload: Sendable {
         configuration.maxRequestSize = max(payload, 4096)
         configuration.maxReplySize = max(payload + 8, 4096)
         let start = SystemClock.monotonic.seconds
-        defer { report.seconds = SystemClock.monotonic.seconds - start }
         do throws(FrontEndError) {
             let frontEnd = try FrontEnd.connect(socketPath: socket, configuration: configuration)
             switch kind {
@@ -99,6 +98,7 @@ public struct GuestWorkload: Sendable {
         } catch {
             report.error = error.description
         }
+        report.seconds = SystemClock.monotonic.seconds - start
         return report
     }
 

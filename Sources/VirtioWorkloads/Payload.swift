@@ -1,3 +1,5 @@
+import VirtioSystem
+
 /// The deterministic request contents: a guest regenerates them to check every reply.
 public enum Payload {
     /// `length` bytes of xorshift64 output seeded by `n`.
@@ -18,24 +20,10 @@ public enum Payload {
         }
     }
 
-    /// Whether `reply` holds exactly `expected`, compared eight bytes at a time (the
-    /// throughput workload compares every reply: a byte loop would cost the guest more than
-    /// the transport does).
+    /// Whether `reply` holds exactly `expected` (memcmp: the throughput workload compares
+    /// every reply, and a byte loop would cost the guest more than the transport does).
     public static func equal(_ expected: [UInt8], _ reply: Slice<UnsafeRawBufferPointer>) -> Bool {
-        guard expected.count == reply.count else { return false }
-        let other = UnsafeRawBufferPointer(rebasing: reply)
-        return expected.withUnsafeBytes { e in
-            var i = 0
-            while i + 8 <= e.count {
-                if e.loadUnaligned(fromByteOffset: i, as: UInt64.self) != other.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-                i += 8
-            }
-            while i < e.count {
-                if e[i] != other[i] { return false }
-                i += 1
-            }
-            return true
-        }
+        expected.withUnsafeBytes { $0.hasSameBytes(as: UnsafeRawBufferPointer(rebasing: reply)) }
     }
 
     public static func littleEndian(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }

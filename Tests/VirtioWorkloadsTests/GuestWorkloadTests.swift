@@ -47,6 +47,7 @@ struct GuestWorkloadTests {
         #expect(session.granter == DomainID(5) && session.chains == UInt64(report.chains))
         let line = try #require(JSONObject(parsing: report.json.text))
         #expect(line.int("guest") == 5 && line.string("ring") == ring && line.bool("ok") == true && line.int("chains") == report.chains)
+        #expect(report.seconds >= 0.5 && (line.number("seconds") ?? 0) >= 0.5, "the run's wall time is reported")
     }
 
     @Test("GHT-CTL-01, GHT-CTL-04, GHT-HDL-01, GHT-BRK-01: one guest's ungranted handle breaks its own queue; a guest streaming beside it is unaffected")
