@@ -15,12 +15,16 @@ public struct PollEvent: Hashable, Sendable {
     public var isHangup: Bool
     /// An error is pending on the descriptor (`EPOLLERR`).
     public var isError: Bool
+    /// Bytes can be sent without blocking (`EPOLLOUT`; only for a descriptor watched with
+    /// ``PollInterest/writable``).
+    public var isWritable = false
 
-    public init(token: UInt64, isReadable: Bool, isHangup: Bool, isError: Bool) {
+    public init(token: UInt64, isReadable: Bool, isHangup: Bool, isError: Bool, isWritable: Bool = false) {
         self.token = token
         self.isReadable = isReadable
         self.isHangup = isHangup
         self.isError = isError
+        self.isWritable = isWritable
     }
 }
 
@@ -91,7 +95,8 @@ public final class Poller: Sendable {
                     token: event.data.u64,
                     isReadable: event.events & EPOLLIN.rawValue != 0,
                     isHangup: event.events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0,
-                    isError: event.events & EPOLLERR.rawValue != 0))
+                    isError: event.events & EPOLLERR.rawValue != 0,
+                    isWritable: event.events & EPOLLOUT.rawValue != 0))
             }
             return count
         }

@@ -19,15 +19,17 @@ struct ServeCommand {
     let queues: Int
     let image: String?
     let readOnly: Bool
+    let guestCID: Int
+    let vsockSocket: String?
     let sessions: Int?
     let verbose: Bool
     /// `--vfs N`: the connections share N virtual functions in turns.
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng"])
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
         if let named = scheduling?.guests, !named.isEmpty {
             guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
@@ -43,6 +45,14 @@ struct ServeCommand {
         guard (device == "blk") == (image != nil) else {
             throw UsageError(description: device == "blk" ? "serve --device blk needs --image FILE" : "--image is for --device blk")
         }
+        // vsock: the guest's CID (VMADDR_CID_ANY and the reserved 0...2 excluded) and the host's unix socket.
+        guestCID = try options.int("guest-cid", default: 3, in: 3...Int(UInt32.max - 1))
+        vsockSocket = options.string("vsock-socket")
+        guard device == "vsock" || (options.string("guest-cid") == nil && vsockSocket == nil) else {
+            throw UsageError(description: "--guest-cid and --vsock-socket are for --device vsock")
+        }
+        guard device != "vsock" || vsockSocket != nil else { throw UsageError(description: "serve --device vsock needs --vsock-socket PATH") }
+        guard (vsockSocket?.utf8.count ?? 0) < 96 else { throw UsageError(description: "--vsock-socket path too long for a unix socket address with a port") }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
     }
@@ -142,6 +152,12 @@ struct ServeCommand {
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
         case "rng":
             return { EntropyDevice() }
+        case "vsock":
+            // One host side for the process: its listener is up before the first guest connects.
+            let host: VsockHost
+            do { host = try VsockHost(socketPath: vsockSocket!) } catch { throw UsageError(description: "cannot listen on \(vsockSocket!): \(error)") }
+            let cid = UInt64(guestCID)
+            return { VsockDevice(guestCID: cid, host: host) }
         case "net":
             // One switch for the process: every connection is a port of it.
             let networkSwitch = NetworkSwitch()

@@ -19,10 +19,13 @@ let usage = """
         --socket PATH      where to listen (required)
         --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk),
                            net (virtio-net; every connection a port of one switch, with an
-                           address of its own that it alone may send from) or rng
-                           (virtio-rng: random bytes from getrandom)
+                           address of its own that it alone may send from), rng
+                           (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
+        --vsock-socket P   vsock (required): host programs connect to P and write "CONNECT
+                           <port>\n"; the guest's connections to host port N go to P_N
+        --guest-cid N      vsock: the guest's CID (default 3)
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
