@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "VirtioScheduler", targets: ["VirtioScheduler"]),
         .library(name: "VirtioFuzzTargets", targets: ["VirtioFuzzTargets"]),
         .library(name: "VirtioConformance", targets: ["VirtioConformance"]),
+        .library(name: "VirtioWorkloads", targets: ["VirtioWorkloads"]),
+        .library(name: "VirtioBenchmarks", targets: ["VirtioBenchmarks"]),
         .executable(name: "virtio-grant", targets: ["virtio-grant"]),
     ],
     targets: [
@@ -52,15 +54,21 @@ let package = Package(
         // generator, and the scripted front-end and back-end harnesses the conformance tests use
         // (raw ring writes, misbehaviour on demand, an access log), public for other devices.
         .target(name: "VirtioConformance", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VhostUser", "VirtioTransport"]),
-        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance"]),
+        // Guest workloads that verify every reply (stream, throughput, latency) and the
+        // network peer: what `virtio-grant guest` and `net-peer` run, and tests run in-process.
+        .target(name: "VirtioWorkloads", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices"]),
+        // The benchmarks `virtio-grant bench` runs: W1 (ring), grants, cross-process, scheduler.
+        .target(name: "VirtioBenchmarks", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioWorkloads"]),
+        .executableTarget(name: "virtio-grant", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance", "VirtioWorkloads", "VirtioBenchmarks"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VirtioConformance"]),
         .testTarget(name: "VirtioSystemTests", dependencies: ["VirtioCore", "VirtioSystem"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VirtioCore", "VirtioGrants", "VhostUser", "VirtioConformance"]),
         .testTarget(name: "VirtioGrantsTests", dependencies: ["VirtioCore", "VirtioGrants", "VirtioConformance"]),
         .testTarget(name: "VirtioTransportTests", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VhostUser", "VirtioTransport", "VirtioDevices", "VirtioConformance", "virtio-grant"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioDevices"]),
-        .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance", "virtio-grant"]),
+        .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance", "VirtioWorkloads", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
+        .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioWorkloads"]),
         .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioCore", "VirtioGrants", "VhostUser", "VirtioConformance"]),
     ],
     swiftLanguageModes: [.v6]

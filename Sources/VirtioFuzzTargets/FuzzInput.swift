@@ -66,7 +66,6 @@ public let fuzzTracing = Environment.value("FUZZ_TRACE") != nil
 @inline(__always)
 public func fuzzTrace(_ message: @autoclosure () -> String) {
     if fuzzTracing {
-        var stderr = StandardError()
-        stderr.write(message() + "\n")
+        StandardStream.error.writeLine(message())
     }
 }

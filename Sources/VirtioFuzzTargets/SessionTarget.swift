@@ -152,7 +152,7 @@ public enum SessionTarget {
                 while kicking.load(ordering: .relaxed) {
                     try? doorbells[0].signal()
                     try? doorbells[3].signal()
-                    sleepMicroseconds(200)
+                    SystemClock.sleep(nanoseconds: 200_000)
                 }
             }
             for step in steps {
@@ -170,7 +170,7 @@ public enum SessionTarget {
                 case .kick(let queue):
                     try? doorbells[queue * 3].signal()
                 case .pause(let microseconds):
-                    sleepMicroseconds(Int(microseconds))
+                    SystemClock.sleep(nanoseconds: UInt64(microseconds) * 1000)
                 }
             }
             fuzzTrace("script done")

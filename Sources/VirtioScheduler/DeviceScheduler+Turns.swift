@@ -13,7 +13,7 @@ extension DeviceScheduler {
                     if !first { s.guests[guest]!.waiting -= 1 }
                     throw .cutOff(guest)
                 }
-                let now = monotonicNanoseconds()
+                let now = SystemClock.monotonic.nanoseconds
                 var wake = Wakeups()
                 if let f = g.holding, !s.mustYield(g, f, now: now, configuration) {
                     if !first { s.guests[guest]!.waiting -= 1 }
@@ -72,7 +72,7 @@ extension DeviceScheduler {
             s.guests[lease.guest]!.statistics.bytes += UInt64(bytes)
             s.guests[lease.guest]!.statistics.batches += 1
             s.guests[lease.guest]!.statistics.denied += UInt64(denied)
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             if case .deficitRoundRobin(let unit, let quantum) = configuration.policy {
                 s.guests[lease.guest]!.deficit -= Int64(unit == .requests ? requests : bytes)
                 // Alone on the function, a guest starts a new round rather than running up a
@@ -100,7 +100,7 @@ extension DeviceScheduler {
     public func release(_ guest: DomainID) {
         let wake = state.withLock { s -> Wakeups in
             guard let g = s.guests[guest], g.active == 0, g.waiting == 0, let f = g.holding else { return Wakeups() }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             endTurn(&s, guest, f, now: now)
             s.guests[guest]!.deficit = 0
             return dispatch(&s, now: now)
@@ -173,7 +173,7 @@ extension DeviceScheduler {
             wake.parkers.append(s.guests[next]!.parker)
         }
         s.decisions += 1
-        s.decisionNanoseconds += monotonicNanoseconds() &- now
+        s.decisionNanoseconds += SystemClock.monotonic.nanoseconds &- now
         return wake
     }
 

@@ -14,7 +14,7 @@ extension DeviceScheduler {
         let wake = state.withLock { s -> Wakeups in
             var wake = Wakeups()
             guard !s.stopping else { return wake }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             for f in s.functions.indices {
                 guard let holder = s.functions[f].holder, let asked = s.functions[f].yieldAsked,
                       now &- asked >= configuration.cutOffNanoseconds, s.nextWaiter(for: f) != nil else { continue }

@@ -112,7 +112,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
             guard s.guests[guest] != nil else { throw .unknownGuest(guest) }
             s.guests[guest]!.functionMask = GuestRecord.mask(allowed)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -126,12 +126,12 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func unregister(_ guest: DomainID) {
         let wake = state.withLock { s -> Wakeups in
             guard let g = s.guests[guest] else { return Wakeups() }
-            if let f = g.holding { endTurn(&s, guest, f, now: monotonicNanoseconds()) }
+            if let f = g.holding { endTurn(&s, guest, f, now: SystemClock.monotonic.nanoseconds) }
             s.departed[guest] = g.statistics
             s.guests.remove(guest)
             contexts.withLock { $0[guest] = nil }
             ledger.release(domain: guest)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -140,7 +140,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func statistics(of guest: DomainID) -> GuestStatistics? {
         state.withLock { s in
             guard var stats = s.guests[guest]?.statistics else { return s.departed[guest] }
-            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += monotonicNanoseconds() &- s.functions[f].turnStart }
+            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += SystemClock.monotonic.nanoseconds &- s.functions[f].turnStart }
             return stats
         }
     }

@@ -164,8 +164,7 @@ public final class ChildProcess: Sendable {
                 var entry = pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)
                 _ = try valueOrErrno("poll") { poll(&entry, 1, timeout.remainingMilliseconds()) }
             } else {
-                var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-                _ = nanosleep(&pause, nil)  // an early wake-up only means an earlier check
+                SystemClock.sleep(milliseconds: 1)
             }
         }
     }

@@ -30,7 +30,7 @@ struct ConformanceCommand {
     }
 
     func run() -> Int32 {
-        var stderr = StandardError()
+        var stderr = StandardStream.error
         do {
             let sources = try ConformanceSources(root: root)
             var log: TestRunLog?

@@ -14,7 +14,7 @@ import VirtioSystem
 /// (its report). It stops on SIGINT/SIGTERM, or after `--sessions N` sessions ended.
 struct ServeCommand {
     /// Where it listens, and the guest each socket is (`--guest`), if named.
-    let listeners: [(socket: String, guest: GuestSpec?)]
+    let listeners: [SharedDeviceListener]
     let device: String
     let queues: Int
     let image: String?
@@ -24,20 +24,20 @@ struct ServeCommand {
     let sessions: Int?
     let verbose: Bool
     /// `--vfs N`: the connections share N virtual functions in turns.
-    let scheduling: SchedulerOptions?
+    let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
         let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
-        scheduling = try SchedulerOptions(options, device: device)
+        scheduling = try SchedulerOptions.parse(options, device: device)
         if let named = scheduling?.guests, !named.isEmpty {
             guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
-            listeners = named.map { ($0.socket, $0) }
+            listeners = named.map { SharedDeviceListener(socket: $0.socket, guest: $0) }
         } else {
             guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH (or --vfs N with --guest NAME=SOCKET)") }
             guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
-            listeners = [(socket, nil)]
+            listeners = [SharedDeviceListener(socket: socket, guest: nil)]
         }
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
@@ -68,32 +68,27 @@ struct ServeCommand {
         // The log goes to stderr (on by default, info and above); --verbose adds each message.
         if verbose { configuration.logLevel = .debug }
         let limit = sessions
-        let serveOne: SchedulerOptions.Factory
+        let makeDevice: @Sendable () -> any VirtioDevice
+        let shared: SharedDevice?
         do {
-            let makeDevice = try deviceFactory()
-            if let scheduling {
-                serveOne = try scheduling.factory(device: device, makeDevice)
-            } else {
-                serveOne = { _, _ in makeDevice() }
-            }
+            makeDevice = try deviceFactory()
+            shared = try scheduling.map { try SharedDevice($0, makeDevice: makeDevice) }
         } catch {
             report(error: "\(error)")
             return 1
         }
         var backEnds: [BackEnd] = []
         for listener in listeners {
-            // Session numbers, and the guest each is, per socket.
-            let guests = GuestDirectory()
             configuration.onSessionEnd = { report in
                 var line = Self.json(report)
                 if let name = listener.guest?.name { line.add("guest_name", name) }
-                if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
-                line.emit()
+                if let (guest, stats) = shared?.guest(ofSession: report.id, on: listener) { Self.add(stats, of: guest, to: &line) }
+                StandardStream.output.writeLine(line.text)
                 let count = ended.add(1, ordering: .relaxed).newValue
                 if let limit, count >= limit { stop.stop() }
             }
             do {
-                backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { serveOne(guests, listener.guest) })
+                backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { shared?.makeDevice(for: listener) ?? makeDevice() })
             } catch {
                 report(error: "cannot listen on \(listener.socket): \(error)")
                 for b in backEnds { b.stop() }
@@ -105,7 +100,7 @@ struct ServeCommand {
         // starts the back-ends, and stops them and every session at the end (GHT-EMB-04).
         do {
             _ = try BackEnd.serveUntilSignal(backEnds, signals: [SIGINT, SIGTERM, SIGHUP], stop: stop) {
-                for listener in listeners { listeningLine(listener).emit() }
+                for listener in listeners { StandardStream.output.writeLine(listeningLine(listener).text) }
             }
         } catch {
             report(error: "cannot wait for signals: \(error)")
@@ -118,7 +113,7 @@ struct ServeCommand {
     }
 
     /// The line that says a socket is ready for connections.
-    private func listeningLine(_ listener: (socket: String, guest: GuestSpec?)) -> JSONLine {
+    private func listeningLine(_ listener: SharedDeviceListener) -> JSONLine {
         var line = JSONLine()
         line.add("event", "listening")
         line.add("socket", listener.socket)
@@ -126,9 +121,9 @@ struct ServeCommand {
         line.add("device", device)
         line.add("pid", Int(getpid()))
         if let scheduling {
-            line.add("vfs", scheduling.functions)
-            line.add("mapping", "\(scheduling.configuration.mapping)")
-            line.add("policy", scheduling.configuration.policy.description)
+            line.add("vfs", scheduling.functionCount)
+            line.add("mapping", "\(scheduling.scheduler.mapping)")
+            line.add("policy", scheduling.scheduler.policy.description)
         }
         return line
     }
@@ -172,7 +167,7 @@ struct ServeCommand {
         var line = JSONLine()
         line.add("event", "error")
         line.add("error", error)
-        line.emit()
+        StandardStream.output.writeLine(line.text)
     }
 
     /// What the scheduler gave the session's guest.

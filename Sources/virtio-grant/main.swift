@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VirtioTransport
 
 let usage = """
     usage: virtio-grant <command> [options]
@@ -90,16 +92,9 @@ let usage = """
     """
 
 func fail(_ message: String) -> Never {
-    var stderr = StandardError()
+    var stderr = StandardStream.error
     print("virtio-grant: \(message)\n\n\(usage)", to: &stderr)
     exit(2)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        var text = string
-        text.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
-    }
 }
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -114,18 +109,7 @@ do throws(UsageError) {
     case "net-peer":
         exit(try NetPeerCommand(arguments.dropFirst()).run())
     case "bench":
-        switch arguments.dropFirst().first {
-        case "ring":
-            try RingBenchCommand(arguments.dropFirst(2)).run()
-        case "grants":
-            try GrantsBenchCommand(arguments.dropFirst(2)).run()
-        case "xproc":
-            exit(try XprocBenchCommand(arguments.dropFirst(2)).run())
-        case "sched":
-            exit(try SchedulerBenchCommand(arguments.dropFirst(2)).run())
-        default:
-            throw UsageError(description: "bench needs a workload: ring, grants, xproc or sched")
-        }
+        exit(try BenchCommand.run(arguments.dropFirst()))
     case "conformance":
         exit(try ConformanceCommand(arguments.dropFirst()).run())
     case "help", "--help", "-h":

@@ -104,12 +104,12 @@ extension SystemTests {
             try poller.add(notifier.fd, token: 7)
             let waiter = TestThread { () -> (Bool, UInt64, Bool, UInt64) in
                 unblockInterruptSignal()
-                let start = monotonicMilliseconds()
+                let start = SystemClock.monotonic.milliseconds
                 let ready = (try? notifier.wait(timeoutMilliseconds: 400)) ?? true
-                let middle = monotonicMilliseconds()
+                let middle = SystemClock.monotonic.milliseconds
                 var events: [PollEvent] = []
                 let count = (try? poller.wait(timeoutMilliseconds: 400, into: &events)) ?? -1
-                return (ready, middle - start, count == 0, monotonicMilliseconds() - middle)
+                return (ready, middle - start, count == 0, SystemClock.monotonic.milliseconds - middle)
             }
             // SIGUSR2 without SA_RESTART: poll and epoll_wait return EINTR at every one.
             for _ in 0..<14 {

@@ -77,9 +77,9 @@ extension SystemTests {
         func killAndWait() throws {
             let child = try ChildProcess.spawn(path: "/bin/sleep", arguments: ["30"])
             #expect(child.pid > 0)
-            let start = monotonicMilliseconds()
+            let start = SystemClock.monotonic.milliseconds
             #expect(try child.wait(timeoutMilliseconds: 50) == nil)
-            #expect(monotonicMilliseconds() - start >= 45)
+            #expect(SystemClock.monotonic.milliseconds - start >= 45)
             #expect(try child.wait(timeoutMilliseconds: 0) == nil && child.exitStatus == nil)
             try child.kill(SIGKILL)
             #expect(try child.wait(timeoutMilliseconds: 5000) == .signaled(SIGKILL))

@@ -172,11 +172,11 @@ extension SystemTests {
             let (a, b) = try UnixSocket.pair()
             try b.setReceiveTimeout(milliseconds: 30)
             var byte: UInt8 = 0
-            let start = monotonicMilliseconds()
+            let start = SystemClock.monotonic.milliseconds
             #expect(throws: UnixSocketError.timedOut) {
                 _ = try withUnsafeMutableBytes(of: &byte) { try b.receive(into: $0) }
             }
-            #expect(monotonicMilliseconds() - start >= 25)
+            #expect(SystemClock.monotonic.milliseconds - start >= 25)
             try a.send([3])
             try b.setReceiveTimeout(milliseconds: nil)
             #expect(try withUnsafeMutableBytes(of: &byte) { try b.receive(into: $0) }.count == 1 && byte == 3)

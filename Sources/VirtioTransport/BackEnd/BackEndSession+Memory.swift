@@ -149,11 +149,11 @@ extension BackEndSession {
         grants.mapper.requestRevoke(refs)
         // The completions are not reported one by one: the list is emptied whatever the answer.
         defer { _ = grants.mapper.takeCompletedRevocations() }
-        let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
+        let deadline = SystemClock.monotonic.milliseconds + UInt64(configuration.revokeTimeoutMilliseconds)
         while grants.mapper.isRevoking(anyIn: refs) {
             for v in vrings { v.worker?.nudge() }
-            guard monotonicMilliseconds() < deadline else { return .failure() }
-            sleepMilliseconds(1)
+            guard SystemClock.monotonic.milliseconds < deadline else { return .failure() }
+            SystemClock.sleep(milliseconds: 1)
         }
         return .success
     }

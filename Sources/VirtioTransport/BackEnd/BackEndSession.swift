@@ -36,8 +36,9 @@ final class BackEndSession: @unchecked Sendable {
     /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
     let peerMemory = Locked<[any TruncationGuarded]>([])
     let report: Locked<SessionReport>
-    /// When the connection was accepted (set-up bounds count from here).
-    let connectedAt = ContinuousClock.now
+    /// When the connection was accepted, in ``SystemClock/monotonic`` nanoseconds (set-up
+    /// bounds count from here).
+    let connectedAt = SystemClock.monotonic.nanoseconds
     /// Whether a queue of this session was ever started (GHT-LIM-42).
     var queueEverStarted = false
     /// Why the session ends, when another thread or a timed-out reply decided it.
@@ -166,10 +167,10 @@ final class BackEndSession: @unchecked Sendable {
     /// then (when bounded) a started queue (GHT-LIM-42).
     private var pendingSetupDeadline: (deadline: Timeout, what: String)? {
         if !owned, let ms = configuration.setupTimeoutMilliseconds {
-            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no SET_OWNER within \(ms) ms")
+            return (Timeout(milliseconds: ms, after: connectedAt), "no SET_OWNER within \(ms) ms")
         }
         if !queueEverStarted, let ms = configuration.queueStartTimeoutMilliseconds {
-            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no queue started within \(ms) ms")
+            return (Timeout(milliseconds: ms, after: connectedAt), "no queue started within \(ms) ms")
         }
         return nil
     }

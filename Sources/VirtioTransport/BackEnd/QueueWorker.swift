@@ -88,7 +88,7 @@ final class QueueWorker: @unchecked Sendable {
                         onBroken(error)
                     }
                 }
-                statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+                statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
                 if control.stopping.load(ordering: .acquiring) { break }
                 _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
                 for event in events {
@@ -107,7 +107,7 @@ final class QueueWorker: @unchecked Sendable {
                 }
             }
             control.finalBase.withLock { $0 = processor.queue.vringBase }
-            statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+            statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
         }
     }
 

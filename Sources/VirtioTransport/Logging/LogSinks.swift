@@ -7,8 +7,7 @@ public struct StandardErrorLogSink: LogSink {
     public init() {}
 
     public func write(_ record: LogRecord) {
-        var stream = StandardError()
-        stream.write("\(record)\n")
+        StandardStream.error.writeLine("\(record)")
     }
 }
 

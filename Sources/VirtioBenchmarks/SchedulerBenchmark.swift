@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioScheduler
@@ -12,17 +10,17 @@ import VirtioScheduler
 /// equal weights and with 1:2:4 (and the shares), and the latency p99 of two polite guests
 /// without and with a greedy one. Costs are per CPU-second of the measuring thread; shares
 /// and latencies come from guest threads against a function whose requests take `--service-us`.
-struct SchedulerBenchCommand {
-    let seconds: Double
-    let runs: Int
-    let serviceMicroseconds: Int
+public struct SchedulerBenchmark: Sendable {
+    /// CPU-seconds per cost measurement (at most 1) and wall seconds per load run.
+    public var seconds: Double
+    public var runs: Int
+    /// How long a request holds the function in the load runs.
+    public var serviceMicroseconds: Int
 
-    init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "runs", "service-us"])
-        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        seconds = try options.seconds("seconds", default: 2, max: 60)
-        runs = try options.int("runs", default: 3, in: 1...100)
-        serviceMicroseconds = try options.int("service-us", default: 20, in: 1...10_000)
+    public init(seconds: Double, runs: Int, serviceMicroseconds: Int) {
+        self.seconds = seconds
+        self.runs = runs
+        self.serviceMicroseconds = serviceMicroseconds
     }
 
     func emit(_ operation: String, _ fields: (inout JSONLine) -> Void) {
@@ -30,7 +28,7 @@ struct SchedulerBenchCommand {
         l.add("workload", "sched")
         l.add("operation", operation)
         fields(&l)
-        l.emit()
+        StandardStream.output.writeLine(l.text)
     }
 
     /// Median CPU nanoseconds per operation of `body` (which performs `ops` operations).
@@ -38,7 +36,8 @@ struct SchedulerBenchCommand {
         1e9 / medianRate(seconds: min(seconds, 1), runs: runs, opsPerCall: ops, body)
     }
 
-    func run() -> Int32 {
+    /// Prints the JSON lines; 0, or 1 after an `error` line if the scheduler refused a step.
+    public func run() -> Int32 {
         do {
             modelUpdate()
             try fastPath()

@@ -3,15 +3,15 @@ import VirtioGrants
 
 /// `virtio-grant bench grants`: the costs of the grant table and the mapper, per CPU-second of
 /// the measuring thread.
-struct GrantsBenchCommand {
-    let seconds: Double
-    let runs: Int
+public struct GrantsBenchmark: Sendable {
+    /// CPU-seconds per run.
+    public var seconds: Double
+    /// Runs per measurement; the median is reported.
+    public var runs: Int
 
-    init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "runs"])
-        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        seconds = try options.seconds("seconds", default: 1, max: 60)
-        runs = try options.int("runs", default: 5, in: 1...100)
+    public init(seconds: Double, runs: Int) {
+        self.seconds = seconds
+        self.runs = runs
     }
 
     /// Median operations per CPU-second of `body` (which performs `opsPerCall` operations).
@@ -28,7 +28,7 @@ struct GrantsBenchCommand {
         return l.text
     }
 
-    func run() {
+    public func run() {
         let frames = GuestMemoryRegion(size: 1024 * GrantHandle.pageSize)
         let tableRegion = GuestMemoryRegion(size: 4096 * GrantEntry.size)
         let table = GrantTable(table: tableRegion.range, domain: DomainID(1), frameCount: 1024)

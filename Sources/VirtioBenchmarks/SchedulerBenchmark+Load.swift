@@ -1,16 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioScheduler
 import VirtioSystem
 
-extension SchedulerBenchCommand {
+extension SchedulerBenchmark {
     /// Holds the function for `microseconds` of wall time, as a device serving a request would.
     static func serve(microseconds: Int) {
-        let end = monotonicNanoseconds() + UInt64(microseconds) * 1000
-        while monotonicNanoseconds() < end {}
+        let end = SystemClock.monotonic.nanoseconds + UInt64(microseconds) * 1000
+        while SystemClock.monotonic.nanoseconds < end {}
     }
 
     /// One guest thread's loop: batches of `batch` requests until `stop`; returns the latencies
@@ -19,7 +16,7 @@ extension SchedulerBenchCommand {
                           thinkMicroseconds: Int, stop: LoadCounter, served: LoadCounter) -> [Double] {
         var latencies: [Double] = []
         while stop.value == 0 {
-            let t0 = monotonicNanoseconds()
+            let t0 = SystemClock.monotonic.nanoseconds
             guard let lease = try? scheduler.obtain(guest) else { break }
             _ = try? scheduler.withFunction(lease) { model, _ in
                 for _ in 0..<batch {
@@ -32,10 +29,9 @@ extension SchedulerBenchCommand {
             guard (try? scheduler.finishBatch(lease, requests: batch, bytes: batch * 4096)) != nil else { break }
             served.add(batch)
             if thinkMicroseconds > 0 {
-                latencies.append(Double(monotonicNanoseconds() - t0) / 1000)
+                latencies.append(Double(SystemClock.monotonic.nanoseconds - t0) / 1000)
                 scheduler.release(guest)
-                var pause = timespec(tv_sec: 0, tv_nsec: thinkMicroseconds * 1000)
-                nanosleep(&pause, nil)
+                SystemClock.sleep(nanoseconds: UInt64(thinkMicroseconds) * 1000)
             }
         }
         scheduler.release(guest)
@@ -62,8 +58,7 @@ extension SchedulerBenchCommand {
                 results.withLock { $0[k] = latencies }
             })
         }
-        var pause = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
-        nanosleep(&pause, nil)
+        SystemClock.sleep(nanoseconds: UInt64(seconds * 1e9))
         stop.add(1)
         for t in threads { t.join() }
         let d = scheduler.decisions
@@ -77,7 +72,8 @@ extension SchedulerBenchCommand {
         let r = try load(functions: 1, mapping: .shared(0), policy: .deficitRoundRobin(unit: .requests, quantum: 32),
                          guests: weights.map { ($0, 8, 0) })
         let normalized = zip(r.served, weights).map { Double($0) / Double($1) }
-        let jain = pow(normalized.reduce(0, +), 2) / (Double(normalized.count) * normalized.map { $0 * $0 }.reduce(0, +))
+        let sum = normalized.reduce(0, +)
+        let jain = sum * sum / (Double(normalized.count) * normalized.map { $0 * $0 }.reduce(0, +))
         let total = Double(r.served.reduce(0, +))
         let weightSum = Double(weights.reduce(0, +))
         emit("fairness") { l in
@@ -119,15 +115,9 @@ extension SchedulerBenchCommand {
 
 /// The CPU clock from /proc/cpuinfo (the first "cpu MHz" line), to express nanoseconds in cycles.
 func cpuMegahertz() -> Double {
-    guard let file = fopen("/proc/cpuinfo", "r") else { return 0 }
-    defer { fclose(file) }
-    var line = [CChar](repeating: 0, count: 512)
-    while fgets(&line, 512, file) != nil {
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if text.hasPrefix("cpu MHz"), let field = text.split(separator: ":").last,
-           let value = Double(String(field.filter { !$0.isWhitespace })) {
-            return value
-        }
+    guard let text = try? TextFile.read("/proc/cpuinfo") else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+        if let field = line.split(separator: ":").last, let value = Double(String(field.filter { !$0.isWhitespace })) { return value }
     }
     return 0
 }

@@ -1,5 +1,7 @@
+import VirtioSystem
 import VirtioCore
 import VirtioGrants
+import VirtioTransport
 
 /// Workload W1: one thread plays driver and device of a queue of size 256 in lock-step, split
 /// or packed (the same workload over either format: JSON key `ring`).
@@ -122,11 +124,11 @@ struct RingBenchmark {
         var total = 0
         for _ in 0..<runs {
             var chains = 0
-            let start = threadCPUSeconds()
+            let start = SystemClock.threadCPUTime.seconds
             var elapsed = 0.0
             repeat {
                 chains += body(&checksum)
-                elapsed = threadCPUSeconds() - start
+                elapsed = SystemClock.threadCPUTime.seconds - start
             } while elapsed < seconds
             rates.append(Double(chains) / elapsed)
             total += chains
@@ -257,51 +259,6 @@ struct RingBenchmark {
         checksum &+= sum
         precondition(driver.outstandingCount == 0, "the driver did not take every chain back")
         return chains
-    }
-}
-
-/// `virtio-grant bench ring`.
-struct RingBenchCommand {
-    let descs: [Int]
-    let batches: [Int]
-    let translators: [String]
-    let rings: [String]
-    let seconds: Double
-    let runs: Int
-    let reference: String?
-
-    init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["descs", "batch", "translator", "ring", "seconds", "runs", "reference"])
-        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        descs = try options.ints("descs", default: [1, 2], in: 1...2)
-        batches = try options.ints("batch", default: [1, 32], in: 1...RingBenchmark.queueSize / 2)
-        let translator = try options.choice("translator", default: "both", from: ["identity", "grant", "both"])
-        translators = translator == "both" ? ["identity", "grant"] : [translator]
-        let ring = try options.choice("ring", default: "both", from: ["split", "packed", "both"])
-        rings = ring == "both" ? ["split", "packed"] : [ring]
-        seconds = try options.seconds("seconds", default: 1, max: 60)
-        runs = try options.int("runs", default: 5, in: 1...100)
-        reference = options.string("reference")
-    }
-
-    func run() throws(UsageError) {
-        for translator in translators {
-        for d in descs {
-            for b in batches {
-                for ring in rings {
-                    let benchmark = RingBenchmark(descs: d, batch: b, packed: ring == "packed", seconds: seconds, runs: runs)
-                    print((translator == "grant" ? benchmark.runGranted() : benchmark.runIdentity()).text)
-                }
-                if let reference {
-                    let args = [String(d), String(b), translator, String(seconds), String(runs)]
-                    guard let output = runProcess(reference, args) else {
-                        throw UsageError(description: "could not run the reference '\(reference)'")
-                    }
-                    print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
-                }
-            }
-        }
-        }
     }
 }
 

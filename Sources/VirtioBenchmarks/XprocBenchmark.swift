@@ -1,8 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import VirtioSystem
+import VirtioCore
 import VirtioDevices
 import VirtioTransport
+import VirtioWorkloads
 
 /// `virtio-grant bench xproc`: the transport across two processes. The back-end (echo device)
 /// runs in this process so that its queue worker thread's CPU time can be read; the front-end
@@ -12,29 +12,33 @@ import VirtioTransport
 ///   reported as chains and payload MB per CPU-second of the back-end's worker thread.
 /// - latency: the guest sends single requests one at a time; round-trip p50/p99 as the guest
 ///   measures them (wall clock: a round trip includes two wake-ups).
-struct XprocBenchCommand {
-    let seconds: Double
-    let runs: Int
-    let payload: Int
-    let queueSize: Int
-    let requests: Int
-    let modes: [String]
+public struct XprocBenchmark: Sendable {
+    /// Throughput run length.
+    public var seconds: Double
+    /// Throughput runs; the median is reported.
+    public var runs: Int
+    /// Request size.
+    public var payload: Int
+    /// The queue size (a power of 2), all of it in flight.
+    public var queueSize: Int
+    /// Latency round trips.
+    public var requests: Int
+    /// "grants" and/or "gpa".
+    public var modes: [String]
 
-    init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode"])
-        guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        seconds = try options.seconds("seconds", default: 2, max: 600)
-        runs = try options.int("runs", default: 3, in: 1...100)
-        payload = try options.int("payload", default: 4096, in: 1...(60 * 1024))
-        queueSize = try options.int("queue-size", default: 256, in: 1...32768)
-        guard queueSize & (queueSize - 1) == 0 else { throw UsageError(description: "--queue-size must be a power of 2") }
-        requests = try options.int("requests", default: 20_000, in: 1...10_000_000)
-        let mode = try options.choice("mode", default: "both", from: ["grants", "gpa", "both"])
-        modes = mode == "both" ? ["grants", "gpa"] : [mode]
+    public init(seconds: Double, runs: Int, payload: Int, queueSize: Int, requests: Int, modes: [String]) {
+        self.seconds = seconds
+        self.runs = runs
+        self.payload = payload
+        self.queueSize = queueSize
+        self.requests = requests
+        self.modes = modes
     }
 
-    func run() -> Int32 {
-        guard let directory = TemporaryDirectory() else { return fail("cannot create a temporary directory") }
+    /// Prints the JSON lines; 0 when every guest run held its checks, 1 otherwise (the reason
+    /// on standard error).
+    public func run() -> Int32 {
+        guard let directory = try? TemporaryDirectory() else { return fail("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/bench.sock"
         let backEnd: BackEnd
@@ -92,7 +96,7 @@ struct XprocBenchCommand {
         guard var guest = try? SpawnedCommand(common + arguments) else { return nil }
         let summary = guest.nextObject(timeoutMilliseconds: Int32(seconds * 1000) + 60_000)
         guard guest.finish(timeoutMilliseconds: 10_000) == .exited(0), summary?.bool("ok") == true else {
-            var e = StandardError()
+            var e = StandardStream.error
             print("virtio-grant bench xproc: guest: \(summary.map { "\($0.values)" } ?? "no summary")", to: &e)
             return nil
         }
@@ -104,14 +108,13 @@ struct XprocBenchCommand {
         for _ in 0..<5000 {
             let reports = backEnd.reports
             if reports.count > count { return reports.last }
-            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-            nanosleep(&pause, nil)
+            SystemClock.sleep(milliseconds: 1)
         }
         return nil
     }
 
     func fail(_ message: String) -> Int32 {
-        var e = StandardError()
+        var e = StandardStream.error
         print("virtio-grant bench xproc: \(message)", to: &e)
         return 1
     }

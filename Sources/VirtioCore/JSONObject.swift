@@ -1,17 +1,19 @@
-/// A flat JSON object as the other processes of the demo and the benchmarks print it: string,
-/// number, boolean and null values, no nesting. Anything else is rejected (`nil`), so a child
-/// that prints garbage fails the check that reads it instead of being misread.
-struct JSONObject {
-    enum Value: Equatable {
+/// A flat JSON object as ``JSONLine`` writes it and the other processes of the demo, the
+/// benchmarks and the tests print it: string, number, boolean and null values, no nesting.
+/// Anything else is rejected (`nil`), so a child that prints garbage fails the check that
+/// reads it instead of being misread.
+public struct JSONObject: Sendable, Equatable {
+    public enum Value: Sendable, Equatable {
         case string(String)
         case number(Double)
         case bool(Bool)
         case null
     }
 
-    private(set) var values: [String: Value] = [:]
+    public private(set) var values: [String: Value] = [:]
 
-    init?(parsing text: String) {
+    /// Parses one line; `nil` unless it is exactly one flat object.
+    public init?(parsing text: String) {
         var scalars = Array(text.unicodeScalars)[...]
         func skipSpace() { while let c = scalars.first, c == " " || c == "\t" || c == "\r" { scalars.removeFirst() } }
         func take(_ c: Unicode.Scalar) -> Bool {
@@ -33,6 +35,9 @@ struct JSONObject {
                     case "/": out += "/"
                     case "n": out += "\n"
                     case "t": out += "\t"
+                    case "r": out += "\r"
+                    case "b": out += "\u{8}"
+                    case "f": out += "\u{C}"
                     case "u":
                         let hex = String(String.UnicodeScalarView(scalars.prefix(4)))
                         guard hex.count == 4, let v = UInt32(hex, radix: 16), let s = Unicode.Scalar(v) else { return nil }
@@ -74,19 +79,19 @@ struct JSONObject {
         guard scalars.isEmpty else { return nil }
     }
 
-    func string(_ key: String) -> String? {
+    public func string(_ key: String) -> String? {
         if case .string(let s) = values[key] { return s }
         return nil
     }
 
-    func number(_ key: String) -> Double? {
+    public func number(_ key: String) -> Double? {
         if case .number(let n) = values[key] { return n }
         return nil
     }
 
-    func int(_ key: String) -> Int? { number(key).flatMap { Int(exactly: $0) } }
+    public func int(_ key: String) -> Int? { number(key).flatMap { Int(exactly: $0) } }
 
-    func bool(_ key: String) -> Bool? {
+    public func bool(_ key: String) -> Bool? {
         if case .bool(let b) = values[key] { return b }
         return nil
     }
