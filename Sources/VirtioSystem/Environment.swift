@@ -10,3 +10,12 @@ public enum Environment {
         return String(cString: raw)
     }
 }
+
+/// The calling process: its ID and its end.
+public enum CurrentProcess {
+    /// The process ID (`getpid`).
+    public static var id: Int32 { getpid() }
+
+    /// Ends the process with `status` (`exit`: atexit handlers and stdio buffers run).
+    public static func exit(_ status: Int32) -> Never { Glibc.exit(status) }
+}

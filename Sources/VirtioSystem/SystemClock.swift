@@ -23,6 +23,10 @@ public struct SystemClock: Sendable, Hashable {
     /// `CLOCK_THREAD_CPUTIME_ID`: the CPU time the calling thread has used.
     public static var threadCPUTime: SystemClock { SystemClock(id: CLOCK_THREAD_CPUTIME_ID) }
 
+    /// `CLOCK_REALTIME`: the wall clock, only for timestamps a person reads (log lines), never
+    /// for intervals (it jumps when the time is set).
+    public static var realtime: SystemClock { SystemClock(id: CLOCK_REALTIME) }
+
     init(id: clockid_t) { self.id = id }
 
     /// The clock's reading in nanoseconds.

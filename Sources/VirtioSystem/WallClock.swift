@@ -14,10 +14,10 @@ public struct WallClockTime: Sendable, Hashable, Comparable, CustomStringConvert
         self.nanoseconds = nanoseconds
     }
 
-    /// Now (`CLOCK_REALTIME`, ``wallClockNow()``).
+    /// Now (``SystemClock/realtime``).
     public static func now() -> WallClockTime {
-        let (seconds, nanoseconds) = wallClockNow()
-        return WallClockTime(seconds: seconds, nanoseconds: nanoseconds)
+        let now = SystemClock.realtime.nanoseconds
+        return WallClockTime(seconds: Int(now / 1_000_000_000), nanoseconds: Int(now % 1_000_000_000))
     }
 
     public static func < (a: WallClockTime, b: WallClockTime) -> Bool {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioDevices
@@ -92,23 +89,23 @@ struct ServeCommand {
             } catch {
                 report(error: "cannot listen on \(listener.socket): \(error)")
                 for b in backEnds { b.stop() }
-                for l in listeners.prefix(backEnds.count) { unlink(l.socket) }
+                for l in listeners.prefix(backEnds.count) { try? TextFile.remove(l.socket) }
                 return 1
             }
         }
         // Until SIGINT, SIGTERM or SIGHUP (or --sessions N ended): the library's entry point
         // starts the back-ends, and stops them and every session at the end (GHT-EMB-04).
         do {
-            _ = try BackEnd.serveUntilSignal(backEnds, signals: [SIGINT, SIGTERM, SIGHUP], stop: stop) {
+            _ = try BackEnd.serveUntilSignal(backEnds, signals: [SignalForwarder.interrupt, SignalForwarder.terminate, SignalForwarder.hangUp], stop: stop) {
                 for listener in listeners { StandardStream.output.writeLine(listeningLine(listener).text) }
             }
         } catch {
             report(error: "cannot wait for signals: \(error)")
             for b in backEnds { b.stop() }
-            for l in listeners { unlink(l.socket) }
+            for l in listeners { try? TextFile.remove(l.socket) }
             return 1
         }
-        for l in listeners { unlink(l.socket) }
+        for l in listeners { try? TextFile.remove(l.socket) }
         return 0
     }
 
@@ -119,7 +116,7 @@ struct ServeCommand {
         line.add("socket", listener.socket)
         if let guest = listener.guest { line.add("guest_name", guest.name) }
         line.add("device", device)
-        line.add("pid", Int(getpid()))
+        line.add("pid", Int(CurrentProcess.id))
         if let scheduling {
             line.add("vfs", scheduling.functionCount)
             line.add("mapping", "\(scheduling.scheduler.mapping)")

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import VirtioSystem
 import VirtioTransport
 
@@ -94,24 +91,24 @@ let usage = """
 func fail(_ message: String) -> Never {
     var stderr = StandardStream.error
     print("virtio-grant: \(message)\n\n\(usage)", to: &stderr)
-    exit(2)
+    CurrentProcess.exit(2)
 }
 
 let arguments = CommandLine.arguments.dropFirst()
 do throws(UsageError) {
     switch arguments.first {
     case "demo":
-        exit(try DemoCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try DemoCommand(arguments.dropFirst()).run())
     case "serve":
-        exit(try ServeCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try ServeCommand(arguments.dropFirst()).run())
     case "guest":
-        exit(try GuestCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try GuestCommand(arguments.dropFirst()).run())
     case "net-peer":
-        exit(try NetPeerCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try NetPeerCommand(arguments.dropFirst()).run())
     case "bench":
-        exit(try BenchCommand.run(arguments.dropFirst()))
+        CurrentProcess.exit(try BenchCommand.run(arguments.dropFirst()))
     case "conformance":
-        exit(try ConformanceCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try ConformanceCommand(arguments.dropFirst()).run())
     case "help", "--help", "-h":
         print(usage)
     case nil:
