@@ -1,6 +1,7 @@
 import Synchronization
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 /// A virtio-blk device (VIRTIO 1.2 §5.2) over a file: what `virtio-grant serve --device blk`
 /// serves, and what an unmodified Linux guest drives through QEMU's vhost-user-blk-pci.

@@ -1,6 +1,7 @@
 import Synchronization
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
 
 /// A virtio entropy device (virtio-rng, VIRTIO 1.2 §5.4), written on the public API only: an
 /// example of the smallest useful device.

@@ -1,5 +1,4 @@
 import VirtioCore
-import VirtioTransport
 
 /// An Ethernet switch between the front-ends of one back-end process: each connected
 /// ``NetworkDevice`` is a port. A frame goes to the port that owns its destination address;

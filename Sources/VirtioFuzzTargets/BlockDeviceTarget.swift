@@ -2,9 +2,7 @@ import VirtioCore
 import VirtioDevices
 import VirtioTransport
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import VirtioSystem
 
 /// Fuzz target: the virtio-blk device (Spec/devices.md §1) on requests of any bytes and any
 /// shape, against a reference model of the image.
@@ -24,17 +22,14 @@ public enum BlockDeviceTarget {
 
     /// The image of one run (made afresh, removed at its end; runs may go on in parallel, as
     /// the corpus replay tests do).
-    static func imagePath() -> String { "/tmp/vg-fuzz-blk-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).img" }
+    static func imagePath() -> String { "/tmp/vg-fuzz-blk-\(UInt64.random(in: 0...UInt64.max)).img" }
 
     public static func run(_ data: UnsafeRawBufferPointer) {
         var input = FuzzInput(data)
         let readOnly = input.byte() & 7 == 0
         var reference = (0..<imageSize).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ ($0 >> 9)) }
         let path = imagePath()
-        let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
-        fuzzCheck(fd >= 0, "cannot create the image")
-        _ = reference.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+        do { try TextFile.write(bytes: reference, to: path, mode: 0o600) } catch { fuzzCheck(false, "cannot create the image: \(error)") }
         var configuration = BlockDevice.Configuration()
         configuration.readOnly = readOnly
         configuration.maxRangeSegments = 4
@@ -43,7 +38,7 @@ public enum BlockDeviceTarget {
         do { file = try StorageFile(path: path, writable: !readOnly) } catch { fuzzCheck(false, "cannot open the image: \(error)"); return }
         let device = BlockDevice(file: file, configuration: configuration)
         let region = GuestMemoryRegion(size: 64 * 1024)
-        defer { unlink(path) }
+        defer { try? TextFile.remove(path) }
 
         while !input.isExhausted {
             let request = input.take(Int(input.integer(UInt16.self) % 1200))
@@ -101,11 +96,7 @@ public enum BlockDeviceTarget {
     }
 
     static func image(_ path: String) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: imageSize + 512)
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        return Array(bytes.prefix(max(0, n)))
+        (try? TextFile.bytes(path)) ?? []
     }
 
     /// What the request may have done to the image, given the status the device reported;

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import VirtioSystem
 
 /// The bytes of one fuzz input, consumed from the front as operation codes and operands.
 ///
@@ -62,13 +60,12 @@ public func fuzzCheck(_ condition: @autoclosure () -> Bool, _ message: @autoclos
 }
 
 /// Whether FUZZ_TRACE is set: the targets then print each operation, to read a finding.
-public let fuzzTracing = getenv("FUZZ_TRACE") != nil
+public let fuzzTracing = Environment.value("FUZZ_TRACE") != nil
 
 /// Prints `message` when tracing.
 @inline(__always)
 public func fuzzTrace(_ message: @autoclosure () -> String) {
     if fuzzTracing {
-        var line = message() + "\n"
-        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+        StandardStream.error.writeLine(message())
     }
 }

@@ -1,6 +1,6 @@
 import VirtioCore
 import VirtioGrants
-import VirtioTransport
+import VhostUser
 
 /// The fuzz targets by name, and the seed inputs each starts from: valid rings, tables and
 /// transcripts of several shapes, built with the library's own driver side and codec so that

@@ -1,11 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioDevices
 import VirtioGrants
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// Fuzz target: whole back-end sessions driven by a hostile front-end whose memory changes and
 /// vanishes under the back-end (Spec/hostile-peers.md, GHT-LIFE).
@@ -114,10 +113,10 @@ public enum SessionTarget {
             case 9:
                 return .message(.revokeGrants(VhostUserGrantRange(first: GrantReference(UInt32(input.byte())), count: UInt32(input.byte()))), file: nil)
             case 15:
-                let requests: [VhostUserMessage] = [.setOwner, .setProtocolFeatures(BackEndConfiguration.protocolFeatures), .getFeatures,
-                                                    .getProtocolFeatures, .setBackendRequestFD]
+                let requests: [VhostUserMessage] = [.setOwner, .setProtocolFeatures(BackEndConfiguration.implementedProtocolFeatures), .getFeatures,
+                                                    .getProtocolFeatures, .setBackEndRequestFD]
                 let m = requests[Int(input.byte()) % requests.count]
-                return .message(m, file: m == .setBackendRequestFD ? 9 : nil)
+                return .message(m, file: m == .setBackEndRequestFD ? 9 : nil)
             default:
                 let requests: [VhostUserMessage] = [.getVringBase(VhostUserVringState(index: queue, num: 0)), .resetDevice, .resetOwner,
                                                     .getStatus, .getConfig(.request(offset: 0, size: 8)), .getQueueNum]
@@ -131,7 +130,7 @@ public enum SessionTarget {
         do {
             let tag = UInt64.random(in: 0...UInt64.max)
             let files = try (0..<3).map { try SharedMemory.createUnsealed(name: "fuzz-session-\($0)-\(tag)", size: $0 == 2 ? 4096 : fileSize) }
-            let doorbells = try (0..<6).map { _ in try EventNotifier() }
+            let doorbells = try (0..<6).map { _ in try Doorbell() }
             let (backendOurs, backendTheirs) = try UnixSocket.pair()
             let (ours, theirs) = try UnixSocket.pair()
             var bystander = try Bystander(tag: tag)
@@ -139,7 +138,7 @@ public enum SessionTarget {
                               + [bystander.memory.fd, bystander.ours.fd, bystander.theirs.fd]).compactMap { fileIdentity(of: $0.rawValue) }
             let ended = Locked<SessionReport?>(nil)
             let session = WorkerThread(name: "fuzz-hostile") {
-                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), id: 2)
+                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent, id: 2)
                 ended.withLock { $0 = report }
             }
             let drains = [ours, backendOurs].map { socket in
@@ -153,7 +152,7 @@ public enum SessionTarget {
                 while kicking.load(ordering: .relaxed) {
                     try? doorbells[0].signal()
                     try? doorbells[3].signal()
-                    usleep(200)
+                    SystemClock.sleep(nanoseconds: 200_000)
                 }
             }
             for step in steps {
@@ -165,13 +164,13 @@ public enum SessionTarget {
                     if (try? ours.send(bytes, fds: fds)) == nil { break }
                 case .write(let file, let offset, let bytes):
                     // Through the file, never our own mapping: the file may have shrunk under it.
-                    _ = bytes.withUnsafeBytes { pwrite(files[file].fd.rawValue, $0.baseAddress, $0.count, off_t(offset % files[file].size)) }
+                    _ = try? files[file].fd.write(bytes, at: offset % files[file].size)
                 case .truncate(let file, let size):
                     try? files[file].fd.truncate(to: size)
                 case .kick(let queue):
                     try? doorbells[queue * 3].signal()
                 case .pause(let microseconds):
-                    usleep(UInt32(microseconds))
+                    SystemClock.sleep(nanoseconds: UInt64(microseconds) * 1000)
                 }
             }
             fuzzTrace("script done")
@@ -213,7 +212,7 @@ public enum SessionTarget {
             try ours.setReceiveTimeout(milliseconds: 5000)
             let theirs = self.theirs
             session = WorkerThread(name: "fuzz-bystander") {
-                _ = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), id: 1)
+                _ = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent, id: 1)
             }
             let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(memory.size), userAddress: 0x7000_0000, mmapOffset: 0)
             for (message, fds) in [(VhostUserMessage.setOwner, []), (.setMemoryTable(VhostUserMemoryTable(regions: [region])), [memory.fd.rawValue])] {
@@ -260,5 +259,14 @@ extension FuzzSeeds {
         let grants = negotiate + features(1 << 33) + [8, 0, 0, 0, 16] + write(2, 0, Array(grantEntries.prefix(63))) + write(2, 63, Array(grantEntries.dropFirst(63)))
             + statuses + ring(3) + chain(handle(1, 0), handle(1, 0x100)) + run + [12, 2, 0, 13, 0, 14, 40]
         return [physical, iova, grants]
+    }
+}
+
+extension BackEndConfiguration {
+    /// The back-end's defaults without its log: a fuzzer runs thousands of sessions a second.
+    static var silent: BackEndConfiguration {
+        var c = BackEndConfiguration()
+        c.logSink = nil
+        return c
     }
 }

@@ -2,6 +2,8 @@ import Synchronization
 import VirtioCore
 import VirtioDevices
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// Fuzz target: the vhost-user control plane of a back-end, from the bytes up.
 ///
@@ -88,12 +90,12 @@ public enum VhostUserTarget {
         do {
             // A name of its own: its identity tells it from the memfd of a session running beside it.
             let memory = try SharedMemory.create(name: "fuzz-memory-\(UInt64.random(in: 0...UInt64.max))", size: memorySize)
-            let doorbell = try EventNotifier()
+            let doorbell = try Doorbell()
             let (ours, theirs) = try UnixSocket.pair()
             ownIdentities = [memory.fd.rawValue, doorbell.fd.rawValue, ours.fd.rawValue, theirs.fd.rawValue].compactMap { fileIdentity(of: $0) }
             let reports = Locked<SessionReport?>(nil)
             let session = WorkerThread(name: "fuzz-session") {
-                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256))
+                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent)
                 reports.withLock { $0 = report }
             }
             // Replies are drained on their own thread, so that neither side can block the other.

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 
@@ -240,10 +237,11 @@ public final class IOVASpace: @unchecked Sendable {
         }
     }
 
+    /// Nanoseconds since the first call, from the standard library's monotonic clock: this
+    /// module sits below the OS layer and makes no system call of its own (ARCHITECTURE.md).
     static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+        let elapsed = clockOrigin.duration(to: .now).components
+        return UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000)
     }
 
     /// Pages whose report times are remembered (at most ``reportCapacity``).
@@ -252,3 +250,6 @@ public final class IOVASpace: @unchecked Sendable {
     /// Misses dropped because the pending list was full.
     public var droppedMisses: Int { state.withLock { $0.droppedMisses } }
 }
+
+/// The origin of ``IOVASpace/now()``: report times are only ever compared with each other.
+private let clockOrigin = ContinuousClock.now

@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 // The scheduler's decision state is not generic over the device model: the decision runs on
 // plain values whatever the device (no generic metadata on the hot path); the guests'
@@ -48,7 +48,7 @@ struct GuestRecord {
     /// before its first batch).
     var ranThisTurn = false
     var cutOff = false
-    let parker: EventNotifier
+    let parker: Doorbell
     let onCutOff: (@Sendable (DomainID) -> Void)?
     var statistics = GuestStatistics()
 
@@ -60,7 +60,7 @@ struct GuestRecord {
     func waits(for f: Int) -> Bool { waiting > 0 && holding == nil && !cutOff && allows(f) }
 
     init(id: DomainID, weight: Int, functions: [Int], ticket: UInt64,
-         parker: EventNotifier, onCutOff: (@Sendable (DomainID) -> Void)?) {
+         parker: Doorbell, onCutOff: (@Sendable (DomainID) -> Void)?) {
         self.id = id
         self.weight = weight
         functionMask = GuestRecord.mask(functions)
@@ -118,7 +118,7 @@ struct GuestTable {
     /// The guests registered now.
     var count: Int { live.count }
     var ids: [DomainID] { live.sorted().map { DomainID(UInt16($0 + 1)) } }
-    var parkers: [EventNotifier] { live.map { slots[$0]!.parker } }
+    var parkers: [Doorbell] { live.map { slots[$0]!.parker } }
     /// The registered records.
     var records: [GuestRecord] { live.map { slots[$0]! } }
 }

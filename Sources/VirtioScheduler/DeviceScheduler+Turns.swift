@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 extension DeviceScheduler {
     /// Obtains a function for a batch of `guest`'s requests (GHT-SCH-02): at once if the guest
@@ -6,14 +6,14 @@ extension DeviceScheduler {
     public func obtain(_ guest: DomainID) throws(SchedulerError) -> FunctionLease {
         var first = true
         while true {
-            let (lease, wake, parker) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, EventNotifier?) in
+            let (lease, wake, parker) = try state.withLock { s throws(SchedulerError) -> (FunctionLease?, Wakeups, Doorbell?) in
                 guard !s.stopping else { throw .stopped }
                 guard let g = s.guests[guest] else { throw .unknownGuest(guest) }
                 guard !g.cutOff else {
                     if !first { s.guests[guest]!.waiting -= 1 }
                     throw .cutOff(guest)
                 }
-                let now = monotonicNanoseconds()
+                let now = SystemClock.monotonic.nanoseconds
                 var wake = Wakeups()
                 if let f = g.holding, !s.mustYield(g, f, now: now, configuration) {
                     if !first { s.guests[guest]!.waiting -= 1 }
@@ -72,7 +72,7 @@ extension DeviceScheduler {
             s.guests[lease.guest]!.statistics.bytes += UInt64(bytes)
             s.guests[lease.guest]!.statistics.batches += 1
             s.guests[lease.guest]!.statistics.denied += UInt64(denied)
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             if case .deficitRoundRobin(let unit, let quantum) = configuration.policy {
                 s.guests[lease.guest]!.deficit -= Int64(unit == .requests ? requests : bytes)
                 // Alone on the function, a guest starts a new round rather than running up a
@@ -100,7 +100,7 @@ extension DeviceScheduler {
     public func release(_ guest: DomainID) {
         let wake = state.withLock { s -> Wakeups in
             guard let g = s.guests[guest], g.active == 0, g.waiting == 0, let f = g.holding else { return Wakeups() }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             endTurn(&s, guest, f, now: now)
             s.guests[guest]!.deficit = 0
             return dispatch(&s, now: now)
@@ -173,7 +173,7 @@ extension DeviceScheduler {
             wake.parkers.append(s.guests[next]!.parker)
         }
         s.decisions += 1
-        s.decisionNanoseconds += monotonicNanoseconds() &- now
+        s.decisionNanoseconds += SystemClock.monotonic.nanoseconds &- now
         return wake
     }
 
@@ -250,7 +250,7 @@ extension DeviceScheduler {
 
 /// What to do once the scheduler's lock is released: wake parked guests, tell cut-off ones.
 struct Wakeups {
-    var parkers: [EventNotifier] = []
+    var parkers: [Doorbell] = []
     var cutOffs: [(DomainID, @Sendable (DomainID) -> Void)] = []
 
     func deliver() {

@@ -1,3 +1,5 @@
+import VirtioSystem
+
 extension DeviceScheduler {
     /// The watchdog thread: while any guest waits it looks every tick for turns that ran out
     /// while the holder sat between batches (a switch) and for holders asked to yield longer
@@ -12,7 +14,7 @@ extension DeviceScheduler {
         let wake = state.withLock { s -> Wakeups in
             var wake = Wakeups()
             guard !s.stopping else { return wake }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonic.nanoseconds
             for f in s.functions.indices {
                 guard let holder = s.functions[f].holder, let asked = s.functions[f].yieldAsked,
                       now &- asked >= configuration.cutOffNanoseconds, s.nextWaiter(for: f) != nil else { continue }

@@ -1,9 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
-import VirtioTransport
+import VirtioSystem
 
 /// Hands the virtual functions of one device to guests in turns (DESIGN §6): a guest's queue
 /// work obtains a function before it starts a batch of requests and finishes the batch after;
@@ -27,7 +24,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     /// and in use by its holder alone (GHT-LED-01, GHT-LED-04), so that the ledger's dump shows
     /// who holds what and a revocation of a VF in use is refused.
     public let ledger: ResourceLedger
-    let watchdogBell: EventNotifier
+    let watchdogBell: Doorbell
     private let watchdog = Locked<WorkerThread?>(nil)
 
     /// A scheduler over `functionCount` virtual functions, reserving them in `ledger`; starts
@@ -42,7 +39,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         }
         functions = (0..<functionCount).map { VirtualFunction(index: $0) }
         state = Locked(SchedulerState(functionCount: functionCount))
-        do { watchdogBell = try EventNotifier() } catch { throw .resources("\(error)") }
+        do { watchdogBell = try Doorbell() } catch { throw .resources("\(error)") }
         // The thread holds the scheduler only for one round at a time, so that a scheduler its
         // users let go of is freed (and its watchdog ends) without a call to stop().
         let thread = WorkerThread(name: "vf-watchdog") { [weak self] in
@@ -60,7 +57,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Marks the scheduler stopped and wakes everyone; the watchdog ends at its next round.
     private func halt() {
-        let parkers = state.withLock { s -> [EventNotifier] in
+        let parkers = state.withLock { s -> [Doorbell] in
             s.stopping = true
             return s.guests.parkers
         }
@@ -78,8 +75,8 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     /// - Parameter onCutOff: called once, on the watchdog thread, when the guest is cut off.
     public func register(rules: Model.Rules, queueCount: Int, weight: Int = 1,
                          onCutOff: (@Sendable (DomainID) -> Void)? = nil) throws(SchedulerError) -> DomainID {
-        let parker: EventNotifier
-        do { parker = try EventNotifier() } catch { throw .stopped }
+        let parker: Doorbell
+        do { parker = try Doorbell() } catch { throw .stopped }
         return try state.withLock { s throws(SchedulerError) -> DomainID in
             guard !s.stopping else { throw .stopped }
             // GHT-LIM-70: a bounded number of guests at once; departed guests' slots are reused.
@@ -115,7 +112,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
         let wake = try state.withLock { s throws(SchedulerError) -> Wakeups in
             guard s.guests[guest] != nil else { throw .unknownGuest(guest) }
             s.guests[guest]!.functionMask = GuestRecord.mask(allowed)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -129,12 +126,12 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func unregister(_ guest: DomainID) {
         let wake = state.withLock { s -> Wakeups in
             guard let g = s.guests[guest] else { return Wakeups() }
-            if let f = g.holding { endTurn(&s, guest, f, now: monotonicNanoseconds()) }
+            if let f = g.holding { endTurn(&s, guest, f, now: SystemClock.monotonic.nanoseconds) }
             s.departed[guest] = g.statistics
             s.guests.remove(guest)
             contexts.withLock { $0[guest] = nil }
             ledger.release(domain: guest)
-            return dispatch(&s, now: monotonicNanoseconds())
+            return dispatch(&s, now: SystemClock.monotonic.nanoseconds)
         }
         wake.deliver()
     }
@@ -143,7 +140,7 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
     public func statistics(of guest: DomainID) -> GuestStatistics? {
         state.withLock { s in
             guard var stats = s.guests[guest]?.statistics else { return s.departed[guest] }
-            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += monotonicNanoseconds() &- s.functions[f].turnStart }
+            if let f = s.guests[guest]?.holding { stats.holdNanoseconds += SystemClock.monotonic.nanoseconds &- s.functions[f].turnStart }
             return stats
         }
     }
@@ -163,11 +160,4 @@ public final class DeviceScheduler<Model: DeviceModel>: Sendable {
 
     /// Scheduling decisions taken and the time spent in them (nanoseconds, clock reads included).
     public var decisions: (count: UInt64, nanoseconds: UInt64) { state.withLock { ($0.decisions, $0.decisionNanoseconds) } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -1,3 +1,5 @@
+import VirtioCore
+
 extension ResourceLedger {
     /// Every claim, by kind and then start (GHT-LED-08): what an operator or a test compares
     /// to know who holds what, who maps it and what is on its way out. One consistent
@@ -32,45 +34,20 @@ extension ResourceLedger {
     /// Domains are numbers (user keys their decimal text); `end` is exclusive.
     public func dumpJSONLines() -> [String] {
         dump().map { e in
-            let shared = e.sharedWith.map { String($0.rawValue) }.joined(separator: ",")
-            let users = e.users.sorted { $0.key < $1.key }
-                .map { "\"\($0.key.rawValue)\":\($0.value)" }.joined(separator: ",")
-            let fields = [
-                "\"resource\":" + Self.jsonString(e.resource.description),
-                "\"kind\":" + Self.jsonString(e.resource.kind.rawValue),
-                "\"start\":\(e.resource.range.lowerBound)",
-                "\"end\":\(e.resource.range.upperBound)",
-                "\"owner\":\(e.owner.rawValue)",
-                "\"ownerName\":" + Self.jsonString(e.owner.description),
-                "\"reserved\":\(e.reserved)",
-                "\"sharedWith\":[\(shared)]",
-                "\"users\":{\(users)}",
-                "\"revocationPending\":\(e.revocationPending)",
-            ]
-            return "{" + fields.joined(separator: ",") + "}"
+            var users = JSONLine()
+            for (domain, count) in e.users.sorted(by: { $0.key < $1.key }) { users.add(String(domain.rawValue), count) }
+            var line = JSONLine()
+            line.add("resource", e.resource.description)
+            line.add("kind", e.resource.kind.rawValue)
+            line.add("start", e.resource.range.lowerBound)
+            line.add("end", e.resource.range.upperBound)
+            line.add("owner", Int(e.owner.rawValue))
+            line.add("ownerName", e.owner.description)
+            line.add("reserved", e.reserved)
+            line.add("sharedWith", e.sharedWith.map { Int($0.rawValue) })
+            line.add("users", users)
+            line.add("revocationPending", e.revocationPending)
+            return line.text
         }
-    }
-
-    /// `s` as a JSON string literal: quotes, backslashes and control characters escaped, the
-    /// rest as is (JSON text is UTF-8).
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }

@@ -1,1 +1,2 @@
-// The cross-process transport: shared memory, doorbells, the vhost-user control plane.
+// The endpoints of the vhost-user transport: the device API (VirtioDevice, RequestBatch, the
+// queue processor), the back-end that serves a device to front-ends, and the front-end.

@@ -1,5 +1,5 @@
 import VirtioConformance
-import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant conformance`: builds the conformance matrix from `Spec/`, the test sources and
 /// a test run, writes `Spec/CONFORMANCE.md` (or, with `--check`, compares it with the file) and
@@ -30,7 +30,7 @@ struct ConformanceCommand {
     }
 
     func run() -> Int32 {
-        var stderr = StandardError()
+        var stderr = StandardStream.error
         do {
             let sources = try ConformanceSources(root: root)
             var log: TestRunLog?

@@ -1,7 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import VirtioTransport
+import VirtioCore
+import VirtioSystem
+import VirtioWorkloads
 
 /// `virtio-grant demo`: one back-end process (`serve`, the checksum echo device) and `--guests`
 /// front-end processes (`guest`), in a temporary directory. Each guest streams deterministic
@@ -39,7 +38,7 @@ struct DemoCommand {
 
     func run() -> Int32 {
         if let functions { return SharedDeviceDemo(guests: guests, functions: functions, seconds: seconds, json: json).run() }
-        guard let directory = TemporaryDirectory() else { return failure("cannot create a temporary directory") }
+        guard let directory = try? TemporaryDirectory() else { return failure("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"
         let bound = Int32(seconds * 1000) + 30_000
@@ -169,7 +168,7 @@ struct DemoCommand {
     func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
 
     func failure(_ message: String) -> Int32 {
-        var e = StandardError()
+        var e = StandardStream.error
         print("virtio-grant demo: \(message)", to: &e)
         return 1
     }

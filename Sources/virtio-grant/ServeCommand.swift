@@ -1,11 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioDevices
 import VirtioScheduler
 import VirtioTransport
+import VirtioSystem
 
 /// `virtio-grant serve`: a back-end process. It listens on `--socket` (or, with `--vfs` and
 /// `--guest NAME=SOCKET,...`, on one socket per named guest), serves each connection a fresh
@@ -13,28 +11,30 @@ import VirtioTransport
 /// (its report). It stops on SIGINT/SIGTERM, or after `--sessions N` sessions ended.
 struct ServeCommand {
     /// Where it listens, and the guest each socket is (`--guest`), if named.
-    let listeners: [(socket: String, guest: GuestSpec?)]
+    let listeners: [SharedDeviceListener]
     let device: String
     let queues: Int
     let image: String?
     let readOnly: Bool
+    let guestCID: Int
+    let vsockSocket: String?
     let sessions: Int?
     let verbose: Bool
     /// `--vfs N`: the connections share N virtual functions in turns.
-    let scheduling: SchedulerOptions?
+    let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng"])
-        scheduling = try SchedulerOptions(options, device: device)
+        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
+        scheduling = try SchedulerOptions.parse(options, device: device)
         if let named = scheduling?.guests, !named.isEmpty {
             guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
-            listeners = named.map { ($0.socket, $0) }
+            listeners = named.map { SharedDeviceListener(socket: $0.socket, guest: $0) }
         } else {
             guard let socket = options.string("socket") else { throw UsageError(description: "serve needs --socket PATH (or --vfs N with --guest NAME=SOCKET)") }
             guard socket.utf8.count < 108 else { throw UsageError(description: "--socket path longer than a unix socket address allows") }
-            listeners = [(socket, nil)]
+            listeners = [SharedDeviceListener(socket: socket, guest: nil)]
         }
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
@@ -42,88 +42,87 @@ struct ServeCommand {
         guard (device == "blk") == (image != nil) else {
             throw UsageError(description: device == "blk" ? "serve --device blk needs --image FILE" : "--image is for --device blk")
         }
+        // vsock: the guest's CID (VMADDR_CID_ANY and the reserved 0...2 excluded) and the host's unix socket.
+        guestCID = try options.int("guest-cid", default: 3, in: 3...Int(UInt32.max - 1))
+        vsockSocket = options.string("vsock-socket")
+        guard device == "vsock" || (options.string("guest-cid") == nil && vsockSocket == nil) else {
+            throw UsageError(description: "--guest-cid and --vsock-socket are for --device vsock")
+        }
+        guard device != "vsock" || vsockSocket != nil else { throw UsageError(description: "serve --device vsock needs --vsock-socket PATH") }
+        guard (vsockSocket?.utf8.count ?? 0) < 96 else { throw UsageError(description: "--vsock-socket path too long for a unix socket address with a port") }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
     }
 
     func run() -> Int32 {
-        // Signals are taken by one thread with sigwait, so they are blocked before any other
-        // thread exists (threads inherit the mask).
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stopSignals, s) }
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
-        let done: EventNotifier
-        do { done = try EventNotifier() } catch {
+        let stop: ServeStop
+        do { stop = try ServeStop() } catch {
             report(error: "\(error)")
             return 1
         }
         let ended = Atomic<Int>(0)
         var configuration = BackEndConfiguration()
-        if verbose { configuration.log = { message in var e = StandardError(); print(message, to: &e) } }
+        // The log goes to stderr (on by default, info and above); --verbose adds each message.
+        if verbose { configuration.logLevel = .debug }
         let limit = sessions
-        let serveOne: SchedulerOptions.Factory
+        let makeDevice: @Sendable () -> any VirtioDevice
+        let shared: SharedDevice?
         do {
-            let makeDevice = try deviceFactory()
-            if let scheduling {
-                serveOne = try scheduling.factory(device: device, makeDevice)
-            } else {
-                serveOne = { _, _ in makeDevice() }
-            }
+            makeDevice = try deviceFactory()
+            shared = try scheduling.map { try SharedDevice($0, makeDevice: makeDevice) }
         } catch {
             report(error: "\(error)")
             return 1
         }
         var backEnds: [BackEnd] = []
         for listener in listeners {
-            // Session numbers, and the guest each is, per socket.
-            let guests = GuestDirectory()
             configuration.onSessionEnd = { report in
                 var line = Self.json(report)
                 if let name = listener.guest?.name { line.add("guest_name", name) }
-                if let guest = guests.guest(ofSession: report.id), let stats = guests.statistics(of: guest) { Self.add(stats, of: guest, to: &line) }
-                line.emit()
+                if let (guest, stats) = shared?.guest(ofSession: report.id, on: listener) { Self.add(stats, of: guest, to: &line) }
+                StandardStream.output.writeLine(line.text)
                 let count = ended.add(1, ordering: .relaxed).newValue
-                if let limit, count >= limit { try? done.signal() }
+                if let limit, count >= limit { stop.stop() }
             }
             do {
-                backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { serveOne(guests, listener.guest) })
+                backEnds.append(try BackEnd(socketPath: listener.socket, configuration: configuration) { shared?.makeDevice(for: listener) ?? makeDevice() })
             } catch {
                 report(error: "cannot listen on \(listener.socket): \(error)")
                 for b in backEnds { b.stop() }
-                for l in listeners.prefix(backEnds.count) { unlink(l.socket) }
+                for l in listeners.prefix(backEnds.count) { try? TextFile.remove(l.socket) }
                 return 1
             }
         }
-        for b in backEnds { b.start() }
-        for listener in listeners {
-            var line = JSONLine()
-            line.add("event", "listening")
-            line.add("socket", listener.socket)
-            if let guest = listener.guest { line.add("guest_name", guest.name) }
-            line.add("device", device)
-            line.add("pid", Int(getpid()))
-            if let scheduling {
-                line.add("vfs", scheduling.functions)
-                line.add("mapping", "\(scheduling.configuration.mapping)")
-                line.add("policy", scheduling.configuration.policy.description)
+        // Until SIGINT, SIGTERM or SIGHUP (or --sessions N ended): the library's entry point
+        // starts the back-ends, and stops them and every session at the end (GHT-EMB-04).
+        do {
+            _ = try BackEnd.serveUntilSignal(backEnds, signals: [SignalForwarder.interrupt, SignalForwarder.terminate, SignalForwarder.hangUp], stop: stop) {
+                for listener in listeners { StandardStream.output.writeLine(listeningLine(listener).text) }
             }
-            line.emit()
+        } catch {
+            report(error: "cannot wait for signals: \(error)")
+            for b in backEnds { b.stop() }
+            for l in listeners { try? TextFile.remove(l.socket) }
+            return 1
         }
-
-        let waitedSignals = stopSignals
-        let signalWaiter = WorkerThread(name: "signals") {
-            var signal: Int32 = 0
-            var set = waitedSignals
-            if sigwait(&set, &signal) == 0 { try? done.signal() }
-        }
-        _ = try? done.wait(timeoutMilliseconds: -1)
-        for b in backEnds { b.stop() }
-        for l in listeners { unlink(l.socket) }
-        // The signal thread may still be in sigwait; the process ends without joining it.
-        withExtendedLifetime(signalWaiter) {}
+        for l in listeners { try? TextFile.remove(l.socket) }
         return 0
+    }
+
+    /// The line that says a socket is ready for connections.
+    private func listeningLine(_ listener: SharedDeviceListener) -> JSONLine {
+        var line = JSONLine()
+        line.add("event", "listening")
+        line.add("socket", listener.socket)
+        if let guest = listener.guest { line.add("guest_name", guest.name) }
+        line.add("device", device)
+        line.add("pid", Int(CurrentProcess.id))
+        if let scheduling {
+            line.add("vfs", scheduling.functionCount)
+            line.add("mapping", "\(scheduling.scheduler.mapping)")
+            line.add("policy", scheduling.scheduler.policy.description)
+        }
+        return line
     }
 
     /// What each connection is served: the image is opened once, before listening, so that a
@@ -146,6 +145,12 @@ struct ServeCommand {
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
         case "rng":
             return { EntropyDevice() }
+        case "vsock":
+            // One host side for the process: its listener is up before the first guest connects.
+            let host: VsockHost
+            do { host = try VsockHost(socketPath: vsockSocket!) } catch { throw UsageError(description: "cannot listen on \(vsockSocket!): \(error)") }
+            let cid = UInt64(guestCID)
+            return { VsockDevice(guestCID: cid, host: host) }
         case "net":
             // One switch for the process: every connection is a port of it.
             let networkSwitch = NetworkSwitch()
@@ -159,7 +164,7 @@ struct ServeCommand {
         var line = JSONLine()
         line.add("event", "error")
         line.add("error", error)
-        line.emit()
+        StandardStream.output.writeLine(line.text)
     }
 
     /// What the scheduler gave the session's guest.

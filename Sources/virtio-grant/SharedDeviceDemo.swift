@@ -1,4 +1,6 @@
-import VirtioTransport
+import VirtioCore
+import VirtioSystem
+import VirtioWorkloads
 
 /// `virtio-grant demo --guests M --vfs N`: one back-end process whose echo device has N virtual
 /// functions, shared by M guest processes (n:m, deficit round robin). Guest 1 is greedy (its
@@ -20,7 +22,7 @@ struct SharedDeviceDemo {
     }
 
     func run() -> Int32 {
-        guard let directory = TemporaryDirectory() else { return fail("cannot create a temporary directory") }
+        guard let directory = try? TemporaryDirectory() else { return fail("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"
         var backEnd: SpawnedCommand
@@ -122,7 +124,7 @@ struct SharedDeviceDemo {
     }
 
     func fail(_ message: String) -> Int32 {
-        var e = StandardError()
+        var e = StandardStream.error
         print("virtio-grant demo: \(message)", to: &e)
         return 1
     }

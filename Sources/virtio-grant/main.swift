@@ -1,6 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import VirtioSystem
+import VirtioTransport
 
 let usage = """
     usage: virtio-grant <command> [options]
@@ -17,10 +16,13 @@ let usage = """
         --socket PATH      where to listen (required)
         --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk),
                            net (virtio-net; every connection a port of one switch, with an
-                           address of its own that it alone may send from) or rng
-                           (virtio-rng: random bytes from getrandom)
+                           address of its own that it alone may send from), rng
+                           (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
+        --vsock-socket P   vsock (required): host programs connect to P and write "CONNECT
+                           <port>\n"; the guest's connections to host port N go to P_N
+        --guest-cid N      vsock: the guest's CID (default 3)
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
@@ -87,44 +89,26 @@ let usage = """
     """
 
 func fail(_ message: String) -> Never {
-    var stderr = StandardError()
+    var stderr = StandardStream.error
     print("virtio-grant: \(message)\n\n\(usage)", to: &stderr)
-    exit(2)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        var text = string
-        text.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
-    }
+    CurrentProcess.exit(2)
 }
 
 let arguments = CommandLine.arguments.dropFirst()
 do throws(UsageError) {
     switch arguments.first {
     case "demo":
-        exit(try DemoCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try DemoCommand(arguments.dropFirst()).run())
     case "serve":
-        exit(try ServeCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try ServeCommand(arguments.dropFirst()).run())
     case "guest":
-        exit(try GuestCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try GuestCommand(arguments.dropFirst()).run())
     case "net-peer":
-        exit(try NetPeerCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try NetPeerCommand(arguments.dropFirst()).run())
     case "bench":
-        switch arguments.dropFirst().first {
-        case "ring":
-            try RingBenchCommand(arguments.dropFirst(2)).run()
-        case "grants":
-            try GrantsBenchCommand(arguments.dropFirst(2)).run()
-        case "xproc":
-            exit(try XprocBenchCommand(arguments.dropFirst(2)).run())
-        case "sched":
-            exit(try SchedulerBenchCommand(arguments.dropFirst(2)).run())
-        default:
-            throw UsageError(description: "bench needs a workload: ring, grants, xproc or sched")
-        }
+        CurrentProcess.exit(try BenchCommand.run(arguments.dropFirst()))
     case "conformance":
-        exit(try ConformanceCommand(arguments.dropFirst()).run())
+        CurrentProcess.exit(try ConformanceCommand(arguments.dropFirst()).run())
     case "help", "--help", "-h":
         print(usage)
     case nil:

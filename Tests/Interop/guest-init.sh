@@ -6,7 +6,7 @@
 #   VG-RESULT key=value         one result; value runs to the end of the line
 #   VG-END                      the scenario finished; poweroff follows
 # The scenario and its parameters come from the kernel command line
-# (vg.mode=blk|net|bench|rng and vg.*=...). The modules to load, in dependency
+# (vg.mode=blk|net|bench|rng|vsock and vg.*=...). The modules to load, in dependency
 # order, are listed one per line in /etc/vg-modules (written by the host).
 
 export PATH=/bin
@@ -266,6 +266,25 @@ scenario_rng() {
     say "rng_done=1"
 }
 
+scenario_vsock() {
+    # /bin/vsock-peer (Tests/Interop/vsock-peer.c, built by interop.py): the guest serves port
+    # 6000 for the host's connections (CONNECT 6000 on the host's socket), connects to host
+    # ports 5000 (vsock_conns exchanges of vsock_bytes each way) and 5001 (a host program that
+    # closes after 64 KiB), all at once.
+    if [ ! -x /bin/vsock-peer ]; then say "error=no /bin/vsock-peer in the initramfs"; return; fi
+    _conns=$(param vsock_conns 16)
+    _bytes=$(param vsock_bytes 1048576)
+    say "vsock_devices=$(ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport 2>/dev/null | grep -c virtio)"
+    vsock-peer serve 6000 $((_conns + 1)) "$STEP_TIMEOUT" &
+    _server=$!
+    vsock-peer midclose 2 5001 4194304 &
+    _mid=$!
+    vsock-peer connect 2 5000 "$_conns" "$_bytes"
+    wait $_mid
+    wait $_server
+    say "vsock_done=1"
+}
+
 say "kernel=$(uname -r)"
 load_modules
 MODE=$(param mode none)
@@ -275,6 +294,7 @@ blk) scenario_blk ;;
 bench) scenario_bench ;;
 net) scenario_net ;;
 rng) scenario_rng ;;
+vsock) scenario_vsock ;;
 shell) exec sh ;;
 *) say "error=unknown vg.mode '$MODE'" ;;
 esac

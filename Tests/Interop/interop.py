@@ -25,8 +25,15 @@ Scenarios:
              rng`: the guest reads RNG_BYTES (64 KiB) from /dev/hwrng within a
              timeout; the byte count, the spread of byte values and the back-end's
              session report are checked on the host
-  all        all of the above (net and rng are skipped with --reference: QEMU
-             ships no vhost-user-net or -rng back-end)
+  vsock      virtio-vsock over vhost-user-vsock-pci to `virtio-grant serve --device
+             vsock` (host unix sockets, Firecracker's layout): VSOCK_CONNS (16)
+             concurrent exchanges of 1 MiB each way that the guest opens to a host
+             program, as many that the host opens to the guest (CONNECT 6000), each
+             byte checked and CRC32s compared; a host program and a host client that
+             close mid-stream (the guest sees the reset and the short stream, the
+             others go on). Guest side: Tests/Interop/vsock-peer.c, built static
+  all        all of the above (net, rng and vsock are skipped with --reference:
+             QEMU ships no vhost-user-net, -rng or -vsock back-end)
 
 Notes:
   * qemu-storage-daemon 7.2 does not offer VIRTIO_F_IOMMU_PLATFORM, so QEMU
@@ -52,7 +59,7 @@ Notes:
     QEMU's stderr, one "DMAR: [DMA Read]" line in the guest); the DMAR-fault
     check therefore counts only faults after the device came up.
   * Kernel command line: console=ttyS0 quiet panic=-1 [intel_iommu=on
-    iommu=pt|iommu.strict=1] vg.mode=blk|bench|net|rng vg.*=...; strict invalidation
+    iommu=pt|iommu.strict=1] vg.mode=blk|bench|net|rng|vsock vg.*=...; strict invalidation
     because QEMU 7.2 relays page invalidations to vhost-user back-ends but not
     the lazy mode's global flush, after which the guest reuses IOVAs the
     back-end still holds (Spec/devices.md §3); QEMU gets -no-reboot, so a
@@ -88,6 +95,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -95,7 +103,8 @@ GUEST_INIT = os.path.join(HERE, "guest-init.sh")
 
 MEM = "512M"              # -m and the memfd backend size must agree
 APT_PACKAGES = ["qemu-system-x86", "qemu-utils", "linux-image-amd64", "busybox-static"]
-MODULES_WANTED = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng"]
+MODULES_WANTED = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "vmw_vsock_virtio_transport"]
+VSOCK_PEER_C = os.path.join(HERE, "vsock-peer.c")
 MIB = 1 << 20
 
 NET_GUEST_MAC = "52:54:00:12:34:56"
@@ -104,6 +113,11 @@ NET_PEER_IP = "10.0.2.2"
 NET_GUEST_IP = "10.0.2.15/24"
 
 RNG_BYTES = 64 * 1024
+
+VSOCK_GUEST_CID = 3
+VSOCK_CONNS = 16            # concurrent exchanges each way
+VSOCK_BYTES = 1 << 20       # bytes each way per exchange
+VSOCK_MIDCLOSE_BYTES = 64 * 1024   # what the peers that close mid-stream let through
 
 
 def log(message):
@@ -387,6 +401,20 @@ class Cpio:
         return data + b"\0" * ((512 - len(data) % 512) % 512)
 
 
+def build_vsock_peer(directory):
+    """The guest side of the vsock scenario, static (the initramfs has no libc); None, with a
+    note, when there is no gcc (the vsock scenario then fails in the guest)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        log("note: no gcc; the initramfs gets no vsock-peer (the vsock scenario will fail)")
+        return None
+    out = os.path.join(directory, "vsock-peer")
+    r = subprocess.run([gcc, "-static", "-O2", "-Wall", "-o", out, VSOCK_PEER_C], capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise EnvironmentProblem("gcc -static vsock-peer.c failed: %s" % r.stderr.decode(errors="replace")[-2000:])
+    return out
+
+
 def build_initramfs(path, busybox, moddir):
     module_paths = modules_in_order(moddir, MODULES_WANTED)
     cpio = Cpio()
@@ -410,6 +438,10 @@ def build_initramfs(path, busybox, moddir):
         cpio.file("lib/modules/%s.ko" % name, module_bytes(os.path.join(moddir, rel)))
         names.append(name)
     cpio.file("etc/vg-modules", ("\n".join(names) + "\n").encode())
+    peer = build_vsock_peer(os.path.dirname(path))
+    if peer is not None:
+        with open(peer, "rb") as f:
+            cpio.file("bin/vsock-peer", f.read(), 0o755)
     with open(GUEST_INIT, "rb") as f:
         cpio.file("init", f.read(), 0o755)
     with open(path, "wb") as f:
@@ -1290,9 +1322,9 @@ def refuse_reference(ctx, tag, kind):
     return ctx.args.reference
 
 
-def start_serve(ctx, tag, device, sock):
+def start_serve(ctx, tag, device, sock, extra=()):
     """`virtio-grant serve --device DEVICE` on `sock`, its stdout and stderr in the work directory."""
-    argv = [ctx.args.binary, "serve", "--device", device, "--socket", sock, "--verbose"]
+    argv = [ctx.args.binary, "serve", "--device", device, "--socket", sock, "--verbose"] + list(extra)
     log("back-end: " + " ".join(argv))
     backend = spawn(argv, ctx.path(tag + ".backend.out"), ctx.path(tag + ".backend.log"))
     if not wait_for_socket(sock, backend, 15):
@@ -1426,6 +1458,10 @@ def scenario_rng(ctx, variant):
         zeros = int(r.get("rng_zeros", str(RNG_BYTES)) or RNG_BYTES)
         c.check(tag, "the bytes take all 256 values", distinct == 256, "%d distinct values" % distinct)
         c.check(tag, "the bytes are not mostly zeros", zeros < RNG_BYTES // 64, "%d zero bytes" % zeros)
+        # GHT-EMB-01: no CONFIG offered to a device without a configuration space, so QEMU
+        # 7.2 has nothing to warn about ("...supports VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not")
+        warned = [l for l in tail(ctx.path(tag + ".qemu.log"), 200).splitlines() if "PROTOCOL_F_CONFIG" in l]
+        c.check(tag, "QEMU does not warn about the protocol features offered", not warned, "; ".join(warned))
     except ScenarioFailure as exc:
         c.check(tag, "set-up", False, str(exc))
     finally:
@@ -1442,6 +1478,263 @@ def scenario_rng(ctx, variant):
                 chains += obj["chains"]
         c.check(tag, "the back-end answered the guest's requests (session report)", chains > 0,
                 "chains %d; stdout: %s" % (chains, tail(backend_out, 5)))
+    if run is None or any(f.startswith(tag + ":") for f in c.failed):
+        report_failure_context(ctx, tag, run, backend_log)
+    if run is not None:
+        summary(ctx, tag, variant, run)
+
+
+# --------------------------------------------------------------------------
+# vsock: the host programs of the scenario (Firecracker's hybrid-vsock layout)
+# --------------------------------------------------------------------------
+
+_vsock_base = None
+
+
+def vsock_pattern(seed, nbytes):
+    """The bytes vsock-peer.c sends: (i*7 + (i>>8) + seed) & 255."""
+    global _vsock_base
+    if _vsock_base is None or len(_vsock_base) < nbytes:
+        _vsock_base = bytes(((i * 7) + (i >> 8)) & 255 for i in range(max(nbytes, VSOCK_BYTES)))
+    return _vsock_base[:nbytes].translate(bytes((b + seed) & 255 for b in range(256)))
+
+
+def recv_exact(sock, nbytes):
+    chunks, got = [], 0
+    while got < nbytes:
+        chunk = sock.recv(min(nbytes - got, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+class VsockHostPeer:
+    """Host programs on the back-end's vsock sockets: listeners on UDS_5000 (exchanges the
+    guest opens) and UDS_5001 (closes after VSOCK_MIDCLOSE_BYTES), and clients that reach the
+    guest's port 6000 through UDS with CONNECT."""
+
+    def __init__(self, uds):
+        self.uds = uds
+        self.lock = threading.Lock()
+        self.guest_opened = {}      # seed -> "ok" or what went wrong
+        self.host_opened = {}       # index -> "ok" or what went wrong
+        self.midclose_read = None
+        self.host_started = None
+        self.host_finished = None
+        self.threads = []
+        self.listeners = []
+        for port, handler in ((5000, self.exchange), (5001, self.close_early)):
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind("%s_%d" % (uds, port))
+            listener.listen(64)
+            self.listeners.append(listener)
+            self.spawn(self.accept_loop, listener, handler)
+
+    def spawn(self, target, *args):
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def accept_loop(self, listener, handler):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            self.spawn(handler, conn)
+
+    def exchange(self, conn):
+        seed = None
+        try:
+            conn.settimeout(90)
+            seed, length = struct.unpack("<II", recv_exact(conn, 8))
+            data = recv_exact(conn, length)
+            verdict = "ok" if data == vsock_pattern(seed, length) else "bytes differ (%d received)" % len(data)
+            if conn.recv(1) != b"":
+                verdict = "no end of stream after %d bytes" % length
+            conn.sendall(struct.pack("<II", zlib.crc32(data), length) + vsock_pattern(seed ^ 0xA5, length))
+            conn.close()
+        except (OSError, struct.error) as exc:
+            verdict = "error %r" % exc
+        with self.lock:
+            self.guest_opened[seed] = verdict
+
+    def close_early(self, conn):
+        conn.settimeout(60)
+        data = recv_exact(conn, 8 + VSOCK_MIDCLOSE_BYTES)
+        conn.close()   # with the guest's bytes unread: the device's next send fails
+        with self.lock:
+            self.midclose_read = len(data)
+
+    def connect_guest(self, port, deadline):
+        """A socket connected to the guest's `port` (CONNECT, OK), retried while the guest is
+        not listening yet (the device closes a refused attempt unanswered)."""
+        last = "no attempt"
+        while time.monotonic() < deadline:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            try:
+                s.connect(self.uds)
+                s.sendall(b"CONNECT %d\n" % port)
+                line = b""
+                while not line.endswith(b"\n"):
+                    b = s.recv(1)
+                    if not b:
+                        break
+                    line += b
+                if line.startswith(b"OK "):
+                    return s
+                last = "answer %r" % line
+            except OSError as exc:
+                last = repr(exc)
+            s.close()
+            time.sleep(0.5)
+        raise OSError("CONNECT %d: %s" % (port, last))
+
+    def open_to_guest(self, index, midclose=False):
+        seed = 100 + index
+        try:
+            s = self.connect_guest(6000, time.monotonic() + 60)
+            s.settimeout(90)
+            if midclose:
+                s.sendall(struct.pack("<II", seed, VSOCK_BYTES) + vsock_pattern(seed, VSOCK_MIDCLOSE_BYTES))
+                s.close()
+                return
+            sent = vsock_pattern(seed, VSOCK_BYTES)
+            s.sendall(struct.pack("<II", seed, VSOCK_BYTES) + sent)
+            s.shutdown(socket.SHUT_WR)
+            crc, length = struct.unpack("<II", recv_exact(s, 8))
+            data = recv_exact(s, length)
+            if crc != zlib.crc32(sent):
+                verdict = "crc guest %08x host %08x" % (crc, zlib.crc32(sent))
+            elif length != VSOCK_BYTES or data != vsock_pattern(seed ^ 0xA5, VSOCK_BYTES):
+                verdict = "reply differs (%d of %d bytes)" % (len(data), length)
+            elif s.recv(1) != b"":
+                verdict = "no end of stream"
+            else:
+                verdict = "ok"
+            s.close()
+        except (OSError, struct.error) as exc:
+            verdict = "error %r" % exc
+        with self.lock:
+            self.host_opened[index] = verdict
+            self.host_finished = time.monotonic()
+
+    def start_host_side(self):
+        self.host_started = time.monotonic()
+        for i in range(VSOCK_CONNS):
+            self.spawn(self.open_to_guest, i)
+        self.spawn(self.open_to_guest, VSOCK_CONNS, True)
+
+    def close(self):
+        for listener in self.listeners:
+            listener.close()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+def scenario_vsock(ctx, variant):
+    """virtio-vsock: the guest opens VSOCK_CONNS exchanges to a host program on UDS_5000 while
+    host programs open as many to the guest's port 6000 through UDS, 1 MiB each way on each,
+    every byte checked on both sides; a host program on UDS_5001 and one host client close
+    mid-stream. The back-end's session report is checked too."""
+    tag = "vsock-" + variant
+    args = ctx.args
+    c = ctx.checks
+    if refuse_reference(ctx, tag, "vsock"):
+        return
+    sock = ctx.path(tag + ".sock")
+    uds = ctx.path(tag + ".vsock")
+    backend_log = ctx.path(tag + ".backend.log")
+    backend_out = ctx.path(tag + ".backend.out")
+    backend = proxy = run = peer = None
+    started = time.monotonic()
+    try:
+        backend = start_serve(ctx, tag, "vsock", sock, ["--guest-cid", str(VSOCK_GUEST_CID), "--vsock-socket", uds])
+        peer = VsockHostPeer(uds)
+        qemu_sock, proxy = maybe_proxy(ctx, tag, sock, variant, "vsock")
+        params = {"mode": "vsock", "vsock_conns": VSOCK_CONNS, "vsock_bytes": VSOCK_BYTES,
+                  "step_timeout": max(30, int(args.timeout) * 2 // 3)}
+        qemu = qemu_base(ctx, variant, kernel_append(variant, params, False)) + [
+            "-chardev", "socket,id=vhost1,path=%s" % qemu_sock,
+            "-device", "vhost-user-vsock-pci,chardev=vhost1",
+            "-serial", "file:%s" % ctx.path(tag + ".console")]
+        log("%s: %s" % (tag, " ".join(quote(a) for a in qemu)))
+        console = ctx.path(tag + ".console")
+
+        def on_tick(_seconds):
+            # The host side starts once the guest listens on port 6000.
+            if peer.host_started is None:
+                try:
+                    with open(console, "rb") as f:
+                        if b"vsock_listening=1" in f.read():
+                            peer.start_host_side()
+                except OSError:
+                    pass
+
+        run = run_qemu(qemu, console, ctx.path(tag + ".qemu.log"), args.timeout, backend, on_tick)
+        log("%s: boot %.1f s (host), guest uptime at /init %.2f s, scenario end %.1f s, QEMU exit %.1f s"
+            % (tag, run.boot_host or -1, run.boot_guest or -1, run.end_host or -1, run.total))
+        if not common_run_checks(ctx, tag, run, backend, proxy):
+            raise ScenarioFailure("the guest did not finish the vsock scenario")
+        r = run.results
+        c.check(tag, "vsock scenario completed in the guest", r.get("vsock_done") == "1")
+        c.check(tag, "the guest's virtio vsock transport bound the device", r.get("vsock_devices") == "1",
+                "vsock_devices=%s" % r.get("vsock_devices"))
+        # guest to host: the guest's verdicts (CRC of what the host received, every reply byte)
+        c.check(tag, "%d guest-opened exchanges completed in the guest" % VSOCK_CONNS,
+                r.get("vsock_g2h_done") == "ok %d failed 0" % VSOCK_CONNS,
+                "%s; %s" % (r.get("vsock_g2h_done"), [v for k, v in sorted(r.items()) if k.startswith("vsock_g2h_") and not v.startswith("ok")][:4]))
+        with peer.lock:
+            guest_opened = dict(peer.guest_opened)
+            host_opened = dict(peer.host_opened)
+            midclose_read = peer.midclose_read
+        good = sorted(k for k, v in guest_opened.items() if v == "ok")
+        c.check(tag, "the host program received every byte of the %d guest-opened exchanges" % VSOCK_CONNS,
+                good == list(range(1, VSOCK_CONNS + 1)), "%s" % {k: v for k, v in guest_opened.items() if v != "ok"} or guest_opened)
+        # host to guest
+        good = sorted(k for k, v in host_opened.items() if v == "ok")
+        c.check(tag, "%d host-opened exchanges (CONNECT 6000) completed, every byte checked" % VSOCK_CONNS,
+                good == list(range(VSOCK_CONNS)), "%s" % ({k: v for k, v in host_opened.items() if v != "ok"} or host_opened))
+        c.check(tag, "the guest served them all and saw the host client that closed early end short",
+                r.get("vsock_h2g_done") == "ok %d short 1 failed 0" % VSOCK_CONNS,
+                "%s; %s" % (r.get("vsock_h2g_done"), [v for k, v in sorted(r.items()) if k.startswith("vsock_h2g_") and not v.startswith("ok")][:4]))
+        # a host program closing mid-stream
+        c.check(tag, "the host program on port 5001 read %d bytes and closed" % VSOCK_MIDCLOSE_BYTES,
+                midclose_read == 8 + VSOCK_MIDCLOSE_BYTES, "read %s" % midclose_read)
+        c.check(tag, "the guest's sender saw the connection reset when that program closed",
+                r.get("vsock_midclose_guest") in ("reset", "epipe"), "vsock_midclose_guest=%s" % r.get("vsock_midclose_guest"))
+        seconds = float(r.get("vsock_g2h_seconds", "0") or 0)
+        if peer.host_started is not None and peer.host_finished is not None:
+            host_seconds = peer.host_finished - peer.host_started
+            log("%s: guest-opened: %d x %d KiB each way in %.2f s (%s MB/s, both ways); host-opened: %.2f s (%.2f MB/s)"
+                % (tag, VSOCK_CONNS, VSOCK_BYTES // 1024, seconds, r.get("vsock_g2h_mbps"), host_seconds,
+                   2.0 * VSOCK_CONNS * VSOCK_BYTES / host_seconds / 1e6))
+            print(json.dumps({"scenario": tag, "connections": VSOCK_CONNS, "bytes_each_way": VSOCK_BYTES,
+                              "guest_opened_s": seconds, "guest_opened_mbps": float(r.get("vsock_g2h_mbps", "0") or 0),
+                              "host_opened_s": round(host_seconds, 3),
+                              "host_opened_mbps": round(2.0 * VSOCK_CONNS * VSOCK_BYTES / host_seconds / 1e6, 2)}), flush=True)
+    except ScenarioFailure as exc:
+        c.check(tag, "set-up", False, str(exc))
+    finally:
+        if peer is not None:
+            peer.close()
+        stop_backend(ctx, tag, proxy, backend)
+    if backend is not None and run is not None and run.ended:
+        chains, broken = 0, 0
+        for line in tail(backend_out, 200).splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("chains"), int):
+                chains += obj["chains"]
+                broken += obj.get("broken_queues", 0)
+        c.check(tag, "the back-end served the guest's packets, no queue broken (session report)", chains > 0 and broken == 0,
+                "chains %d, broken queues %d; stdout: %s" % (chains, broken, tail(backend_out, 5)))
+    log("%s: scenario took %.1f s" % (tag, time.monotonic() - started))
     if run is None or any(f.startswith(tag + ":") for f in c.failed):
         report_failure_context(ctx, tag, run, backend_log)
     if run is not None:
@@ -1489,6 +1782,7 @@ SCENARIOS = {
     "net": [(scenario_net, "default")],
     "net-iommu": [(scenario_net, "iommu")],
     "rng": [(scenario_rng, "default")],
+    "vsock": [(scenario_vsock, "default")],
 }
 
 
@@ -1497,7 +1791,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--scenario", default="all",
-                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu, rng or all; "
+                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu, rng, vsock or all; "
                              "several separated by commas (default all)")
     parser.add_argument("--reference", action="store_true",
                         help="use QEMU's qemu-storage-daemon as the back-end instead of virtio-grant")
@@ -1522,9 +1816,9 @@ def main():
     for item in args.scenario.split(","):
         item = item.strip()
         if item == "all":
-            names += ["blk", "blk-packed", "blk-iommu", "bench"] + ([] if args.reference else ["net", "rng"])
+            names += ["blk", "blk-packed", "blk-iommu", "bench"] + ([] if args.reference else ["net", "rng", "vsock"])
             if args.reference:
-                log("note: net and rng skipped with --reference (QEMU ships no vhost-user-net or -rng back-end)")
+                log("note: net, rng and vsock skipped with --reference (QEMU ships no vhost-user-net, -rng or -vsock back-end)")
         elif item in SCENARIOS:
             names.append(item)
         else:

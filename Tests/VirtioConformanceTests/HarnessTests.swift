@@ -1,11 +1,11 @@
 import Testing
 import VirtioConformance
 import VirtioCore
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VhostUser
 
 /// The harnesses themselves: a conformance check is only as good as the log it reads and the
 /// misbehaviour it can script.

@@ -6,6 +6,7 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// A block device over a temporary image, served by a real back-end to a real front-end over
 /// a unix socket: the requests below travel as a Linux driver's would.

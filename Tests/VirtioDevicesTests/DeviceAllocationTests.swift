@@ -6,6 +6,7 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// `limits.md` §4: what one request may make a device allocate. Each test hands a device a chain
 /// whose fragments all name the same 1 MiB buffer (a chain may repeat a buffer as often as it

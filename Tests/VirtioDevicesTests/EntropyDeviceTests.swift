@@ -3,6 +3,7 @@ import Testing
 import VirtioCore
 import VirtioDevices
 import VirtioTransport
+import VirtioSystem
 
 @Suite("Entropy device (virtio-rng)")
 struct EntropyDeviceTests {

@@ -331,5 +331,5 @@ final class Counter: Sendable {
 
 #if canImport(Glibc)
 import Glibc
-import VirtioConformance
 #endif
+import VirtioConformance

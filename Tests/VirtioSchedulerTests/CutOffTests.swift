@@ -8,6 +8,7 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 @Suite("Cut-off of a guest that never reaches a reusable point", .serialized)
 struct CutOffTests {
@@ -18,7 +19,7 @@ struct CutOffTests {
         let scheduler = try DeviceScheduler<OpaqueDeviceModel>(functionCount: 1, configuration: SchedulerConfiguration(
             mapping: .shared(0), sliceNanoseconds: 2_000_000, cutOffNanoseconds: bound))
         defer { scheduler.stop() }
-        let gate = try EventNotifier()
+        let gate = try Doorbell()
         // Guest 1's requests never finish until the test opens the gate: a guest that holds
         // its function and never reaches a reusable point.
         let stalling = ForwardingDevice(EchoDevice()) { _ = try? gate.wait(timeoutMilliseconds: 20_000) }
@@ -38,11 +39,11 @@ struct CutOffTests {
         while stalling.requests.value == 0 { usleep(1000) }
         #expect(scheduler.functions[0].status.owner == DomainID(1))
 
-        let t0 = monotonicNanoseconds()
+        let t0 = SystemClock.monotonic.nanoseconds
         _ = try second.queues[0].submit([4, 5, 6], replyCapacity: 3)
         try second.queues[0].publish()
         let reply = try second.queues[0].waitForCompletions(timeoutMilliseconds: 5000)
-        let waited = monotonicNanoseconds() - t0
+        let waited = SystemClock.monotonic.nanoseconds - t0
         #expect(reply.first?.reply == [4, 5, 6])
         #expect(waited >= bound && waited < bound + 500_000_000, "served after \(waited / 1_000_000) ms")
         #expect(scheduler.statistics(of: DomainID(1))?.cutOff == true)

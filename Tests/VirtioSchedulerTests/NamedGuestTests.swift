@@ -1,5 +1,7 @@
 import Testing
+import VirtioSystem
 import VirtioDevices
+import VirtioScheduler
 import VirtioTransport
 
 #if canImport(Glibc)
@@ -74,8 +76,18 @@ struct NamedGuestTests {
         #expect(ftruncate(fd, 1024 * 512) == 0)
         close(fd)
         defer { unlink(image) }
-        let serve = try SpawnedProgram(["serve", "--device", "blk", "--image", image, "--vfs", "1", "--guest", "a=\(socket),window=0:1024"])
-        _ = try serve.line(containing: "\"listening\"")
+        // The library directly: what serve --device blk --vfs 1 --guest a=SOCKET,window=0:1024 sets up.
+        var configuration = SharedDeviceConfiguration()
+        configuration.model = .block
+        configuration.guests = [try NamedGuest(name: "a", socket: socket, window: 0..<1024)]
+        let file = try StorageFile(path: image, writable: true)
+        let shared = try SharedDevice(configuration) { BlockDevice(file: file, configuration: BlockDevice.Configuration()) }
+        defer { shared.stop() }
+        let listeners = shared.listeners()
+        #expect(listeners.map(\.socket) == [socket] && listeners[0].guest?.name == "a")
+        let backEnd = try shared.backEnd(for: listeners[0])
+        backEnd.start()
+        defer { backEnd.stop(); unlink(socket) }
         let old = try Self.connect(socket)
         defer { old.close() }
         #expect(try Self.write(old, sector: 1) == BlockStatus.ok.rawValue)
@@ -98,5 +110,52 @@ struct NamedGuestTests {
         _ = try q.submit(BlockRequestHeader(type: .write, sector: sector).bytes + [UInt8](repeating: 0x77, count: 512), replyCapacity: 1)
         try q.publish()
         return try q.waitForCompletions(timeoutMilliseconds: timeoutMilliseconds).first?.reply.last
+    }
+}
+
+/// A `virtio-grant` process (the executable beside the test binary) whose JSON lines are read
+/// as it prints them; killed when the test lets go of it.
+final class SpawnedProgram {
+    let process: ChildProcess
+    private var output: LineReader
+
+    /// Spawns `virtio-grant arguments...`; its standard output (and error, if `standardError`)
+    /// is read here.
+    init(_ arguments: [String], standardError: Bool = false) throws {
+        let pipe = try Pipe()
+        let descriptors = standardError ? [(child: Int32(1), parent: pipe.writeEnd), (child: Int32(2), parent: pipe.writeEnd)]
+            : [(child: Int32(1), parent: pipe.writeEnd)]
+        process = try ChildProcess.spawn(path: try ChildProcess.executableDirectory + "/virtio-grant", arguments: arguments,
+                                         fileDescriptors: descriptors)
+        pipe.writeEnd.close()
+        output = LineReader(pipe.readEnd)
+    }
+
+    /// Every line still to come, until the program closes its output (or 10 s of silence).
+    func remainingOutput() -> String {
+        var text = ""
+        while let line = try? output.readLine(timeoutMilliseconds: 10_000) { text += line + "\n" }
+        return text
+    }
+
+    /// The next line containing `text`.
+    func line(containing text: String, timeoutMilliseconds: Int32 = 30_000) throws -> String {
+        while true {
+            let line = try output.readLine(timeoutMilliseconds: timeoutMilliseconds)
+            if line.contains(text) { return line }
+        }
+    }
+
+    func finish() throws -> ChildProcess.ExitStatus? {
+        if let status = try process.wait(timeoutMilliseconds: 30_000) { return status }
+        try process.kill()
+        return try process.wait(timeoutMilliseconds: 5000)
+    }
+
+    deinit {
+        if process.exitStatus == nil {
+            try? process.kill()
+            _ = try? process.wait(timeoutMilliseconds: 5000)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import VirtioCore
 @testable import VirtioScheduler
 
 /// The resource accountant: revocation against uses, use accounting, a domain going away, the
@@ -216,6 +217,6 @@ struct ResourceLedgerRevocationTests {
         let ledger = ResourceLedger()
         #expect(ledger.dump().isEmpty && ledger.dumpJSONLines().isEmpty)
         #expect(ledger.dumpText() == "RESOURCE  OWNER  RESERVED  SHARED-WITH  USERS  REVOCATION\n")
-        #expect(ResourceLedger.jsonString("a\"b\\c\nd\u{1}e\u{1F}é") == #""a\"b\\c\nd\u0001e\u001fé""#)
+        #expect(JSONLine.quoted("a\"b\\c\nd\u{1}e\u{1F}é") == #""a\"b\\c\nd\u0001e\u001fé""#)
     }
 }

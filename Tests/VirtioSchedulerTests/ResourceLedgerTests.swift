@@ -1,4 +1,5 @@
 import Testing
+import VirtioConformance
 @testable import VirtioScheduler
 
 /// The ledger's refusal of `body`, or nil when it succeeds: lets a test compare the refusal
@@ -241,17 +242,4 @@ struct ResourceLedgerTests {
 private extension Resource {
     /// The same kind over another range.
     func withRange(_ range: Range<UInt64>) -> Resource { Resource(kind: kind, range: range) }
-}
-
-/// A small seeded generator, so a failing random case repeats.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -8,6 +8,7 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// One disk image shared by two guests over real vhost-user connections: each connection is
 /// a ScheduledDevice over a BlockDevice of the whole disk, guest k owning sectors

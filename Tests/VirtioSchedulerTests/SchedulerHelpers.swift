@@ -1,5 +1,8 @@
+import VirtioSystem
 import Synchronization
+import VirtioSystem
 import VirtioCore
+import VirtioTransport
 @testable import VirtioScheduler
 
 /// A scheduler over the opaque model (it counts requests in flight and checks nothing else).
@@ -25,11 +28,11 @@ final class PendingObtain<Model: DeviceModel>: Sendable {
     /// `then` runs on the obtaining thread right after a successful obtain, before anyone else
     /// could take the function (the guest holds it).
     init(_ scheduler: DeviceScheduler<Model>, _ guest: DomainID, then: @escaping @Sendable (FunctionLease) -> Void = { _ in }) {
-        started = monotonicNanoseconds()
+        started = SystemClock.monotonic.nanoseconds
         let outcome = outcome
         thread = TestThread {
             let result = Result<FunctionLease, SchedulerError> { () throws(SchedulerError) in try scheduler.obtain(guest) }
-            let at = monotonicNanoseconds()
+            let at = SystemClock.monotonic.nanoseconds
             if case .success(let lease) = result { then(lease) }
             outcome.update { $0 = (result, at) }
         }
@@ -80,9 +83,9 @@ final class GreedyGuests: Sendable {
     /// so that the others' obtains return).
     func stop<M: DeviceModel>(releasingOn scheduler: DeviceScheduler<M>, _ guests: [DomainID]) -> Bool {
         stopping.store(true)
-        let deadline = monotonicNanoseconds() &+ 5_000_000_000
+        let deadline = SystemClock.monotonic.nanoseconds &+ 5_000_000_000
         var joined = Array(repeating: false, count: threads.count)
-        while monotonicNanoseconds() < deadline && joined.contains(false) {
+        while SystemClock.monotonic.nanoseconds < deadline && joined.contains(false) {
             for g in guests { scheduler.release(g) }
             for (k, t) in threads.enumerated() where !joined[k] { joined[k] = t.join(timeout: 0.01) }
         }

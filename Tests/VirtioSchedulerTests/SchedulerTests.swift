@@ -1,4 +1,7 @@
+import VirtioSystem
 import Testing
+import VirtioSystem
+import VirtioTransport
 import VirtioCore
 import VirtioDevices
 @testable import VirtioScheduler
@@ -86,7 +89,7 @@ struct SchedulerTests {
         try s.finishBatch(lb, requests: 0, bytes: 0)
         let guests = GreedyGuests([a, b]) { _, g in try s.runBatch(g, requests: 2, nanoseconds: 20_000) }
         // Until both ran many batches (slower when other processes load the machine).
-        let start = monotonicNanoseconds()
+        let start = SystemClock.monotonic.nanoseconds
         while seconds(since: start) < 5, [a, b].contains(where: { (s.statistics(of: $0)?.batches ?? 0) <= 100 }) {
             sleep(milliseconds: 10)
         }
@@ -117,10 +120,10 @@ struct SchedulerTests {
         let pending = PendingObtain(s, waiter)
         sleep(milliseconds: 10)
 
-        let start = monotonicNanoseconds()
+        let start = SystemClock.monotonic.nanoseconds
         var worst = 0.0
         for _ in 0..<200 {
-            let t = monotonicNanoseconds()
+            let t = SystemClock.monotonic.nanoseconds
             try s.runBatch(other, requests: 1, nanoseconds: 10_000)
             worst = max(worst, seconds(since: t))
         }
@@ -146,9 +149,9 @@ struct SchedulerTests {
         let f = s.functions[0]
         #expect(f.status.state == .idle && f.status.owner == nil && f.status.turns == 0)
 
-        let before = monotonicNanoseconds()
+        let before = SystemClock.monotonic.nanoseconds
         let la = try s.obtain(a)
-        let after = monotonicNanoseconds()
+        let after = SystemClock.monotonic.nanoseconds
         let busy = f.status
         #expect(busy.state == .busy && busy.owner == a && busy.turns == 1)
         #expect((before...after).contains(busy.sinceNanoseconds))
@@ -209,7 +212,7 @@ struct SchedulerTests {
         #expect(!pending.isDone)
 
         try s.finishRequest(la)
-        let finished = monotonicNanoseconds()
+        let finished = SystemClock.monotonic.nanoseconds
         try s.finishBatch(la, requests: 1, bytes: 0)
         let lb = try #require(try pending.wait(seconds: 2)?.get())
         let returned = try #require(pending.returnedAt)

@@ -1,5 +1,8 @@
+import VirtioSystem
 import Synchronization
 import Testing
+import VirtioSystem
+import VirtioTransport
 import VirtioCore
 import VirtioDevices
 @testable import VirtioScheduler
@@ -46,7 +49,7 @@ extension SchedulerTests {
                 }
             }
         }
-        let start = monotonicNanoseconds()
+        let start = SystemClock.monotonic.nanoseconds
         for t in threads { #expect(t.join(timeout: max(0.5, 8 - seconds(since: start)))) }
         #expect(inside.value.violations == 0)
         #expect(failures.value == [])
@@ -154,7 +157,7 @@ extension SchedulerTests {
         let arrival = Shared(UInt64.max)
         let longestWaitAfterArrival = Shared<Double>(0)
         let runA = GreedyGuests([a]) { _, g in
-            let t = monotonicNanoseconds()
+            let t = SystemClock.monotonic.nanoseconds
             let lease = try s.obtain(g)
             yieldProcessor()
             if t > arrival.value {
@@ -169,7 +172,7 @@ extension SchedulerTests {
         #expect(alone.waitNanoseconds < 20_000_000)
 
         let before = [a, b].map { s.statistics(of: $0)?.requests ?? 0 }
-        arrival.store(monotonicNanoseconds())
+        arrival.store(SystemClock.monotonic.nanoseconds)
         let runB = GreedyGuests([b]) { _, g in try s.runBatch(g, requests: 8, nanoseconds: 20_000) }
         sleep(milliseconds: 300)
         let after = [a, b].map { s.statistics(of: $0)?.requests ?? 0 }

@@ -3,11 +3,11 @@ import Testing
 import VirtioCore
 import VirtioDevices
 import VirtioScheduler
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// A disk of two 1024-sector windows: guest 1's sectors hold 0xA1, guest 2's (the victim's)
 /// hold 0xB2.

@@ -1,8 +1,10 @@
 #if canImport(Glibc)
+import VirtioSystem
 import Glibc
 #endif
 import Foundation
 import Synchronization
+import VirtioSystem
 import VirtioCore
 import VirtioDevices
 import VirtioTransport
@@ -55,14 +57,14 @@ func yieldProcessor() { sched_yield() }
 
 /// Busy-waits `nanoseconds`: a request the device works on.
 func spin(nanoseconds: UInt64) {
-    let end = monotonicNanoseconds() &+ nanoseconds
-    while monotonicNanoseconds() < end {}
+    let end = SystemClock.monotonic.nanoseconds &+ nanoseconds
+    while SystemClock.monotonic.nanoseconds < end {}
 }
 
 func sleep(milliseconds: Int) { Thread.sleep(forTimeInterval: Double(milliseconds) / 1000) }
 
-/// Seconds since `start` (a ``monotonicNanoseconds()`` reading).
-func seconds(since start: UInt64) -> Double { Double(monotonicNanoseconds() &- start) / 1e9 }
+/// Seconds since `start` (a ``SystemClock/monotonic`` reading).
+func seconds(since start: UInt64) -> Double { Double(SystemClock.monotonic.nanoseconds &- start) / 1e9 }
 
 /// A request with no bytes (for the opaque model, which checks nothing but the context).
 func emptyRequest(queue: Int = 0) -> ModelRequest {

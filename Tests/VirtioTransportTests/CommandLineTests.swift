@@ -1,9 +1,9 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// Runs `virtio-grant arguments...` to completion; its exit and what it wrote to standard error.
 func runVirtioGrant(_ arguments: [String]) throws -> (ChildProcess.ExitStatus?, String) {
@@ -31,7 +31,12 @@ struct CommandLineTests {
         (["bench", "xproc", "--queue-size", "100"], "--queue-size must be a power of 2"),
         (["serve"], "serve needs --socket PATH"),
         (["serve", "--socket", String(repeating: "s", count: 200)], "--socket path longer than a unix socket address allows"),
-        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net, rng"),
+        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net, rng, vsock"),
+        (["serve", "--socket", "/tmp/x", "--device", "vsock"], "serve --device vsock needs --vsock-socket PATH"),
+        (["serve", "--socket", "/tmp/x", "--guest-cid", "3"], "--guest-cid and --vsock-socket are for --device vsock"),
+        (["serve", "--socket", "/tmp/x", "--vsock-socket", "/tmp/v"], "--guest-cid and --vsock-socket are for --device vsock"),
+        (["serve", "--socket", "/tmp/x", "--device", "vsock", "--vsock-socket", "/tmp/v", "--guest-cid", "2"], "--guest-cid must be an integer in 3...4294967294"),
+        (["serve", "--socket", "/tmp/x", "--device", "vsock", "--vsock-socket", String(repeating: "v", count: 100)], "--vsock-socket path too long"),
         (["serve", "--socket", "/tmp/x", "--device", "blk"], "serve --device blk needs --image FILE"),
         (["serve", "--socket", "/tmp/x", "--image", "/tmp/disk.img"], "--image is for --device blk"),
         (["serve", "--socket", "/tmp/x", "--mapping", "1:1"], "--mapping needs --vfs"),

@@ -1,9 +1,9 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// `virtio-grant conformance` on a small package tree of its own: what it writes, what
 /// `--check` says about drift, and that problems set the exit status.

@@ -7,6 +7,8 @@ import VirtioDevices
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// Bounds on connections, threads and bookkeeping (Spec/limits.md §3).
 @Suite("Connection, thread and bookkeeping limits", .tags(.transport), .serialized)
@@ -15,17 +17,12 @@ struct ConnectionLimitTests {
     final class Server {
         let path: String
         let backEnd: BackEnd
-        let logged = LogLines()
-
-        final class LogLines: Sendable {
-            let lines = Locked<[String]>([])
-        }
+        let logged = CollectingLogSink()
 
         init(_ tag: String, _ configure: (inout BackEndConfiguration) -> Void = { _ in }) throws {
             path = temporarySocketPath(tag)
             var configuration = BackEndConfiguration()
-            let logged = self.logged
-            configuration.log = { line in logged.lines.withLock { $0.append(line) } }
+            configuration.logSink = logged
             configure(&configuration)
             backEnd = try BackEnd(socketPath: path, configuration: configuration) { ChecksumEchoDevice(queueCount: 2) }
             backEnd.start()
@@ -33,7 +30,7 @@ struct ConnectionLimitTests {
 
         deinit { backEnd.stop() }
 
-        func log(containing text: String) -> Bool { logged.lines.withLock { $0.contains { $0.contains(text) } } }
+        func log(containing text: String) -> Bool { logged.records.contains { $0.description.contains(text) } }
     }
 
     final class Counter: Sendable {

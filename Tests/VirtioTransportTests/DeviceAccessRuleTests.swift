@@ -1,4 +1,5 @@
 import Testing
+import VirtioConformance
 import VirtioCore
 import VirtioDevices
 import VirtioTransport

@@ -7,6 +7,8 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A device whose feature declaration the test chooses: `declared` device features (which may
 /// include bits that are not device-type bits, as a careless embedder might write), prerequisites

@@ -7,6 +7,8 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// One split queue of a session driven by hand in guest-physical mode: the ring in pool pages
 /// `page`..<`page + 3`, request `n`'s 16 bytes at page `page + 3` offset 256 n, its 64-byte
@@ -18,7 +20,7 @@ private struct ManualQueue {
     let size: Int
     let ring: SplitRing
     var driver: SplitDriverQueue
-    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    let kick: Doorbell, call: Doorbell, err: Doorbell
     private var posted = 0
 
     init(_ client: RawVhostUserClient, index: Int, page: Int, size: Int = 8) throws {
@@ -29,7 +31,7 @@ private struct ManualQueue {
         let area = { (n: Int) in client.pool.range.slice(offset: (page + n) * 4096, length: 4096) }
         ring = try SplitRing(layout: SplitRingLayout(queueSize: size)!, descriptorTable: area(0), availRing: area(1), usedRing: area(2))
         driver = SplitDriverQueue(ring: ring, features: [.version1])
-        (kick, call, err) = (try EventNotifier(), try EventNotifier(), try EventNotifier())
+        (kick, call, err) = (try Doorbell(), try Doorbell(), try Doorbell())
     }
 
     func user(_ n: Int) -> UInt64 { UInt64(client.pool.range.startAddress) + UInt64((page + n) * 4096) }

@@ -2,6 +2,7 @@ import Testing
 @testable import VirtioTransport
 import VirtioCore
 import VirtioDevices
+import VhostUser
 
 /// What the front-end does when setup fails, when a device withholds completions, and when a
 /// device asks for a reset.

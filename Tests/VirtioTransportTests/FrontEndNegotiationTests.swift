@@ -1,6 +1,7 @@
 import Testing
 @testable import VirtioTransport
 import VirtioCore
+import VhostUser
 
 /// The front-end's feature negotiation and status sequence, seen by a scripted device
 /// (``DriverRuleDevice``) that records every request.

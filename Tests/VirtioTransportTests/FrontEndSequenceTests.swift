@@ -1,6 +1,7 @@
 import Testing
 @testable import VirtioTransport
 import VirtioCore
+import VhostUser
 
 /// The order of the front-end's requests and kicks as a device sees them (``DriverRuleDevice``),
 /// through setup, traffic, a reset and the close.

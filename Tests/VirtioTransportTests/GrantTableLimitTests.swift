@@ -3,6 +3,8 @@ import VirtioConformance
 import VirtioCore
 import VirtioGrants
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// `limits.md` §2: what one SET_GRANT_TABLE or REVOKE_GRANTS may cost the back-end.
 @Suite("Bounds on the grant table a front-end declares", .tags(.transport))

@@ -8,6 +8,8 @@ import VirtioGrants
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A back-end that ignores the protocol (Spec/hostile-peers.md §5): the scripted device keeps
 /// every file the real ``FrontEnd`` sends it, and the tests attack those files with raw system

@@ -7,6 +7,8 @@ import VirtioDevices
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// Liveness against a stalling peer (Spec/hostile-peers.md §3): no wait on a peer is unbounded,
 /// none holds what the data path needs, and a dead descriptor does not make a thread spin.
@@ -22,12 +24,12 @@ struct LivenessTests {
     }
 
     @Test("GHT-LIVE-01: a front-end that never reads the back-end channel does not wedge the queue worker; the message is dropped, counted and the channel closed")
-    func stalledBackendChannel() throws {
+    func stalledBackEndChannel() throws {
         let server = try TestBackEnd("stalled-backend")
         let client = try RawVhostUserClient(path: server.path)
         var q = try HandDrivenQueue(client)
         let (full, peer) = try Self.fullSocket()
-        #expect(try client.ack(.setBackendRequestFD, fds: [full.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [full.fd.rawValue]).isSuccess)
         full.close()
         try q.driverOK()
         try q.post(2, readable: [BufferSegment(address: UInt64(client.pool.size) + 0x10000, length: 16)])   // breaks the queue
@@ -70,7 +72,7 @@ struct LivenessTests {
         let client = try RawVhostUserClient(path: path)
         var q = try HandDrivenQueue(client)
         let (full, peer) = try Self.fullSocket()
-        #expect(try client.ack(.setBackendRequestFD, fds: [full.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [full.fd.rawValue]).isSuccess)
         full.close()
         try q.driverOK()
         try q.post(2, readable: [BufferSegment(address: UInt64(client.pool.size) + 0x10000, length: 16)])
@@ -172,7 +174,7 @@ struct LivenessTests {
     func kickHangupDoesNotSpin() throws {
         let s = try QueueProcessorTests.Setup(device: ChecksumEchoDevice())
         let pipe = try Pipe()
-        let kick = try EventNotifier(uncheckedAdopting: try pipe.readEnd.duplicate())
+        let kick = try Doorbell(uncheckedAdopting: try pipe.readEnd.duplicate())
         let lost = Atomic<Int>(0)
         let worker = try QueueWorker(processor: s.processor, kick: kick, call: nil, onBroken: { _ in },
                                      onKickLost: { lost.add(1, ordering: .relaxed) })

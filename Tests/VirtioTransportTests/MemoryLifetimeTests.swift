@@ -6,6 +6,8 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A queue driven by hand over IOVAs (vhost-user IOMMU mode): ACCESS_PLATFORM without a grant
 /// table; the client's IOTLB maps `iovaBase + page * 4096` to its pool pages, and the rings and
@@ -16,7 +18,7 @@ struct IOVAHandDrivenQueue {
     static let size = 16
     let client: RawVhostUserClient
     var driver: SplitDriverQueue
-    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    let kick: Doorbell, call: Doorbell, err: Doorbell
     let misses: VhostUserChannel
 
     static func iova(page: Int) -> UInt64 { iovaBase + UInt64(page * 4096) }
@@ -29,7 +31,7 @@ struct IOVAHandDrivenQueue {
         try client.shareMemory()
         let (ours, theirs) = try UnixSocket.pair()
         try ours.setReceiveTimeout(milliseconds: 3000)
-        #expect(try client.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         misses = VhostUserChannel(socket: ours)
         #expect(try client.ack(.setFeatures([.version1, .vhostUserProtocolFeatures, .accessPlatform])).isSuccess)
@@ -41,9 +43,9 @@ struct IOVAHandDrivenQueue {
         let page = { (n: Int) in client.pool.range.slice(offset: n * 4096, length: 4096) }
         driver = SplitDriverQueue(ring: try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2)),
                                   features: [.version1])
-        kick = try EventNotifier()
-        call = try EventNotifier()
-        err = try EventNotifier()
+        kick = try Doorbell()
+        call = try Doorbell()
+        err = try Doorbell()
         #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
         #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: Self.iova(page: 0), used: Self.iova(page: 2),
                                                                       available: Self.iova(page: 1), log: 0))).isSuccess)
@@ -80,7 +82,7 @@ struct IOVAHandDrivenQueue {
     /// The IOVA of the next IOTLB miss the back-end reports.
     func nextMiss() throws -> UInt64 {
         let received = try misses.receive()
-        #expect(received.frame.header.request == VhostUserBackendRequest.iotlbMessage.rawValue)
+        #expect(received.frame.header.request == VhostUserBackEndRequest.iotlbMessage.rawValue)
         // struct vhost_iotlb_msg: the IOVA is its first 8 bytes, little-endian.
         return received.frame.payload.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }

@@ -48,7 +48,9 @@ struct ProcessTests {
         let guest = try ProgramUnderTest(["guest", "--socket", path, "--seconds", "60"])
         // Connected and set up: memory, grant table and doorbells are open in the back-end.
         #expect(eventually(within: 10_000) { server.openDescriptorCount >= baseline + 6 })
-        usleep(300_000)
+        // Time for the first requests to complete even when the whole suite loads the machine
+        // (300 ms saw none once, in a debug build beside every other suite).
+        usleep(1_000_000)
         try guest.process.kill(SIGKILL)
         #expect(try guest.finish() == .signaled(SIGKILL))
         let session = try server.line(containing: "\"session\"")
@@ -110,25 +112,6 @@ struct ProcessTests {
         #expect(eventually { server.openDescriptorCount == baseline }, "descriptors: \(server.openDescriptorCount), before: \(baseline)")
         let guest = try ProgramUnderTest(["guest", "--socket", path, "--seconds", "0.2"])
         #expect(try guest.finish() == .exited(0))
-    }
-
-    @Test("GHT-CTL-01, GHT-CTL-04, GHT-HDL-01, GHT-BRK-01: one guest's ungranted handle breaks its own queue; a guest streaming beside it is unaffected")
-    func faultIsolation() throws {
-        let server = try TestBackEnd("isolation")
-        let bad = try ProgramUnderTest(["guest", "--socket", server.path, "--seconds", "1", "--domain", "1", "--bad-handle"])
-        let good = try ProgramUnderTest(["guest", "--socket", server.path, "--seconds", "1", "--domain", "2"])
-        let badSummary = try bad.line(containing: "\"guest\""), goodSummary = try good.line(containing: "\"guest\"")
-        #expect(try bad.finish() == .exited(0), "\(badSummary)")
-        #expect(try good.finish() == .exited(0), "\(goodSummary)")
-        #expect(jsonInteger(badSummary, "faults_blocked") == 1 && jsonInteger(badSummary, "resets") == 1)
-        #expect(jsonInteger(goodSummary, "resets") == 0 && jsonInteger(goodSummary, "mismatches") == 0)
-        let reports = [try server.report(1), try server.report(2)]
-        let badReport = try #require(reports.first { $0.granter == DomainID(1) })
-        let goodReport = try #require(reports.first { $0.granter == DomainID(2) })
-        #expect(badReport.faults[.notGranted] == 1)
-        #expect(badReport.brokenQueues.count == 1)
-        #expect(goodReport.faults.isEmpty && goodReport.brokenQueues.isEmpty)
-        #expect(goodReport.chains == UInt64(jsonInteger(goodSummary, "chains") ?? -1))
     }
 
     @Test("The demo: a back-end process and two guest processes, every check held, over split and packed rings",

@@ -1,9 +1,9 @@
 import Testing
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
 
 /// A `virtio-grant` process started by a test (the executable beside the test binary), its
 /// standard output read line by line. Killed and reaped when the test lets go of it.

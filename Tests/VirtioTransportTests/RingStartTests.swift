@@ -7,6 +7,8 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A device of any type and queue count that fills each chain's writable part with one byte
 /// (0xA0 + the queue index): what the transport does for a device must not depend on its type.
@@ -61,7 +63,7 @@ struct RingStartTests {
     /// (recorded with `interop.py --scenario rng --trace`), for `queues` queues: SET_STATUS
     /// reaches FEATURES_OK and never DRIVER_OK. Returns the driver side of each queue, each with
     /// one 64-byte writable request posted and kicked.
-    static func startLikeQEMU72(_ c: RawVhostUserClient, queues: Int) throws -> [(SplitDriverQueue, EventNotifier)] {
+    static func startLikeQEMU72(_ c: RawVhostUserClient, queues: Int) throws -> [(SplitDriverQueue, Doorbell)] {
         try c.send(.getFeatures)
         _ = try c.reply(to: .getFeatures)
         try c.send(.getProtocolFeatures)
@@ -73,15 +75,15 @@ struct RingStartTests {
         _ = try c.reply(to: .getMaxMemorySlots)
         let (ours, theirs) = try UnixSocket.pair()
         defer { ours.close() }
-        #expect(try c.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try c.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         try c.send(.setOwner)
         try c.send(.getFeatures)
         _ = try c.reply(to: .getFeatures)
-        var calls: [EventNotifier] = []
+        var calls: [Doorbell] = []
         for q in 0..<queues {
-            calls.append(try EventNotifier())
-            let err = try EventNotifier()
+            calls.append(try Doorbell())
+            let err = try Doorbell()
             try c.send(.setVringCall(VhostUserVringFile(index: UInt8(q))), fds: [calls[q].fd.rawValue])
             try c.send(.setVringErr(VhostUserVringFile(index: UInt8(q))), fds: [err.fd.rawValue])
         }
@@ -92,8 +94,8 @@ struct RingStartTests {
         try c.send(.setStatus([.featuresOK]))
         let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(c.pool.size), userAddress: UInt64(c.pool.range.startAddress), mmapOffset: 0)
         #expect(try c.ack(.addMemoryRegion(region), fds: [c.pool.fd.rawValue]).isSuccess)
-        var drivers: [(SplitDriverQueue, EventNotifier)] = []
-        var kicks: [EventNotifier] = []
+        var drivers: [(SplitDriverQueue, Doorbell)] = []
+        var kicks: [Doorbell] = []
         let layout = SplitRingLayout(queueSize: ringSize)!
         for q in 0..<queues {
             // Queue q: ring in pages 4q..<4q+3, its request's writable buffer in page 4q+3.
@@ -101,7 +103,7 @@ struct RingStartTests {
             let user = { (n: Int) in UInt64(c.pool.range.startAddress) + UInt64((4 * q + n) * 4096) }
             let driver = SplitDriverQueue(ring: try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2)),
                                           features: [.version1, .eventIndex])
-            kicks.append(try EventNotifier())
+            kicks.append(try Doorbell())
             try c.send(.setVringNum(VhostUserVringState(index: UInt32(q), num: UInt32(ringSize))))
             try c.send(.setVringBase(VhostUserVringState(index: UInt32(q), num: 0)))
             try c.send(.setVringAddress(VhostUserVringAddress(index: UInt32(q), descriptor: user(0), used: user(2), available: user(1), log: 0)))
@@ -111,7 +113,7 @@ struct RingStartTests {
         for q in 0..<queues { try c.send(.setVringEnable(VhostUserVringState(index: UInt32(q), num: 1))) }
         for q in 0..<queues {
             // QEMU replaces the call descriptor once the guest notifier is set up.
-            calls[q] = try EventNotifier()
+            calls[q] = try Doorbell()
             try c.send(.setVringCall(VhostUserVringFile(index: UInt8(q))), fds: [calls[q].fd.rawValue])
             drivers[q].1 = calls[q]
         }
@@ -147,9 +149,9 @@ struct RingStartTests {
 
     @Test("GHT-VU-24: a queue that SET_VRING_ENABLE 1 should have started and that is held back is logged with the reason, once")
     func heldBackIsLogged() throws {
-        let lines = Mutex<[String]>([])
+        let log = CollectingLogSink()
         var configuration = BackEndConfiguration()
-        configuration.log = { line in lines.withLock { $0.append(line) } }
+        configuration.logSink = log
         let path = temporarySocketPath("ringheld")
         let backEnd = try BackEnd(socketPath: path, configuration: configuration) { FillDevice(deviceID: 4, queueCount: 1) }
         backEnd.start()
@@ -159,15 +161,15 @@ struct RingStartTests {
         try c.negotiate([.replyAck, .status])
         try c.shareMemory()
         #expect(try c.ack(.setFeatures([.version1, .vhostUserProtocolFeatures])).isSuccess)
-        let kick = try EventNotifier()
+        let kick = try Doorbell()
         #expect(try c.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.ringSize)))).isSuccess)
         #expect(try c.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
-        #expect(lines.withLock { $0.filter { $0.contains("held back") } }.isEmpty, "a kick on a ring not yet enabled is the usual order")
+        #expect(log.records(of: .queueHeldBack).isEmpty, "a kick on a ring not yet enabled is the usual order")
         for _ in 0..<2 { #expect(try c.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess) }
-        let held = lines.withLock { $0.filter { $0.contains("held back") } }
+        let held = log.records(of: .queueHeldBack).map { "session \($0.session ?? 0): \($0.message)" }
         #expect(held == ["session 1: queue 0 configured but held back: no ring addresses (SET_VRING_ADDR)"])
         let user = { (n: Int) in UInt64(c.pool.range.startAddress) + UInt64(n * 4096) }
         #expect(try c.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: user(0), used: user(2), available: user(1), log: 0))).isSuccess)
-        #expect(lines.withLock { $0.contains { $0.contains("queue 0 started") } })
+        #expect(log.records(of: .queueStarted).contains { $0.message.contains("queue 0 started") })
     }
 }

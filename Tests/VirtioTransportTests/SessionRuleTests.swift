@@ -8,6 +8,8 @@ import VirtioTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A back-end serving the checksum device on a fresh socket, for one test.
 final class TestBackEnd {
@@ -53,7 +55,7 @@ struct SessionRuleTests {
         },
         ViolationCase(name: "two descriptors where one is expected", reason: "wrongFileDescriptorCount") { c in
             try c.negotiate()
-            let a = try EventNotifier(), b = try EventNotifier()
+            let a = try Doorbell(), b = try Doorbell()
             try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [a.fd.rawValue, b.fd.rawValue])
         },
         ViolationCase(name: "fewer descriptors than memory regions", reason: "wrongFileDescriptorCount") { c in
@@ -88,7 +90,7 @@ struct SessionRuleTests {
             let outside = UInt64(c.pool.range.startAddress) + UInt64(c.pool.size) + 0x10000
             try c.send(.setVringNum(VhostUserVringState(index: 0, num: 16)))
             try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: outside, used: outside + 0x1000, available: outside + 0x800, log: 0)))
-            let kick = try EventNotifier()
+            let kick = try Doorbell()
             try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
             try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))   // the ring starts here (GHT-VU-24)
         },
@@ -100,7 +102,7 @@ struct SessionRuleTests {
             try c.send(.setVringNum(VhostUserVringState(index: 0, num: 12)))
             try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: base, used: base + 0x1004, available: base + 0x1000, log: 0)))
             try c.send(.setVringBase(VhostUserVringState(index: 0, num: 0x8000_800C)))   // used slot 0, avail slot 12 of 12
-            let kick = try EventNotifier()
+            let kick = try Doorbell()
             try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
             try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))   // the ring starts here (GHT-VU-24)
         },
@@ -113,7 +115,7 @@ struct SessionRuleTests {
             let base = UInt64(c.pool.range.startAddress)
             try c.send(.setVringNum(VhostUserVringState(index: 0, num: 16)))
             try c.send(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: base, used: base + 0x1000, available: base + 0x800, log: 0)))
-            let kick = try EventNotifier()
+            let kick = try Doorbell()
             try c.send(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
             try c.send(.setVringEnable(VhostUserVringState(index: 0, num: 1)))   // the ring starts here (GHT-VU-24)
         },
@@ -258,7 +260,7 @@ struct SessionRuleTests {
 struct HandDrivenQueue {
     let client: RawVhostUserClient
     var driver: SplitDriverQueue
-    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    let kick: Doorbell, call: Doorbell, err: Doorbell
     static let size = 16
 
     /// Negotiates, shares memory and configures queue 0, not enabled yet; the status stops at
@@ -275,9 +277,9 @@ struct HandDrivenQueue {
         let page = { (n: Int) in client.pool.range.slice(offset: n * 4096, length: 4096) }
         driver = SplitDriverQueue(ring: try SplitRing(layout: layout, descriptorTable: page(0), availRing: page(1), usedRing: page(2)),
                                   features: [.version1])
-        kick = try EventNotifier()
-        call = try EventNotifier()
-        err = try EventNotifier()
+        kick = try Doorbell()
+        call = try Doorbell()
+        err = try Doorbell()
         let user = { (n: Int) in UInt64(client.pool.range.startAddress) + UInt64(n * 4096) }
         #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
         #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: user(0), used: user(2), available: user(1), log: 0))).isSuccess)
@@ -334,7 +336,7 @@ struct EndpointRuleTests {
         let (ours, theirs) = try UnixSocket.pair()
         try ours.setReceiveTimeout(milliseconds: 3000)
         var q = try HandDrivenQueue(client)
-        #expect(try client.ack(.setBackendRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
+        #expect(try client.ack(.setBackEndRequestFD, fds: [theirs.fd.rawValue]).isSuccess)
         theirs.close()
         try q.driverOK()
         try q.post(1)
@@ -345,7 +347,7 @@ struct EndpointRuleTests {
         #expect(try client.reply(to: .getStatus) == .status([.acknowledge, .driver, .featuresOK, .driverOK, .deviceNeedsReset]))
         let channel = VhostUserChannel(socket: ours)
         let message = try channel.receive()
-        #expect(message.frame.header.request == VhostUserBackendRequest.configChange.rawValue)
+        #expect(message.frame.header.request == VhostUserBackEndRequest.configChange.rawValue)
         client.close()
         let report = try server.report(1)
         #expect(report.brokenQueues.count == 1)

@@ -1,11 +1,12 @@
 import Testing
 import VirtioCore
 import VirtioGrants
-import VirtioTransport
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import VirtioSystem
+import VhostUser
 
 /// A front-end that shrinks the files it shared, at each stage of a session. The back-end runs
 /// in this process: without the truncation guard each test dies of SIGBUS. After the truncation
@@ -114,7 +115,7 @@ struct TruncationTests {
             #expect(try client.ack(.setStatus(s)).isSuccess)
         }
         let handle = { (i: Int) in GrantHandle(reference: refs[i], offset: 0).rawValue }
-        let kick = try EventNotifier()
+        let kick = try Doorbell()
         #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: 16))).isSuccess)
         #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: handle(0), used: handle(2), available: handle(1), log: 0))).isSuccess)
         #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)

@@ -106,4 +106,12 @@ static inline size_t CVirtioShim_CMSG_LEN(size_t payload) {
     return CMSG_LEN(payload);
 }
 
+// Signal forwarding (signal_forward.c, the self-pipe trick, GHT-EMB-04): a handler for `signo`
+// that writes the signal number as one byte to `fd` (the write end of a non-blocking pipe) and
+// does nothing else, which is async-signal-safe whatever thread the signal lands on. The first
+// install of a signal saves its previous action; restore puts that back. Both return 0, or -1
+// with errno (EINVAL for a signal that cannot be caught).
+int CVirtioShim_signal_forward(int signo, int fd);
+int CVirtioShim_signal_restore(int signo);
+
 #endif

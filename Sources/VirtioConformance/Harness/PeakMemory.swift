@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 /// The process's peak resident memory (Linux `VmHWM`), for tests that show an operation
 /// allocates nothing in proportion to what a peer declares (`Spec/limits.md`): the peak is

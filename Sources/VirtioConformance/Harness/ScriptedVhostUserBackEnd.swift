@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioTransport
+import VirtioSystem
+import VhostUser
 
 /// A scripted vhost-user back-end, for testing a front-end (a driver) against the VIRTIO driver
 /// rules: it answers every request the way its script says (features offered, a FEATURES_OK that
@@ -53,7 +55,7 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
     private struct State {
         var events: [Event] = []
         var files: [ReceivedFile] = []
-        var kicks: [Int: EventNotifier] = [:]
+        var kicks: [Int: Doorbell] = [:]
         var status: DeviceStatus = []
         var refused = false
     }
@@ -162,7 +164,7 @@ public final class ScriptedVhostUserBackEnd: @unchecked Sendable {
             case .setStatus(let status):
                 s.status = status
             case .setVringKick(let file):
-                if let fd = fds.first, let kick = try? EventNotifier(adopting: fd.duplicate()) { s.kicks[Int(file.index)] = kick }
+                if let fd = fds.first, let kick = try? Doorbell(adopting: fd.duplicate()) { s.kicks[Int(file.index)] = kick }
             default:
                 break
             }

@@ -2,9 +2,8 @@ import VirtioCore
 import VirtioGrants
 import VirtioTransport
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import VirtioSystem
+import VhostUser
 
 /// A scripted vhost-user front-end: it sends well-formed messages through the codec, or any
 /// bytes and descriptors it is told to, and reads the back-end's replies. It is what a buggy or
@@ -75,7 +74,7 @@ public final class ScriptedVhostUserFrontEnd {
                 _ = try channel.receive()   // drain replies already queued
             } catch {
                 if case .closed = error { return true }
-                if case .socket(let e) = error, case .system(let s) = e, s.errno == ECONNRESET { return true }
+                if case .socket(let e) = error, case .system(let s) = e, s.isConnectionReset { return true }
                 return false
             }
         }

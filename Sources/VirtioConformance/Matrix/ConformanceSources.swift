@@ -1,4 +1,4 @@
-import VirtioTransport
+import VirtioSystem
 
 /// Reads a package's `Spec/` and test sources from disk into a catalog and a test index.
 public struct ConformanceSources: Sendable {

@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// A vhost-user back-end: listens on a unix socket and serves one session per connection,
 /// each with its own device instance (DESIGN §4).
@@ -20,10 +18,11 @@ public final class BackEnd: @unchecked Sendable {
     public let configuration: BackEndConfiguration
     private let listener: UnixSocket
     private let makeDevice: @Sendable () -> any VirtioDevice
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let poller: Poller
     private let stopping = Atomic<Bool>(false)
     private let state: Locked<State>
+    private let logger: BackEndLogger
     private var acceptThread: WorkerThread?
 
     private struct State {
@@ -44,9 +43,10 @@ public final class BackEnd: @unchecked Sendable {
         self.socketPath = socketPath
         self.configuration = configuration
         self.makeDevice = makeDevice
+        logger = BackEndLogger(configuration)
         state = Locked(State(reports: ReportRing(capacity: configuration.keptReports)))
         listener = try UnixSocket.listen(path: socketPath)
-        wake = try EventNotifier()
+        wake = try Doorbell()
         poller = try Poller()
         try poller.add(listener.fd, token: 0)
         try poller.add(wake.fd, token: 1)
@@ -57,7 +57,8 @@ public final class BackEnd: @unchecked Sendable {
         acceptThread = WorkerThread(name: "accept") { [self] in self.acceptLoop() }
     }
 
-    /// Accepts connections on the calling thread until ``stop()``.
+    /// Accepts connections on the calling thread until ``stop()`` (from another thread). A
+    /// process that serves until SIGINT or SIGTERM calls ``serveUntilSignal(_:stop:)`` instead.
     public func run() { acceptLoop() }
 
     private func acceptLoop() {
@@ -74,9 +75,9 @@ public final class BackEnd: @unchecked Sendable {
                     let connection = try listener.accept()
                     pause = 0
                     serve(connection)
-                } catch where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
+                } catch where error.isResourceExhaustion {
                     pause = min(max(pause * 2, 10), max(configuration.acceptBackoffMaxMilliseconds, 1))
-                    configuration.log?("accept: \(error); pausing \(pause) ms")
+                    logger(.error, .accept, "accept: \(error); pausing \(pause) ms")
                 } catch {
                     continue   // the connection went away before it was accepted (ECONNABORTED)
                 }
@@ -98,7 +99,7 @@ public final class BackEnd: @unchecked Sendable {
             return s.nextID
         }
         guard let id = admitted else {
-            configuration.log?("connection refused: \(configuration.maxConnections) connections served (the limit)")
+            logger(.warning, .sessionRefused, "connection refused: \(configuration.maxConnections) connections served (the limit, GHT-LIM-40)")
             connection.close()
             return
         }
@@ -107,7 +108,9 @@ public final class BackEnd: @unchecked Sendable {
             do {
                 // GHT-LIM-41: no thread for the session refuses this connection, nothing else.
                 // Started under the lock, so that its end is recorded after its start.
-                let thread = try configuration.startThread("session\(id)") { [weak self] in
+                let thread = try configuration.startThread("session\(id)") { [weak self, socketPath] in
+                    // Logged by the session's thread before it serves: always before its end.
+                    session.log(.info, .sessionOpened, "connected on \(socketPath)")
                     let report = session.serve()
                     self?.state.withLock { s in
                         s.ended.append(report.id)
@@ -119,15 +122,11 @@ public final class BackEnd: @unchecked Sendable {
                 return true
             } catch {
                 s.refusedConnections += 1
-                configuration.log?("session \(id): connection refused: no thread (\(error))")
+                BackEndLogger(configuration, session: id)(.warning, .sessionRefused, "connection refused: no thread (\(error), GHT-LIM-41)")
                 return false
             }
         }
-        if started {
-            configuration.log?("session \(id): connected")
-        } else {
-            connection.close()
-        }
+        if !started { connection.close() }
     }
 
     /// Joins the threads of sessions that ended.

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// How a back-end serves its front-ends.
 public struct BackEndConfiguration: Sendable {
@@ -22,8 +24,12 @@ public struct BackEndConfiguration: Sendable {
     public var batchLimit = 64
     /// How long REVOKE_GRANTS waits for the queues to drop their mappings before answering failure.
     public var revokeTimeoutMilliseconds = 2000
-    /// Where the back-end reports what it does (session start and end, violations, faults).
-    public var log: (@Sendable (String) -> Void)?
+    /// Where the back-end logs what an operator needs (GHT-EMB-05..08): sessions opened,
+    /// refused and ended, queues started, held back and broken, faults. By default, lines on
+    /// standard error with a timestamp; nil: silent.
+    public var logSink: (any LogSink)? = StandardErrorLogSink()
+    /// The least severe level logged; `.info` by default. Below it a record's text is never built.
+    public var logLevel: LogLevel = .info
     /// Called on the session's thread with its final report when a session ends.
     public var onSessionEnd: (@Sendable (SessionReport) -> Void)?
 
@@ -51,14 +57,41 @@ public struct BackEndConfiguration: Sendable {
         try WorkerThread.start(name: name, body)
     }
 
+    // MARK: What the sessions offer (Spec/vhost-user.md §6)
+
+    /// The transport feature bits offered besides the device's own: by default every one the
+    /// transport implements (packed ring, event index, indirect descriptors, ACCESS_PLATFORM...).
+    /// Clearing one stops offering it (a device that must not be driven with packed rings); a
+    /// bit the transport does not implement is never offered (GHT-EMB-02).
+    public var transportFeatures: VirtioFeatures = Self.implementedTransportFeatures
+    /// The vhost-user protocol features offered; nil (the default): every one the session
+    /// implements that applies to the device (GHT-EMB-01). A set given here is offered only as
+    /// far as it is implemented and applies: CONFIG never to a device without a configuration
+    /// space (GHT-EMB-02).
+    public var protocolFeatures: VhostUserProtocolFeatures?
+
     public init() {}
 
-    /// The transport features every session offers besides the device's own.
-    public static let transportFeatures: VirtioFeatures = .implementedTransport
+    /// The transport features a session can serve.
+    public static let implementedTransportFeatures: VirtioFeatures = .implementedTransport
 
-    /// The vhost-user protocol features every session offers.
-    public static let protocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
-                                                                     .configureMemorySlots, .grantTable, .resetDevice]
+    /// The vhost-user protocol features a session implements.
+    public static let implementedProtocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
+                                                                                .configureMemorySlots, .grantTable, .resetDevice]
+
+    /// The protocol features a session offers to the front-end of `device` (GHT-EMB-01,
+    /// GHT-EMB-02): ``protocolFeatures`` (or all) of those implemented that apply to it. CONFIG
+    /// applies only to a device with a configuration space: QEMU 7.2 warns on every start of a
+    /// device that has none and is offered it (vhost-user-rng: "vhost-user backend supports
+    /// VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not").
+    public func offeredProtocolFeatures(for device: any VirtioDevice) -> VhostUserProtocolFeatures {
+        var applicable = Self.implementedProtocolFeatures
+        if device.configurationSize == 0 { applicable.remove(.config) }
+        return (protocolFeatures ?? applicable).intersection(applicable)
+    }
+
+    /// The transport features a session offers (GHT-EMB-02): ``transportFeatures`` as far as implemented.
+    public var offeredTransportFeatures: VirtioFeatures { transportFeatures.intersection(Self.implementedTransportFeatures) }
 }
 
 /// Why a session ended.

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// The memory a grant table's frames live in, as the mapper needs it: one contiguous range,
 /// what keeps it mapped, and which frames the back-end may only read.
@@ -50,7 +52,7 @@ extension BackEndSession {
         do {
             adjacent = try AdjacentMapping(chain.map { AdjacentMapping.Window(memory: $0.memory, writable: $0.writable) })
         } catch {
-            log("grant frames cannot be mapped side by side: \(error)")
+            log(.warning, .control, "grant frames cannot be mapped side by side: \(error)")
             return nil
         }
         var readOnly: [Range<Int>] = []

@@ -1,5 +1,7 @@
+import VhostUser
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
 
 extension BackEndSession {
     /// Maps a region the front-end shares: `size` bytes at `mmapOffset` in `fd`. QEMU sends
@@ -108,15 +110,15 @@ extension BackEndSession {
         guard protocolFeatures.contains(.grantTable) else { throw Violation("SET_GRANT_TABLE without GRANT_TABLE (GHT-VUG-02)") }
         guard !anyQueueStarted else { return .failure() }
         guard info.grantee == configuration.domain else {
-            log("grant table for \(info.grantee), but this back-end is \(configuration.domain)")
+            log(.warning, .control, "grant table for \(info.grantee), but this back-end is \(configuration.domain)")
             return .failure()
         }
         guard info.entryCount <= UInt64(max(configuration.maxGrantEntries, 0)) else {
-            log("grant table of \(info.entryCount) entries: more than \(configuration.maxGrantEntries) (GHT-LIM-20)")
+            log(.warning, .control, "grant table of \(info.entryCount) entries: more than \(configuration.maxGrantEntries) (GHT-LIM-20)")
             return .failure()
         }
         guard let frames = grantFrames(info) else {
-            log("grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in registered regions")
+            log(.warning, .control, "grant table frames at 0x\(String(info.framesGuestAddress, radix: 16)) are not in registered regions")
             return .failure()
         }
         let table: SharedMemory
@@ -124,7 +126,7 @@ extension BackEndSession {
             table = try SharedMemory.map(fd: fd, size: Int(info.tableSize), offset: Int(info.tableOffset))
         } catch {
             // GHT-LIM-23: SharedMemory.map checks the window against the file's size (fstat).
-            log("grant table cannot be mapped: \(error)")
+            log(.warning, .control, "grant table cannot be mapped: \(error)")
             return .failure()
         }
         let mapper = GrantMapper(table: table.range, granter: info.granter, frames: frames.range, domain: info.grantee,
@@ -133,7 +135,7 @@ extension BackEndSession {
                             guarded: [table] + frames.owners.compactMap { $0 as? any TruncationGuarded })
         refreshPeerMemory()
         report.withLock { $0.granter = info.granter }
-        log("grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
+        log(.info, .control, "grant table of \(info.granter): \(info.entryCount) entries, \(info.frameCount) frames")
         return .success
     }
 
@@ -147,11 +149,11 @@ extension BackEndSession {
         grants.mapper.requestRevoke(refs)
         // The completions are not reported one by one: the list is emptied whatever the answer.
         defer { _ = grants.mapper.takeCompletedRevocations() }
-        let deadline = monotonicMilliseconds() + UInt64(configuration.revokeTimeoutMilliseconds)
+        let deadline = SystemClock.monotonic.milliseconds + UInt64(configuration.revokeTimeoutMilliseconds)
         while grants.mapper.isRevoking(anyIn: refs) {
             for v in vrings { v.worker?.nudge() }
-            guard monotonicMilliseconds() < deadline else { return .failure() }
-            sleepMilliseconds(1)
+            guard SystemClock.monotonic.milliseconds < deadline else { return .failure() }
+            SystemClock.sleep(milliseconds: 1)
         }
         return .success
     }
@@ -169,7 +171,7 @@ extension BackEndSession {
             let access: MemoryAccess = message.permission == .readOnly ? .read : .write
             guard message.size <= UInt64(Int.max),
                   let host = try? users.translateContiguous(message.userAddress, length: Int(message.size), access: access) else {
-                log("IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
+                log(.warning, .control, "IOTLB update for user address 0x\(String(message.userAddress, radix: 16)) outside shared memory")
                 return .failure()
             }
             let permissions: IOVAPermissions
@@ -201,7 +203,7 @@ extension BackEndSession {
         let misses = iovaSpace.takeMisses()
         guard !misses.isEmpty else { return }
         // GHT-LIVE-01: encoded first, then sent without waiting for the front-end.
-        sendOnBackendChannel(misses.compactMap { miss in
+        sendOnBackEndChannel(misses.compactMap { miss in
             let perm: VhostUserIOTLBPermission = miss.access == .write ? .writeOnly : .readOnly
             return try? VhostUserCodec.encodeIOTLBMiss(iova: miss.iova, permission: perm)
         })
@@ -215,20 +217,4 @@ struct MappedMemoryRegion {
     let range: HostRange
     /// False for a file that refused a writable mapping: mapped read-only, never written.
     var writable = true
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func monotonicMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-}
-
-func sleepMilliseconds(_ ms: Int) {
-    var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

@@ -1,16 +1,19 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension BackEndSession {
     /// Requests a front-end may send before SET_OWNER (QEMU sends these while it probes the
     /// back-end, vhost_user_backend_init); everything else needs an owner.
     static let beforeOwner: Set<VhostUserRequest> = [.getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum,
-                                                     .getMaxMemorySlots, .setBackendRequestFD, .setOwner, .getConfig, .getStatus]
+                                                     .getMaxMemorySlots, .setBackEndRequestFD, .setOwner, .getConfig, .getStatus]
 
     /// Applies one decoded request. Throws for anything illegal in the current state; the
     /// session then closes the connection.
     func handle(_ message: VhostUserMessage, header: VhostUserHeader, fds: [FileDescriptor]) throws {
         let request = message.request
+        log(.debug, .control, "\(request)\(fds.isEmpty ? "" : " with \(fds.count) descriptor(s)")")
         guard owned || Self.beforeOwner.contains(request) else { throw Violation("\(request) before SET_OWNER") }
         switch message {
         case .getFeatures:
@@ -32,10 +35,10 @@ extension BackEndSession {
             resetDevice(keepOwner: request == .resetDevice)
             if header.needsReply && features.contains(.replyAck) { try send(.ack(request, .success)) }
         case .getProtocolFeatures:
-            try send(.protocolFeatures(BackEndConfiguration.protocolFeatures))
+            try send(.protocolFeatures(offeredProtocolFeatures))
         case .setProtocolFeatures(let features):
-            guard BackEndConfiguration.protocolFeatures.isSuperset(of: features) else {
-                throw Violation("SET_PROTOCOL_FEATURES accepts features not offered")
+            guard offeredProtocolFeatures.isSuperset(of: features) else {
+                throw Violation("SET_PROTOCOL_FEATURES accepts features not offered: \(features.subtracting(offeredProtocolFeatures))")
             }
             protocolFeatures = features
             try acknowledge(header)
@@ -70,7 +73,7 @@ extension BackEndSession {
         case .setVringEnable(let state):
             try setVringEnable(state)
             try acknowledge(header)
-        case .setBackendRequestFD:
+        case .setBackEndRequestFD:
             guard protocolFeatures.contains(.backendRequest) else { throw Violation("SET_BACKEND_REQ_FD without BACKEND_REQ") }
             let socket = UnixSocket(adopting: fds[0])
             backendChannel.withLock { $0?.close(); $0 = socket }
@@ -147,13 +150,19 @@ extension BackEndSession {
         return self.device.acceptFeatures(features)
     }
 
-    /// GET_CONFIG: the requested window of the configuration space (bytes past its end read 0).
-    func getConfig(_ request: VhostUserConfig) throws -> VhostUserReply {
-        let space = device.readConfig()
-        let start = Int(request.offset), count = request.data.count
-        var bytes = [UInt8](repeating: 0, count: count)
-        for i in 0..<count where start + i < space.count { bytes[i] = space[start + i] }
-        return .config(VhostUserConfig(offset: request.offset, flags: request.flags, data: bytes))
+    /// GET_CONFIG: the requested window of the configuration space, as the device answers it
+    /// (GHT-EMB-03). A window the device refuses, or answers with the wrong length, gets
+    /// GET_CONFIG's error reply (size 0, vhost-user.rst) and a warning; the session goes on.
+    func getConfig(_ request: VhostUserConfig) -> VhostUserReply {
+        let offset = Int(request.offset), count = request.data.count
+        do throws(ConfigurationSpaceError) {
+            let bytes = try device.readConfig(offset: offset, count: count)
+            guard bytes.count == count else { throw .wrongLength(count: count, returned: bytes.count) }
+            return .config(VhostUserConfig(offset: request.offset, flags: request.flags, data: bytes))
+        } catch {
+            log(.warning, .control, "GET_CONFIG refused: \(error)")
+            return .configUnavailable
+        }
     }
 
     /// A device reset (status 0, RESET_DEVICE, RESET_OWNER): queues stopped and forgotten,

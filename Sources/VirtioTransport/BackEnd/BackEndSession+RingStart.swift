@@ -43,6 +43,6 @@ extension BackEndSession {
         }
         guard vrings[i].heldBack != reason else { return }
         vrings[i].heldBack = reason
-        log("queue \(i) configured but held back: \(reason)")
+        log(.warning, .queueHeldBack, "queue \(i) configured but held back: \(reason)")
     }
 }

@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension BackEndSession {
     var anyQueueStarted: Bool { vrings.contains { $0.worker != nil } }
@@ -60,7 +62,10 @@ extension BackEndSession {
     /// available index; for a packed ring both positions and wrap counters (GHT-PKD-08).
     func getVringBase(_ state: VhostUserVringState) throws -> UInt32 {
         let i = try queue(state.index)
-        if vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
+        if vrings[i].worker != nil {
+            vrings[i].base = stopQueue(i)
+            log(.info, .queueStopped, "queue \(i) stopped (GET_VRING_BASE) at \(vrings[i].base)")
+        }
         vrings[i].kick = nil   // a stopped ring restarts with a new SET_VRING_KICK (vhost-user.rst)
         return vrings[i].base
     }
@@ -68,10 +73,10 @@ extension BackEndSession {
     /// SET_VRING_KICK, _CALL, _ERR. Polling rings (no kick descriptor) are not supported.
     func setVringFile(_ request: VhostUserRequest, _ file: VhostUserVringFile, fd: FileDescriptor?) throws {
         let i = try queue(UInt32(file.index))
-        let notifier: EventNotifier?
+        let notifier: Doorbell?
         if let fd {
             do {
-                notifier = try EventNotifier(adopting: fd)
+                notifier = try Doorbell(adopting: fd)
             } catch {
                 throw Violation("\(request) descriptor is not usable: \(error)")
             }
@@ -79,7 +84,10 @@ extension BackEndSession {
             notifier = nil
         }
         let wasRunning = vrings[i].worker != nil
-        if wasRunning { vrings[i].base = stopQueue(i) }
+        if wasRunning {
+            vrings[i].base = stopQueue(i)
+            vrings[i].restarting = true   // its new start is logged at debug, not as a start
+        }
         switch request {
         case .setVringKick:
             guard let notifier else { throw Violation("SET_VRING_KICK without a descriptor: polling is not supported") }
@@ -96,7 +104,10 @@ extension BackEndSession {
     func setVringEnable(_ state: VhostUserVringState) throws {
         let i = try queue(state.index)
         vrings[i].enabled = state.num == 1
-        if !vrings[i].enabled, vrings[i].worker != nil { vrings[i].base = stopQueue(i) }
+        if !vrings[i].enabled, vrings[i].worker != nil {
+            vrings[i].base = stopQueue(i)
+            log(.info, .queueStopped, "queue \(i) stopped (SET_VRING_ENABLE 0) at \(vrings[i].base)")
+        }
         try startReadyQueues()
         if vrings[i].enabled { noteIfHeldBack(i) }
     }
@@ -147,7 +158,10 @@ extension BackEndSession {
         }
         if started {
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
-            log("queue \(i) started: \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
+            let restart = vrings[i].restarting
+            vrings[i].restarting = false
+            log(restart ? .debug : .info, .queueStarted,
+                "queue \(i) \(restart ? "restarted with a new descriptor" : "started"): \(packed ? "packed" : "split"), size \(v.size!), \(mode)")
         }
     }
 
@@ -287,7 +301,7 @@ extension BackEndSession {
             let unchanged = zip(now, vrings[i].iovaRingAreas).allSatisfy { $0.host != 0 && $0.host == $1.host }
             guard !unchanged else { continue }
             vrings[i].base = stopQueue(i)
-            log("queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
+            log(.warning, .queueStopped, "queue \(i) stopped: an IOTLB change moved or removed its ring areas (GHT-LIFE-02)")
         }
     }
 
@@ -312,9 +326,9 @@ extension BackEndSession {
 
     /// A queue broke (on its worker thread): report it, signal the error doorbell, and owe the
     /// driver a configuration-change notification (STAT-DEV-03, GHT-BRK-05).
-    func queueBroke(_ i: Int, _ error: VirtqueueError, err: EventNotifier?) {
+    func queueBroke(_ i: Int, _ error: VirtqueueError, err: Doorbell?) {
         report.withLock { $0.brokenQueues[i] = error }
-        log("queue \(i) broke: \(error)")
+        log(.error, .queueBroken, "queue \(i) broke: \(error)")
         if case .memoryFault(let fault) = error, fault.kind == .memoryLost {
             // GHT-LIFE-03: the front-end truncated shared memory; the session ends.
             report.withLock { $0.memoryLost = true }
@@ -322,7 +336,7 @@ extension BackEndSession {
         }
         try? err?.signal()
         if status.status.contains(.driverOK), let bytes = try? VhostUserCodec.encode(.configChange) {
-            sendOnBackendChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
+            sendOnBackEndChannel([bytes])   // GHT-LIVE-01: never waits for the front-end
         }
     }
 }

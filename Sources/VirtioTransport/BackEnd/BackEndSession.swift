@@ -1,9 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// One front-end connection: the vhost-user back-end state machine (QEMU
 /// docs/interop/vhost-user.rst, Spec/vhost-user.md) serving one device.
@@ -25,6 +24,10 @@ final class BackEndSession: @unchecked Sendable {
     var offeredFeatures: VirtioFeatures
     var ackedFeatures: VirtioFeatures?
     var protocolFeatures: VhostUserProtocolFeatures = []
+    /// The protocol features offered to this front-end (GHT-EMB-01).
+    let offeredProtocolFeatures: VhostUserProtocolFeatures
+    /// Where this session logs (GHT-EMB-05).
+    let logger: BackEndLogger
     var regions: [MappedMemoryRegion] = []
     var vrings: [Vring]
     var grants: GrantState?
@@ -33,8 +36,9 @@ final class BackEndSession: @unchecked Sendable {
     /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
     let peerMemory = Locked<[any TruncationGuarded]>([])
     let report: Locked<SessionReport>
-    /// When the connection was accepted (set-up bounds count from here).
-    let connectedAt = ContinuousClock.now
+    /// When the connection was accepted, in ``SystemClock/monotonic`` nanoseconds (set-up
+    /// bounds count from here).
+    let connectedAt = SystemClock.monotonic.nanoseconds
     /// Whether a queue of this session was ever started (GHT-LIM-42).
     var queueEverStarted = false
     /// Why the session ends, when another thread or a timed-out reply decided it.
@@ -46,12 +50,14 @@ final class BackEndSession: @unchecked Sendable {
         var address: VhostUserVringAddress?
         /// SET_VRING_BASE as received (split: 16 bits; packed: both positions, GHT-PKD-08).
         var base: UInt32 = 0
-        var kick: EventNotifier?
-        var call: EventNotifier?
-        var err: EventNotifier?
+        var kick: Doorbell?
+        var call: Doorbell?
+        var err: Doorbell?
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
+        /// Stopped to take a new kick, call or err descriptor: its next start is a restart.
+        var restarting = false
         var worker: QueueWorker?
         var keepAlive: [AnyObject] = []
         var iotlb: GrantIOTLB?
@@ -84,12 +90,17 @@ final class BackEndSession: @unchecked Sendable {
         self.configuration = configuration
         // FEAT-DEV-01: a device-type feature whose prerequisites the device does not offer is not offered.
         offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).closure(requirements: device.featureRequirements)
-            .union(BackEndConfiguration.transportFeatures).union(.vhostUserProtocolFeatures)
+            .union(configuration.offeredTransportFeatures).union(.vhostUserProtocolFeatures)
+        offeredProtocolFeatures = configuration.offeredProtocolFeatures(for: device)
+        logger = BackEndLogger(configuration, session: id)
         vrings = Array(repeating: Vring(), count: device.queueCount)
         report = Locked(SessionReport(id: id))
     }
 
-    func log(_ message: String) { configuration.log?("session \(id): \(message)") }
+    /// Logs `message` about this session at `level` (GHT-EMB-05); not built when not written.
+    func log(_ level: LogLevel, _ event: LogEvent, _ message: @autoclosure () -> String) {
+        logger(level, event, message())
+    }
 
     /// Serves the connection until the front-end closes it, breaks the protocol or exceeds a
     /// bound (set-up, a message, a reply: GHT-LIM-42, GHT-LIM-43, GHT-LIVE-02).
@@ -126,20 +137,40 @@ final class BackEndSession: @unchecked Sendable {
         // An end forced from another thread (a doorbell that hung up) shut the socket down; it
         // is the reason, not the end of stream that followed.
         let reason = forcedEnd.withLock { $0 } ?? end
+        // The counters of the queues' translators, taken before teardown drops them.
+        let faults = currentReport.faults
         teardown()
         report.withLock { $0.end = reason }
-        log("\(reason)")
+        logEnd(reason, faults: faults)
         return reason
+    }
+
+    /// GHT-EMB-06, GHT-EMB-08: the end of a session is logged with its reason, at info when the
+    /// front-end closed the connection and at warning when the back-end closed it; translation
+    /// faults the session's queues met are logged at warning, lost memory at error.
+    private func logEnd(_ reason: SessionEnd, faults: [TranslationFault.Kind: UInt64]) {
+        if !faults.isEmpty {
+            let counts = faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key) \($0.value)" }
+            log(.warning, .fault, "translation faults: \(counts.joined(separator: ", "))")
+        }
+        if report.withLock({ $0.memoryLost }) {
+            log(.error, .fault, "the front-end shrank shared memory under the back-end's mapping (GHT-LIFE-03)")
+        }
+        if case .disconnected = reason {
+            log(.info, .sessionEnded, "ended: \(reason)")
+        } else {
+            log(.warning, .sessionEnded, "ended: \(reason)")
+        }
     }
 
     /// The set-up milestone the connection has not reached yet, with its deadline: SET_OWNER,
     /// then (when bounded) a started queue (GHT-LIM-42).
     private var pendingSetupDeadline: (deadline: Timeout, what: String)? {
         if !owned, let ms = configuration.setupTimeoutMilliseconds {
-            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no SET_OWNER within \(ms) ms")
+            return (Timeout(milliseconds: ms, after: connectedAt), "no SET_OWNER within \(ms) ms")
         }
         if !queueEverStarted, let ms = configuration.queueStartTimeoutMilliseconds {
-            return (Timeout(deadline: connectedAt.advanced(by: .milliseconds(ms))), "no queue started within \(ms) ms")
+            return (Timeout(milliseconds: ms, after: connectedAt), "no queue started within \(ms) ms")
         }
         return nil
     }
@@ -210,7 +241,7 @@ final class BackEndSession: @unchecked Sendable {
     func send(_ reply: VhostUserReply) throws {
         do {
             try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
-        } catch let error as SystemError where error.errno == ETIMEDOUT {
+        } catch let error as SystemError where error.isTimedOut {
             forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
             throw error
         }
@@ -221,7 +252,7 @@ final class BackEndSession: @unchecked Sendable {
     /// message that does not fit in the socket buffer at once is dropped, counted, and the
     /// channel closed (part of it may be out, and the front-end is not listening anyway). The
     /// lock only orders the senders; no one waits for the peer while holding it.
-    func sendOnBackendChannel(_ messages: [[UInt8]]) {
+    func sendOnBackEndChannel(_ messages: [[UInt8]]) {
         guard !messages.isEmpty else { return }
         var dropped = 0
         backendChannel.withLock { channel in
@@ -242,7 +273,7 @@ final class BackEndSession: @unchecked Sendable {
         }
         if dropped > 0 {
             report.withLock { $0.backendMessagesDropped += UInt64(dropped) }
-            log("back-end channel not read: \(dropped) message(s) dropped, channel closed")
+            log(.warning, .control, "back-end channel not read: \(dropped) message(s) dropped, channel closed")
         }
     }
 

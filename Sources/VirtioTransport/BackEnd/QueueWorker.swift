@@ -1,5 +1,6 @@
 import Synchronization
 import VirtioCore
+import VirtioSystem
 
 /// Live counters of one queue worker, readable from any thread.
 public final class QueueStatistics: Sendable {
@@ -28,7 +29,7 @@ public final class QueueStatistics: Sendable {
 final class QueueWorker: @unchecked Sendable {
     let index: Int
     let statistics = QueueStatistics()
-    private let wake: EventNotifier
+    private let wake: Doorbell
     private let control = Control()
     private var thread: WorkerThread?
 
@@ -49,7 +50,7 @@ final class QueueWorker: @unchecked Sendable {
     ///   - onKickLost: called once, on the worker thread, when the kick descriptor hangs up or
     ///     fails with nothing to read; the worker stops watching it instead of spinning
     ///     (GHT-LIVE-05) and waits to be stopped.
-    init<Queue: DeviceQueue & ~Copyable>(processor: consuming QueueProcessor<Queue>, kick: EventNotifier, call: EventNotifier?,
+    init<Queue: DeviceQueue & ~Copyable>(processor: consuming QueueProcessor<Queue>, kick: Doorbell, call: Doorbell?,
                              batchLimit: Int = 64,
                              startThread: (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
                                  try WorkerThread.start(name: name, body)
@@ -57,7 +58,7 @@ final class QueueWorker: @unchecked Sendable {
                              onBroken: @escaping @Sendable (VirtqueueError) -> Void,
                              onKickLost: @escaping @Sendable () -> Void = {}) throws(SystemError) {
         index = processor.index
-        wake = try EventNotifier()
+        wake = try Doorbell()
         let poller = try Poller()
         try poller.add(kick.fd, token: 0)
         try poller.add(wake.fd, token: 1)
@@ -87,7 +88,7 @@ final class QueueWorker: @unchecked Sendable {
                         onBroken(error)
                     }
                 }
-                statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+                statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
                 if control.stopping.load(ordering: .acquiring) { break }
                 _ = try? poller.wait(timeoutMilliseconds: -1, into: &events)
                 for event in events {
@@ -106,7 +107,7 @@ final class QueueWorker: @unchecked Sendable {
                 }
             }
             control.finalState.withLock { $0 = processor.queue.state }
-            statistics.cpuNanoseconds.store(threadCPUNanoseconds(), ordering: .relaxed)
+            statistics.cpuNanoseconds.store(SystemClock.threadCPUTime.nanoseconds, ordering: .relaxed)
         }
     }
 
@@ -135,15 +136,4 @@ private final class ProcessorBox<Queue: DeviceQueue & ~Copyable>: @unchecked Sen
     private var processor: QueueProcessor<Queue>?
     init(_ processor: consuming QueueProcessor<Queue>) { self.processor = consume processor }
     func take() -> QueueProcessor<Queue> { processor.take()! }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
-public func threadCPUNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSystem
 
 /// One queue of a session, driven from its worker thread: pops a batch of chains, resolves each
 /// through the queue's translator, hands the batch to the device, adds the used entries,

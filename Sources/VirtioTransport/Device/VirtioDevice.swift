@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSystem
 
 /// The device side an embedder implements: a back-end serves one instance to each front-end
 /// that connects (DESIGN §4).
@@ -20,8 +21,22 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// The largest size of each queue (a power of 2 up to 32768).
     var maxQueueSize: Int { get }
 
-    /// The device configuration space, as the driver reads it (little-endian fields, §2.5).
+    /// The device configuration space as one image, as the driver reads it (little-endian
+    /// fields, VIRTIO 1.2 §2.5). The default: empty, a device type without a configuration
+    /// space (virtio-rng, §5.4.4).
     func readConfig() -> [UInt8]
+    /// The size of the configuration space in bytes; 0 for a device without one, whose
+    /// back-end then does not offer vhost-user's CONFIG protocol feature (GHT-EMB-01). The
+    /// default: the size of ``readConfig()``'s image.
+    var configurationSize: Int { get }
+    /// `count` bytes of the configuration space at `offset`: what vhost-user's GET_CONFIG asks
+    /// (vhost-user.rst "Virtio device config space"; VIRTIO 1.2 §4.2.2, §2.5). The window comes
+    /// from the front-end: it is at most 256 bytes inside the first 256 (GHT-VU-13), nothing
+    /// more. A refusal is answered as GET_CONFIG's error (a reply of size 0) and logged; the
+    /// session goes on (GHT-EMB-03). The default serves ``readConfig()``'s image through
+    /// ``ConfigurationSpace/read(offset:count:)``; a device whose space is large or computed
+    /// per field answers windows itself, and must return exactly `count` bytes.
+    func readConfig(offset: Int, count: Int) throws(ConfigurationSpaceError) -> [UInt8]
     /// A driver write to the configuration space; `false` refuses it.
     func writeConfig(offset: Int, bytes: [UInt8]) -> Bool
     /// The driver accepted `features` (FEATURES_OK); `false` refuses the set (FEAT-DEV-02).
@@ -50,9 +65,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use
 /// (``VirtioDevice/readyBuffers(queue:)``): a frame arrived for a receive queue.
 public final class QueueDoorbell: Sendable {
-    private let notifier: EventNotifier
+    private let notifier: Doorbell
 
-    init(_ notifier: EventNotifier) { self.notifier = notifier }
+    init(_ notifier: Doorbell) { self.notifier = notifier }
 
     /// Rings the doorbell; any thread, any number of times (rings coalesce).
     public func ring() { try? notifier.signal() }
@@ -64,6 +79,11 @@ extension VirtioDevice {
     public func queueStopped(_ queue: Int) {}
     public func queueIdle(_ queue: Int) {}
     public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
+    public func readConfig() -> [UInt8] { [] }
+    public var configurationSize: Int { readConfig().count }
+    public func readConfig(offset: Int, count: Int) throws(ConfigurationSpaceError) -> [UInt8] {
+        try ConfigurationSpace(readConfig()).read(offset: offset, count: count)
+    }
     public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { false }
     public func acceptFeatures(_ features: VirtioFeatures) -> Bool { true }
 }

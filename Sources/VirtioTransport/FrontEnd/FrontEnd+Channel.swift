@@ -1,8 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 extension FrontEnd {
     /// Sends `message` and waits for its reply, if it has one; with REPLY_ACK negotiated every
@@ -23,7 +22,7 @@ extension FrontEnd {
         let timeout = configuration.timeoutMilliseconds
         do {
             try channel.send(bytes, fds: fds, timeoutMilliseconds: timeout > 0 ? timeout : -1)
-        } catch where error.errno == ETIMEDOUT {
+        } catch where error.isTimedOut {
             abandon()   // part of the message may be out: the stream has lost its framing
             throw .timedOut("sending \(request)")
         } catch {

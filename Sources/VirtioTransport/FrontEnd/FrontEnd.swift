@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// A vhost-user front-end in Swift: the driver side of a device served by a back-end in
 /// another process (QEMU's role, for our own back-end).
@@ -88,9 +90,11 @@ public final class FrontEnd: @unchecked Sendable {
         let offered = try features(of: .getFeatures)
         guard offered.contains(.vhostUserProtocolFeatures) else { throw .negotiation("the back-end offers no protocol features") }
         guard case .protocolFeatures(let protocolOffered) = try request(.getProtocolFeatures) else { throw .protocolViolation("GET_PROTOCOL_FEATURES") }
-        var wanted: VhostUserProtocolFeatures = [.replyAck, .status, .config]
+        var wanted: VhostUserProtocolFeatures = [.replyAck, .status]
         if configuration.mode == .grants { wanted.insert(.grantTable) }
         guard protocolOffered.isSuperset(of: wanted) else { throw .negotiation("missing protocol features \(wanted.subtracting(protocolOffered))") }
+        // CONFIG only when offered: a device without a configuration space has none (GHT-EMB-01).
+        if protocolOffered.contains(.config) { wanted.insert(.config) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
@@ -180,6 +184,7 @@ public final class FrontEnd: @unchecked Sendable {
 
     /// The device configuration space (GET_CONFIG).
     public func readConfig(size: Int) throws(FrontEndError) -> [UInt8] {
+        guard protocolFeatures.contains(.config) else { throw .negotiation("the device has no configuration space (CONFIG not offered)") }
         guard case .config(let c) = try request(.getConfig(.request(offset: 0, size: size))) else { throw .protocolViolation("GET_CONFIG") }
         return c.data
     }

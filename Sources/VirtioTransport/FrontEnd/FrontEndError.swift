@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// Why a front-end operation failed.
 public enum FrontEndError: Error, Equatable, CustomStringConvertible {

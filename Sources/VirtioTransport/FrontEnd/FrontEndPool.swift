@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// The memory a front-end shares with its one back-end (Spec/hostile-peers.md §5): two memfds
 /// of its own, never shared with another connection (GHT-HBE-01).

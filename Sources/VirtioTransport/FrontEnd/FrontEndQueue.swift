@@ -1,5 +1,7 @@
 import VirtioCore
 import VirtioGrants
+import VirtioSystem
+import VhostUser
 
 /// A completed request: its token and the bytes the device wrote.
 public struct Completion: Sendable {
@@ -26,7 +28,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     let replyPages: Int
     let descriptors: PoolRun, avail: PoolRun, used: PoolRun, tables: PoolRun
     let requests: PoolRun, replies: PoolRun
-    let kick: EventNotifier, call: EventNotifier, err: EventNotifier
+    let kick: Doorbell, call: Doorbell, err: Doorbell
     /// Waits on the call and error doorbells and the control socket (whose closing is the
     /// back-end's death).
     let poller: Poller
@@ -82,9 +84,9 @@ public final class FrontEndQueue: @unchecked Sendable {
         requests = try frontEnd.allocate(pages: slots * requestPages, readOnly: true)
         replies = try frontEnd.allocate(pages: slots * replyPages, readOnly: false)
         do {
-            kick = try EventNotifier()
-            call = try EventNotifier()
-            err = try EventNotifier()
+            kick = try Doorbell()
+            call = try Doorbell()
+            err = try Doorbell()
             poller = try Poller()
             try poller.add(call.fd, token: 0)
             try poller.add(err.fd, token: 1)
