@@ -44,7 +44,10 @@ public struct XprocBenchmark: Sendable {
         let backEnd: BackEnd
         do {
             let size = queueSize
-            backEnd = try BackEnd(socketPath: socket) { EchoDevice(queueCount: 1, maxQueueSize: size) }
+            // Only warnings and errors: a benchmark's output is its JSON lines.
+            var configuration = BackEndConfiguration()
+            configuration.logLevel = .warning
+            backEnd = try BackEnd(socketPath: socket, configuration: configuration) { EchoDevice(queueCount: 1, maxQueueSize: size) }
         } catch {
             return fail("cannot listen: \(error)")
         }

@@ -56,7 +56,7 @@ public struct ChainResolver: Sendable {
     }
 }
 
-/// A position in a run of resolved fragments, stepped over piece by piece: what the fragment
+/// A position in a run of resolved fragments, stepped over fragment by fragment: what the fragment
 /// reader and writer share.
 @usableFromInline
 struct FragmentCursor {
@@ -74,34 +74,34 @@ struct FragmentCursor {
     /// The bytes of the fragments in the range.
     var total: Int { fragments[index..<end].reduce(0) { $0 + $1.count } }
 
-    /// The pieces of the next `count` bytes (at most `maxPieces` of them), not stepped over:
+    /// The fragments of the next `count` bytes (at most `maxFragments` of them), not stepped over:
     /// what a vectored system call is given.
-    func peek(upTo count: Int, maxPieces: Int) -> [HostRange] {
+    func peek(upTo count: Int, maxFragments: Int) -> [HostRange] {
         var lookahead = self
-        var pieces: [HostRange] = []
-        _ = lookahead.advance(upTo: count) { piece, _ in
-            guard pieces.count < maxPieces else { return 0 }
-            pieces.append(piece)
-            return piece.count
+        var parts: [HostRange] = []
+        _ = lookahead.advance(upTo: count) { part, _ in
+            guard parts.count < maxFragments else { return 0 }
+            parts.append(part)
+            return part.count
         }
-        return pieces
+        return parts
     }
 
-    /// Steps over up to `count` bytes: `body` gets each piece (the rest of the current fragment,
+    /// Steps over up to `count` bytes: `body` gets each fragment (the rest of the current fragment,
     /// at most what is still wanted) and the bytes done before it, and returns how many of the
-    /// piece it used; a piece used in part ends the walk. Returns the bytes stepped over.
-    mutating func advance(upTo count: Int, _ body: (_ piece: HostRange, _ done: Int) -> Int) -> Int {
+    /// fragment it used; a fragment used in part ends the walk. Returns the bytes stepped over.
+    mutating func advance(upTo count: Int, _ body: (_ part: HostRange, _ done: Int) -> Int) -> Int {
         var done = 0
         while done < count && index < end {
             let fragment = fragments[index]
-            let piece = fragment.slice(offset: offset, length: min(fragment.count - offset, count - done))
-            let n = body(piece, done)
+            let part = fragment.slice(offset: offset, length: min(fragment.count - offset, count - done))
+            let n = body(part, done)
             done += n
             offset += n
             if offset == fragment.count {
                 index += 1
                 offset = 0
-            } else if n < piece.count {
+            } else if n < part.count {
                 break
             }
         }
@@ -127,8 +127,8 @@ public struct FragmentReader {
 
     /// Copies up to `buffer.count` bytes into `buffer`; returns how many.
     public mutating func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        let n = cursor.advance(upTo: buffer.count) { piece, done in
-            piece.copyBytes(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+        let n = cursor.advance(upTo: buffer.count) { part, done in
+            part.copyBytes(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
         }
         bytesRead += n
         return n
@@ -152,32 +152,32 @@ public struct FragmentReader {
         return T(littleEndian: value)
     }
 
-    /// Hands up to `count` readable bytes to `body` piece by piece, each piece one contiguous
+    /// Hands up to `count` readable bytes to `body` fragment by fragment, each fragment one contiguous
     /// host range valid only during the call; `body` returns how many bytes of it it used, and
-    /// a piece used in part ends the walk. For devices that move payload with a system call
+    /// a fragment used in part ends the walk. For devices that move payload with a system call
     /// (a block device's `pwrite`) instead of a copy. Returns the bytes consumed.
     @discardableResult
     public mutating func consume(upTo count: Int, _ body: (UnsafeRawBufferPointer) -> Int) -> Int {
-        let n = cursor.advance(upTo: count) { piece, _ in piece.withUnsafeBytes { body($0) } }
+        let n = cursor.advance(upTo: count) { part, _ in part.withUnsafeBytes { body($0) } }
         bytesRead += n
         return n
     }
 
-    /// Hands up to `count` readable bytes to `body` as one list of at most `maxPieces` pieces
+    /// Hands up to `count` readable bytes to `body` as one list of at most `maxFragments` fragments
     /// (contiguous host ranges, valid only during the call), for a vectored system call
     /// (`pwritev`); `body` returns how many bytes it used, from the start, and the reader
     /// advances by that. Returns the bytes consumed.
     @discardableResult
-    public mutating func consumeVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeRawBufferPointer]) -> Int) -> Int {
-        let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
+    public mutating func consumeVectored(upTo count: Int, maxFragments: Int = 1024, _ body: ([UnsafeRawBufferPointer]) -> Int) -> Int {
+        let parts = cursor.peek(upTo: count, maxFragments: maxFragments)
         // The pointers live only inside the scoped accessor: none is made outside a closure.
-        return skip(HostRange.withUnsafeBytes(of: pieces, body))
+        return skip(HostRange.withUnsafeBytes(of: parts, body))
     }
 
     /// Skips up to `count` bytes; returns how many.
     @discardableResult
     public mutating func skip(_ count: Int) -> Int {
-        let n = cursor.advance(upTo: count) { piece, _ in piece.count }
+        let n = cursor.advance(upTo: count) { part, _ in part.count }
         bytesRead += n
         return n
     }
@@ -206,8 +206,8 @@ public struct FragmentWriter {
     /// Copies up to `bytes.count` bytes; returns how many.
     @discardableResult
     public mutating func write(_ bytes: UnsafeRawBufferPointer) -> Int {
-        let n = cursor.advance(upTo: bytes.count) { piece, done in
-            piece.copyBytes(from: UnsafeRawBufferPointer(rebasing: bytes[done...]))
+        let n = cursor.advance(upTo: bytes.count) { part, done in
+            part.copyBytes(from: UnsafeRawBufferPointer(rebasing: bytes[done...]))
         }
         bytesWritten += n
         return n
@@ -217,31 +217,31 @@ public struct FragmentWriter {
     /// intermediate buffer (a device that forwards payload: echo, loopback); returns how many.
     @discardableResult
     public mutating func transfer(from reader: inout FragmentReader, count: Int = .max) -> Int {
-        let n = cursor.advance(upTo: min(count, reader.remaining)) { piece, _ in
-            piece.withUnsafeMutableBytes { reader.read(into: $0) }
+        let n = cursor.advance(upTo: min(count, reader.remaining)) { part, _ in
+            part.withUnsafeMutableBytes { reader.read(into: $0) }
         }
         bytesWritten += n
         return n
     }
 
-    /// Offers up to `count` writable bytes to `body` piece by piece, each piece one contiguous
+    /// Offers up to `count` writable bytes to `body` fragment by fragment, each fragment one contiguous
     /// host range valid only during the call; `body` returns how many bytes it filled, and a
-    /// piece filled in part ends the walk. For devices that fill buffers with a system call (a
+    /// fragment filled in part ends the walk. For devices that fill buffers with a system call (a
     /// block device's `pread`). Returns the bytes produced, which count as written.
     @discardableResult
     public mutating func produce(upTo count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
-        let n = cursor.advance(upTo: count) { piece, _ in piece.withUnsafeMutableBytes { body($0) } }
+        let n = cursor.advance(upTo: count) { part, _ in part.withUnsafeMutableBytes { body($0) } }
         bytesWritten += n
         return n
     }
 
-    /// Offers up to `count` writable bytes to `body` as one list of at most `maxPieces` pieces
+    /// Offers up to `count` writable bytes to `body` as one list of at most `maxFragments` fragments
     /// (valid only during the call), for a vectored system call (`preadv`); `body` returns how
     /// many bytes it filled, from the start, and they count as written. Returns that.
     @discardableResult
-    public mutating func produceVectored(upTo count: Int, maxPieces: Int = 1024, _ body: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
-        let pieces = cursor.peek(upTo: count, maxPieces: maxPieces)
-        let n = cursor.advance(upTo: HostRange.withUnsafeMutableBytes(of: pieces, body)) { piece, _ in piece.count }
+    public mutating func produceVectored(upTo count: Int, maxFragments: Int = 1024, _ body: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
+        let parts = cursor.peek(upTo: count, maxFragments: maxFragments)
+        let n = cursor.advance(upTo: HostRange.withUnsafeMutableBytes(of: parts, body)) { part, _ in part.count }
         bytesWritten += n
         return n
     }
@@ -249,9 +249,9 @@ public struct FragmentWriter {
     /// Writes `count` zero bytes (or as many as fit); returns how many.
     @discardableResult
     public mutating func writeZeros(_ count: Int) -> Int {
-        produce(upTo: count) { piece in
-            piece.initializeMemory(as: UInt8.self, repeating: 0)
-            return piece.count
+        produce(upTo: count) { part in
+            part.initializeMemory(as: UInt8.self, repeating: 0)
+            return part.count
         }
     }
 

@@ -62,9 +62,9 @@ public final class ChecksumEchoDevice: VirtioDevice {
                 var hash = Self.checksumSeed
                 while reader.remaining > 0 {
                     let n = reader.read(into: chunk)
-                    let piece = UnsafeRawBufferPointer(rebasing: chunk[..<n])
-                    hash = Self.checksum(piece, from: hash)
-                    echo.write(piece)
+                    let part = UnsafeRawBufferPointer(rebasing: chunk[..<n])
+                    hash = Self.checksum(part, from: hash)
+                    echo.write(part)
                 }
                 var head = batch.writer(i)
                 try? head.write(hash)

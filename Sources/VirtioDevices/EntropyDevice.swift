@@ -45,11 +45,11 @@ public final class EntropyDevice: VirtioDevice {
         for i in 0..<batch.count {
             var writer = batch.writer(i)
             var ok = true
-            // A piece the source cannot fill ends the walk: the request completes with what
+            // A fragment the source cannot fill ends the walk: the request completes with what
             // was filled before it (§5.4.6: the used length is what the device wrote).
-            _ = writer.produce(upTo: writer.capacity) { piece in
-                ok = source(piece)
-                return ok ? piece.count : 0
+            _ = writer.produce(upTo: writer.capacity) { part in
+                ok = source(part)
+                return ok ? part.count : 0
             }
             if !ok { failed.add(1, ordering: .relaxed) }
             total += writer.bytesWritten

@@ -140,8 +140,8 @@ extension VsockTable {
         if c.pendingOutbound == 0 {
             let socket = c.socket
             var failed = false
-            sent = reader.consume(upTo: length) { piece in
-                do { return try socket.sendAvailable(piece) } catch {
+            sent = reader.consume(upTo: length) { part in
+                do { return try socket.sendAvailable(part) } catch {
                     failed = true
                     return 0
                 }

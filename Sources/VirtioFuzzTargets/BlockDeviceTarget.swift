@@ -60,7 +60,7 @@ public enum BlockDeviceTarget {
                 fragments.append(region.range.slice(offset: at, length: length))
                 at += length
             }
-            var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<writableStart, writableStart..<fragments.count)])
+            var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<writableStart, writableStart..<fragments.count)])
             device.process(queue: 0, batch: &batch)
             let used = Int(batch.usedLength(0))
             let reply = region.read(at: 0x8000, count: capacity)
@@ -82,7 +82,7 @@ public enum BlockDeviceTarget {
         }
     }
 
-    /// Fragment lengths adding up to `total`: up to six pieces cut at fuzzed points.
+    /// Fragment lengths adding up to `total`: up to six fragments cut at fuzzed points.
     static func splits(_ input: inout FuzzInput, total: Int) -> [Int] {
         var cuts = (0..<Int(input.byte() % 6)).map { _ in total == 0 ? 0 : Int(input.integer(UInt16.self)) % (total + 1) }
         cuts.sort()

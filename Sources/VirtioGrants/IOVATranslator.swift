@@ -15,7 +15,7 @@ public final class IOVACache: @unchecked Sendable {
         @usableFromInline var host: UInt      // host address of the page's first byte
         @usableFromInline var permissions: UInt8
         /// Bytes of the mapping from the page start (at most the page).
-        @usableFromInline var span: UInt32
+        @usableFromInline var extent: UInt32
     }
 
     public init(space: IOVASpace, capacity: Int = 256) {
@@ -24,7 +24,7 @@ public final class IOVACache: @unchecked Sendable {
         self.space = space
         self.capacity = size
         entries = .allocate(capacity: size)
-        entries.initialize(repeating: Entry(tag: 0, generation: 0, host: 0, permissions: 0, span: 0), count: size)
+        entries.initialize(repeating: Entry(tag: 0, generation: 0, host: 0, permissions: 0, extent: 0), count: size)
         counters = .allocate(capacity: 3)
         counters.initialize(repeating: 0, count: 3)
     }
@@ -66,7 +66,7 @@ public struct IOVATranslator: MemoryTranslator, @unchecked Sendable {
         let e = entries[Int(truncatingIfNeeded: page & mask)]
         let offset = UInt32(truncatingIfNeeded: address & 0xFFF)
         if _fastPath(e.tag == page &+ 1 && e.permissions & access.rawValue != 0 && length >= 0
-                     && UInt64(length) <= UInt64(e.span &- min(offset, e.span))
+                     && UInt64(length) <= UInt64(e.extent &- min(offset, e.extent))
                      && e.generation == cache._withUnsafeGuaranteedRef({ $0.space.generation })) {
             counters[0] &+= 1
             return .success(HostRange(unsafeAddress: e.host &+ UInt(offset), count: length))
@@ -90,9 +90,9 @@ public struct IOVATranslator: MemoryTranslator, @unchecked Sendable {
         let pageStart = address & ~0xFFF
         let offset = address - pageStart
         if found.available >= 1 && offset < 4096 {
-            let span = UInt32(min(UInt64(4096), offset &+ found.available))
+            let extent = UInt32(min(UInt64(4096), offset &+ found.available))
             let e = IOVACache.Entry(tag: (address >> 12) &+ 1, generation: generation, host: found.host &- UInt(offset),
-                                    permissions: access.rawValue, span: span)
+                                    permissions: access.rawValue, extent: extent)
             // Only the permission just proven is cached; the other is looked up on demand.
             entries[Int(truncatingIfNeeded: (address >> 12) & mask)] = e
         }

@@ -42,12 +42,12 @@ public final class StorageFile: Sendable {
     public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
         let raw = fd.rawValue
         return try Self.repeatVectored(count) { done, failure in
-            writer.produceVectored(upTo: count - done) { pieces in
-                let got = Self.vectored("preadv", pieces, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+            writer.produceVectored(upTo: count - done) { parts in
+                let got = Self.vectored("preadv", parts, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
                 guard got == 0, failure == nil else { return got }
                 // End of file: the rest of what was offered reads as zeros.
-                for piece in pieces { piece.initializeMemory(as: UInt8.self, repeating: 0) }
-                return pieces.reduce(0) { $0 + $1.count }
+                for part in parts { part.initializeMemory(as: UInt8.self, repeating: 0) }
+                return parts.reduce(0) { $0 + $1.count }
             }
         }
     }
@@ -60,8 +60,8 @@ public final class StorageFile: Sendable {
     public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
         let raw = fd.rawValue
         return try Self.repeatVectored(count) { done, failure in
-            reader.consumeVectored(upTo: count - done) { pieces in
-                let mutable = pieces.map { UnsafeMutableRawBufferPointer(mutating: $0) }
+            reader.consumeVectored(upTo: count - done) { parts in
+                let mutable = parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }
                 return Self.vectored("pwritev", mutable, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
             }
         }
@@ -81,11 +81,11 @@ public final class StorageFile: Sendable {
         return done
     }
 
-    /// One vectored call over `pieces` through the syscall seam; 0 and `failure` set on error.
-    private static func vectored(_ operation: StaticString, _ pieces: [UnsafeMutableRawBufferPointer], failure: inout SystemError?,
+    /// One vectored call over `fragments` through the syscall seam; 0 and `failure` set on error.
+    private static func vectored(_ operation: StaticString, _ parts: [UnsafeMutableRawBufferPointer], failure: inout SystemError?,
                                  _ call: (UnsafePointer<iovec>, Int32) -> Int) -> Int {
-        guard !pieces.isEmpty else { return 0 }
-        let vectors = pieces.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        guard !parts.isEmpty else { return 0 }
+        let vectors = parts.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         do throws(SystemError) {
             return try vectors.withUnsafeBufferPointer { v in
                 Result { () throws(SystemError) in try valueOrErrno(operation) { call(v.baseAddress!, Int32(v.count)) } }

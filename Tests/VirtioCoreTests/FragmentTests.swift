@@ -69,7 +69,7 @@ struct FragmentTests {
         }
     }
 
-    @Test("GHT-CHN-02, GHT-CHN-03: the vectored reader and writer hand the fragments' pieces in order, bounded by count and maxPieces, and advance by what was used")
+    @Test("GHT-CHN-02, GHT-CHN-03: the vectored reader and writer hand the fragments in order, bounded by count and maxFragments, and advance by what was used")
     func vectored() throws {
         let region = GuestMemoryRegion(size: 8 * 4096)
         let all = [100, 300, 50, 200, 70].enumerated().map { region.range.slice(offset: $0.offset * 4096, length: $0.element) }
@@ -78,7 +78,7 @@ struct FragmentTests {
         var reader = FragmentReader(all, 0..<2)
         var seen: [[UInt8]] = []
         // 250 bytes in at most 2 pieces: the first fragment and 150 of the second; 120 used.
-        let used = reader.consumeVectored(upTo: 250, maxPieces: 2) { pieces in
+        let used = reader.consumeVectored(upTo: 250, maxFragments: 2) { pieces in
             seen = pieces.map { Array($0) }
             return 120
         }

@@ -25,7 +25,7 @@ struct ChecksumEchoDeviceTests {
         let request = region.range.slice(offset: 0, length: 100)
         let small = region.range.slice(offset: 0x1000, length: 20)
         let tiny = region.range.slice(offset: 0x2000, length: 7)
-        var batch = RequestBatch.testing(fragments: [request, small, request, tiny], spans: [(0..<1, 1..<2), (2..<3, 3..<4)])
+        var batch = RequestBatch.testing(fragments: [request, small, request, tiny], requests: [(0..<1, 1..<2), (2..<3, 3..<4)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 20)
         #expect(batch.usedLength(1) == 0)
@@ -47,7 +47,7 @@ struct EchoDeviceTests {
                          region.range.slice(offset: 0x1000, length: 50), region.range.slice(offset: 0x2000, length: 130),
                          region.range.slice(offset: 0x3000, length: 500),
                          region.range.slice(offset: 0, length: 300), region.range.slice(offset: 0x4000, length: 16)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<2, 2..<5), (5..<6, 6..<7)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<2, 2..<5), (5..<6, 6..<7)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 300)
         #expect(region.read(at: 0x1000, count: 50) + region.read(at: 0x2000, count: 130) + region.read(at: 0x3000, count: 120) == bytes)

@@ -41,7 +41,7 @@ struct DeviceAllocationTests {
         let region = GuestMemoryRegion(size: 2 * Self.mebibyte)
         region.write(Array(repeating: 0x5A, count: Self.mebibyte), at: 0)
         let reply = region.range.slice(offset: Self.mebibyte, length: 64)
-        var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: [reply]), spans: [(0..<Self.repeats, Self.repeats..<Self.repeats + 1)])
+        var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: [reply]), requests: [(0..<Self.repeats, Self.repeats..<Self.repeats + 1)])
         let growth = try Self.peakGrowth { device.process(queue: 0, batch: &batch) }
         // A whole-request copy costs at least 64 MiB (192 MiB measured before GHT-LIM-60); tests
         // running beside this one (and a sanitizer) move the process peak too: 57 MiB seen under ASan.
@@ -59,7 +59,7 @@ struct DeviceAllocationTests {
         // Readable: 3000 + the rest; writable: 5 + 6000 bytes (the checksum itself split), less than the reply.
         let fragments = [region.range.slice(offset: 0, length: 3000), region.range.slice(offset: 3000, length: payload.count - 3000),
                          region.range.slice(offset: 0x8000, length: 5), region.range.slice(offset: 0x9000, length: 6000)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<2, 2..<4)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<2, 2..<4)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 6005)
         let reply = region.read(at: 0x8000, count: 5) + region.read(at: 0x9000, count: 6000)
@@ -82,7 +82,7 @@ struct DeviceAllocationTests {
         let header = region.range.slice(offset: Self.mebibyte, length: BlockRequestHeader.byteCount)
         let status = region.range.slice(offset: Self.mebibyte + 64, length: 1)
         let fragments = [header] + Self.aliasing(region, then: [status])
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<1, 1..<fragments.count)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<1, 1..<fragments.count)])
         let growth = try Self.peakGrowth { device.process(queue: 0, batch: &batch) }
         // A whole-request copy costs at least 64 MiB (192 MiB measured before GHT-LIM-60); tests
         // running beside this one (and a sanitizer) move the process peak too: 57 MiB seen under ASan.
@@ -95,7 +95,7 @@ struct DeviceAllocationTests {
     func networkTransmitBounded() throws {
         let device = NetworkDevice(switch: NetworkSwitch())
         let region = GuestMemoryRegion(size: Self.mebibyte)
-        var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: []), spans: [(0..<Self.repeats, Self.repeats..<Self.repeats)])
+        var batch = RequestBatch.testing(fragments: Self.aliasing(region, then: []), requests: [(0..<Self.repeats, Self.repeats..<Self.repeats)])
         let growth = try Self.peakGrowth { device.process(queue: NetworkDevice.transmitQueue, batch: &batch) }
         // A whole-request copy costs at least 64 MiB (192 MiB measured before GHT-LIM-60); tests
         // running beside this one (and a sanitizer) move the process peak too: 57 MiB seen under ASan.

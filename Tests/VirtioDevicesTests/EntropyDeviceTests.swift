@@ -27,7 +27,7 @@ struct EntropyDeviceTests {
         // Request 0: 16 readable bytes, then 10 + 30 writable; request 1: 64 writable only.
         let fragments = [region.range.slice(offset: 0, length: 16), region.range.slice(offset: 0x1000, length: 10),
                          region.range.slice(offset: 0x2000, length: 30), region.range.slice(offset: 0x3000, length: 64)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<1, 1..<3), (3..<3, 3..<4)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<1, 1..<3), (3..<3, 3..<4)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 40 && batch.usedLength(1) == 64)
         #expect(region.read(at: 0x1000, count: 10) + region.read(at: 0x2000, count: 30) == (1...40).map { UInt8($0) })
@@ -49,7 +49,7 @@ struct EntropyDeviceTests {
         let region = GuestMemoryRegion(size: 1 << 16)
         let fragments = [region.range.slice(offset: 0, length: 8), region.range.slice(offset: 0x1000, length: 8),
                          region.range.slice(offset: 0x2000, length: 8)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<0, 0..<2), (2..<2, 2..<3)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<0, 0..<2), (2..<2, 2..<3)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 8, "the first descriptor was filled, the second failed")
         #expect(batch.usedLength(1) == 8)
@@ -62,7 +62,7 @@ struct EntropyDeviceTests {
         let device = EntropyDevice()
         let region = GuestMemoryRegion(size: 1 << 16)
         let fragments = [region.range.slice(offset: 0, length: 4096), region.range.slice(offset: 0x1000, length: 4096)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<0, 0..<1), (1..<1, 1..<2)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<0, 0..<1), (1..<1, 1..<2)])
         device.process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 4096 && batch.usedLength(1) == 4096)
         let first = region.read(at: 0, count: 4096), second = region.read(at: 0x1000, count: 4096)

@@ -10,7 +10,7 @@ struct Ports {
         let memory = GuestMemoryRegion(size: 4096)
         memory.write([UInt8](repeating: 0, count: NetworkHeader.byteCount) + frame, at: 0)
         var batch = RequestBatch.testing(fragments: [memory.range.slice(offset: 0, length: NetworkHeader.byteCount + frame.count)],
-                                         spans: [(0..<1, 1..<1)])
+                                         requests: [(0..<1, 1..<1)])
         withExtendedLifetime(memory) { device.process(queue: NetworkDevice.transmitQueue, batch: &batch) }
     }
 
@@ -21,7 +21,7 @@ struct Ports {
         let size = NetworkHeader.byteCount + NetworkSwitch.maxFrameSize
         let memory = GuestMemoryRegion(size: count * size)
         let fragments = (0..<count).map { memory.range.slice(offset: $0 * size, length: size) }
-        var batch = RequestBatch.testing(fragments: fragments, spans: (0..<count).map { ($0..<$0, $0..<($0 + 1)) })
+        var batch = RequestBatch.testing(fragments: fragments, requests: (0..<count).map { ($0..<$0, $0..<($0 + 1)) })
         device.process(queue: NetworkDevice.receiveQueue, batch: &batch)
         return (0..<count).map { i in
             let used = Int(batch.usedLength(i))

@@ -25,7 +25,7 @@ struct VsockDeviceTests {
         let h = try H()
         #expect(h.device.readyBuffers(queue: VsockDevice.eventQueue) == 0)
         let fragments = [h.region.range.slice(offset: 0, length: 8)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<0, 0..<1)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<0, 0..<1)])
         h.device.process(queue: VsockDevice.eventQueue, batch: &batch)
         #expect(batch.usedLength(0) == 0)
     }
@@ -51,7 +51,7 @@ struct VsockDeviceTests {
         #expect(raw.count == 44 && raw[0] == 2 && raw[8] == 3 && raw[16...19] == [0x0D, 0x0C, 0x0B, 0x0A] && raw[28] == 1 && raw[30] == 3)
         h.send(H.packet(.readWrite, guestPort: 5, hostPort: 6))
         let fragments = [h.region.range.slice(offset: 1 << 20, length: 43)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<0, 0..<1)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<0, 0..<1)])
         h.device.process(queue: VsockDevice.receiveQueue, batch: &batch)
         #expect(batch.usedLength(0) == 0 && h.device.statistics.buffersTooSmall == 1)
     }

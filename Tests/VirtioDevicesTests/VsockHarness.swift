@@ -48,7 +48,7 @@ final class VsockHarness {
             fragments.append(region.range.slice(offset: offset, length: n))
             offset += n
         }
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<fragments.count, fragments.count..<fragments.count)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<fragments.count, fragments.count..<fragments.count)])
         device.process(queue: VsockDevice.transmitQueue, batch: &batch)
         #expect(batch.usedLength(0) == 0)
     }
@@ -59,7 +59,7 @@ final class VsockHarness {
         guard device.readyBuffers(queue: VsockDevice.receiveQueue) ?? 0 > 0 else { return nil }
         let base = 1 << 20, first = min(20, capacity)
         let fragments = [region.range.slice(offset: base, length: first), region.range.slice(offset: base + first, length: capacity - first)]
-        var batch = RequestBatch.testing(fragments: fragments, spans: [(0..<0, 0..<2)])
+        var batch = RequestBatch.testing(fragments: fragments, requests: [(0..<0, 0..<2)])
         device.process(queue: VsockDevice.receiveQueue, batch: &batch)
         let used = Int(batch.usedLength(0))
         guard used >= VsockHeader.byteCount else { return nil }

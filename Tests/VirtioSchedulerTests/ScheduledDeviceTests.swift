@@ -18,7 +18,7 @@ struct ScheduledDeviceTests {
         requests.add(blockRequest(.write, sector: 199, payload: 1024), writable: 1)   // runs past the end
         requests.add(blockRequest(.write, sector: 120, payload: 512), writable: 1)    // allowed
         let queueState = QueueState(format: .split, size: 256, nextAvail: 4, nextUsed: 4)
-        var batch = RequestBatch.testing(fragments: requests.fragments, spans: requests.spans, queueState: queueState)
+        var batch = RequestBatch.testing(fragments: requests.fragments, requests: requests.spans, queueState: queueState)
         scheduled.process(queue: 0, batch: &batch)
 
         #expect(!batch.isQueueAbandoned)

@@ -139,7 +139,7 @@ final class Requests {
         return memory.range.slice(offset: offset, length: bytes.count)
     }
 
-    var batch: RequestBatch { .testing(fragments: fragments, spans: spans) }
+    var batch: RequestBatch { .testing(fragments: fragments, requests: spans) }
 
     /// What a model sees of request `i` from `queue`.
     func modelRequest(_ i: Int, queue: Int = 0) -> ModelRequest {

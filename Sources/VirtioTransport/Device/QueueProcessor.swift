@@ -14,7 +14,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
     let device: any VirtioDevice
     private var resolver = ChainResolver()
     private var chains: [DescriptorChain] = []
-    private var spans: [(readable: Range<Int>, writable: Range<Int>)] = []
+    private var requests: [(readable: Range<Int>, writable: Range<Int>)] = []
     /// Called after each batch, completed or abandoned, when no chain of this queue is in
     /// flight: grant mappings evicted during the batch and revoked grants are released there.
     let quiescentPoint: (() -> Void)?
@@ -67,7 +67,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         defer { quiescentPoint?() }
         resolver.removeAll()
         chains.removeAll(keepingCapacity: true)
-        spans.removeAll(keepingCapacity: true)
+        requests.removeAll(keepingCapacity: true)
         var limit = limit
         if let ready = device.readyBuffers(queue: index), ready < limit {
             limit = ready
@@ -77,7 +77,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         // the chains in flight; the quiescent point releases them and the next batch goes on.
         while chains.count < limit, !queue.memory.wantsQuiescentPoint, let chain = try queue.popAvailable() {
             do {
-                spans.append(try resolver.resolve(chain, through: queue.memory))
+                requests.append(try resolver.resolve(chain, through: queue.memory))
             } catch {
                 guard case .memoryFault(let fault) = error else { throw queue.fail(error) }
                 // GHT-IOVA-06: a buffer the front-end has not mapped yet is not a violation.
@@ -99,7 +99,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
             try checkMemory()
             return (0, false)
         }
-        var batch = RequestBatch(fragments: resolver.fragments, spans: spans)
+        var batch = RequestBatch(fragments: resolver.fragments, requests: requests)
         batch.queueState = queue.state(completing: chains)
         device.process(queue: index, batch: &batch)
         if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }

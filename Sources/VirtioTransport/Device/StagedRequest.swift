@@ -152,11 +152,11 @@ extension RequestBatch {
     /// (``staging(_:)``), before the device runs.
     public mutating func commit(_ request: StagedRequest) {
         let n = request.stagedCount
-        guard n > 0, spans.indices.contains(request.index) else { return }
+        guard n > 0, requests.indices.contains(request.index) else { return }
         if privateCopies == nil { privateCopies = PrivateCopies() }
         let base = privateCopies!.allocate(n)
         request.copy(to: base)
-        let readable = spans[request.index].readable
+        let readable = requests[request.index].readable
         let start = fragments.count
         fragments.append(HostRange(unsafeBase: base, count: n))
         var skip = n
@@ -169,6 +169,6 @@ extension RequestBatch {
             fragments.append(fragment.slice(offset: skip, length: fragment.count - skip))
             skip = 0
         }
-        spans[request.index].readable = start..<fragments.count
+        requests[request.index].readable = start..<fragments.count
     }
 }

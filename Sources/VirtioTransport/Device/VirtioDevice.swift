@@ -92,7 +92,7 @@ extension VirtioDevice {
 /// resolved to host memory, and the used length the device reports for it.
 public struct RequestBatch {
     @usableFromInline var fragments: [HostRange]
-    @usableFromInline var spans: [(readable: Range<Int>, writable: Range<Int>)]
+    @usableFromInline var requests: [(readable: Range<Int>, writable: Range<Int>)]
     @usableFromInline var used: [UInt32]
     /// The private copies committed requests start with (``commit(_:)``): kept alive as long
     /// as a fragment points into them.
@@ -103,10 +103,10 @@ public struct RequestBatch {
     /// a scheduler saves as the guest's queue context. `nil` for a batch made without a queue.
     public internal(set) var queueState: QueueState?
 
-    init(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)]) {
+    init(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)]) {
         self.fragments = fragments
-        self.spans = spans
-        used = [UInt32](repeating: 0, count: spans.count)
+        self.requests = requests
+        used = [UInt32](repeating: 0, count: requests.count)
     }
 
     /// Gives the queue up: none of this batch's requests is completed and the queue breaks
@@ -119,7 +119,7 @@ public struct RequestBatch {
     /// it and then ``merge(_:at:)`` completes them here. For a device that answers some requests
     /// itself (a device model denying them) and hands the rest on.
     public func selecting(_ indices: [Int]) -> RequestBatch {
-        var part = RequestBatch(fragments: fragments, spans: indices.map { spans[$0] })
+        var part = RequestBatch(fragments: fragments, requests: indices.map { requests[$0] })
         part.privateCopies = privateCopies
         part.queueState = queueState
         return part
@@ -134,22 +134,22 @@ public struct RequestBatch {
 
     /// Request `i`'s device-readable and device-writable byte counts.
     public func byteCounts(_ i: Int) -> (readable: Int, writable: Int) {
-        (fragments[spans[i].readable].reduce(0) { $0 + $1.count }, fragments[spans[i].writable].reduce(0) { $0 + $1.count })
+        (fragments[requests[i].readable].reduce(0) { $0 + $1.count }, fragments[requests[i].writable].reduce(0) { $0 + $1.count })
     }
 
     /// The number of requests.
-    public var count: Int { spans.count }
+    public var count: Int { requests.count }
 
     /// A reader over request `i`'s device-readable bytes.
-    public func reader(_ i: Int) -> FragmentReader { FragmentReader(fragments, spans[i].readable) }
+    public func reader(_ i: Int) -> FragmentReader { FragmentReader(fragments, requests[i].readable) }
 
     /// A writer over request `i`'s device-writable bytes.
-    public func writer(_ i: Int) -> FragmentWriter { FragmentWriter(fragments, spans[i].writable) }
+    public func writer(_ i: Int) -> FragmentWriter { FragmentWriter(fragments, requests[i].writable) }
 
     /// Completes request `i` with `usedLength` bytes written (at most its writable capacity;
     /// a request not completed reports 0).
     public mutating func complete(_ i: Int, usedLength: UInt32) {
-        let capacity = fragments[spans[i].writable].reduce(0) { $0 + $1.count }
+        let capacity = fragments[requests[i].writable].reduce(0) { $0 + $1.count }
         precondition(Int(usedLength) <= capacity, "used length exceeds the request's writable capacity")
         used[i] = usedLength
     }
@@ -163,9 +163,9 @@ public struct RequestBatch {
 extension RequestBatch {
     /// A batch over given fragments, for testing devices without a queue (`queueState`: where
     /// the batch's queue would stand once it is completed).
-    public static func testing(fragments: [HostRange], spans: [(readable: Range<Int>, writable: Range<Int>)],
+    public static func testing(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)],
                                queueState: QueueState? = nil) -> RequestBatch {
-        var batch = RequestBatch(fragments: fragments, spans: spans)
+        var batch = RequestBatch(fragments: fragments, requests: requests)
         batch.queueState = queueState
         return batch
     }

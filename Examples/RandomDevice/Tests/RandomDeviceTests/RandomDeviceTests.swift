@@ -17,7 +17,7 @@ struct RandomDeviceTests {
         let fragment = { (offset: Int, count: Int) in HostRange(unsafeBase: memory.baseAddress! + offset, count: count) }
         var batch = RequestBatch.testing(
             fragments: [fragment(0, 64), fragment(512, 8), fragment(1024, 40), fragment(2048, 60)],
-            spans: [(readable: 0..<0, writable: 0..<1), (readable: 1..<2, writable: 2..<4)])
+            requests: [(readable: 0..<0, writable: 0..<1), (readable: 1..<2, writable: 2..<4)])
         RandomDevice().process(queue: 0, batch: &batch)
         #expect(batch.usedLength(0) == 64)
         #expect(batch.usedLength(1) == 100)
