@@ -42,6 +42,7 @@ struct ServeUntilSignalTests {
 
         func finish() throws -> ServeOutcome {
             thread?.join()
+            thread = nil   // the thread's body holds this object: let both go (LeakSanitizer)
             return try #require(outcome.withLock { $0 }).get()
         }
     }
