@@ -137,9 +137,10 @@ final class BackEndSession: @unchecked Sendable {
         // An end forced from another thread (a doorbell that hung up) shut the socket down; it
         // is the reason, not the end of stream that followed.
         let reason = forcedEnd.withLock { $0 } ?? end
-        // The counters of the queues' translators, taken before teardown drops them.
-        let faults = currentReport.faults
+        // Teardown stops every queue first and folds its translator's counters into the report
+        // (the counters are the worker's own, read only once it stopped).
         teardown()
+        let faults = report.withLock { $0.faults }
         report.withLock { $0.end = reason }
         logEnd(reason, faults: faults)
         return reason

@@ -38,11 +38,12 @@ public final class CollectingLogSink: LogSink {
         }
     }
 
-    /// The records kept, oldest first.
-    public var records: [LogRecord] { state.withLock { $0 } }
+    /// The records kept, oldest first. A copy made under the lock: an array sharing the
+    /// sink's storage would be read outside it while a session thread appends.
+    public var records: [LogRecord] { state.withLock { $0.map { $0 } } }
 
     /// The records of `event`.
-    public func records(of event: LogEvent) -> [LogRecord] { records.filter { $0.event == event } }
+    public func records(of event: LogEvent) -> [LogRecord] { state.withLock { $0.filter { $0.event == event } } }
 
     /// Forgets every record.
     public func removeAll() { state.withLock { $0.removeAll() } }
