@@ -7,7 +7,7 @@ import VirtioSystem
 extension SystemTests {
     @Suite("Non-blocking sockets and poll interest")
     struct NonBlockingTests {
-        @Test("receiveAvailable: nil when nothing is there, the bytes when they are, 0 at end of stream; never waits")
+        @Test("GHT-OS-22: receiveAvailable: nil when nothing is there, the bytes when they are, 0 at end of stream; never waits")
         func receiveAvailable() throws {
             let (a, b) = try UnixSocket.pair()
             var buffer = [UInt8](repeating: 0, count: 16)
@@ -19,7 +19,7 @@ extension SystemTests {
             #expect(try buffer.withUnsafeMutableBytes { try b.receiveAvailable(into: $0) } == 0)
         }
 
-        @Test("sendAvailable: takes what fits and returns 0 once the peer's buffer is full; a closed peer is EPIPE, not SIGPIPE")
+        @Test("GHT-OS-22: sendAvailable: takes what fits and returns 0 once the peer's buffer is full; a closed peer is EPIPE, not SIGPIPE")
         func sendAvailable() throws {
             let (a, b) = try UnixSocket.pair()
             let chunk = [UInt8](repeating: 7, count: 65536)
@@ -33,7 +33,7 @@ extension SystemTests {
             #expect(throws: SystemError.self) { _ = try chunk.withUnsafeBytes { try a.sendAvailable($0) } }
         }
 
-        @Test("Poller interest: writable is reported only when asked for; modify changes interest and token; an empty interest still reports hangup")
+        @Test("GHT-OS-23: Poller interest: writable is reported only when asked for; modify changes interest and token; an empty interest still reports hangup")
         func interest() throws {
             let (a, b) = try UnixSocket.pair()
             let poller = try Poller()
