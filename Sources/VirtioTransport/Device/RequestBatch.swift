@@ -14,12 +14,36 @@ public struct RequestBatch {
     /// Where the queue will stand once this batch is completed and published (GHT-QST-05): what
     /// a scheduler saves as the guest's queue context. `nil` for a batch made without a queue.
     public internal(set) var queueState: QueueState?
+    /// The chains of the requests, in order (empty for a batch made without a queue).
+    var chains: [DescriptorChain] = []
+    /// Where kept requests go (``completeLater(_:)``); made on first use for a batch without a queue.
+    var inFlight: InFlightTable?
+    /// Per request, the slot it was kept in, or -1; `nil` while no request was kept.
+    var keptSlots: [Int32]?
 
     init(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)]) {
         self.fragments = fragments
         self.requests = requests
         used = [UInt32](repeating: 0, count: requests.count)
     }
+
+    /// Keeps request `i` in the device: it is not completed with this batch but later, from any
+    /// thread, through the returned handle (GHT-ASY-01). Until then its memory stays valid and
+    /// the queue's quiescent point waits for it (GHT-ASY-05). A kept request's used length in
+    /// this batch is ignored.
+    public mutating func completeLater(_ i: Int) -> InFlightRequest {
+        precondition(keptSlots?[i] ?? -1 < 0, "request \(i) was kept already")
+        let table = inFlight ?? InFlightTable(capacity: requests.count, wake: nil)
+        inFlight = table
+        let (slot, generation) = chains.isEmpty ? table.keep(nil, slot: Int32(i)) : table.keep(chains[i])
+        if keptSlots == nil { keptSlots = [Int32](repeating: -1, count: requests.count) }
+        keptSlots![i] = slot
+        return InFlightRequest(table: table, slot: slot, generation: generation, fragments: fragments,
+                               readable: requests[i].readable, writable: requests[i].writable, privateCopies: privateCopies)
+    }
+
+    /// Whether request `i` was kept (``completeLater(_:)``).
+    public func isKept(_ i: Int) -> Bool { keptSlots?[i] ?? -1 >= 0 }
 
     /// Gives the queue up: none of this batch's requests is completed and the queue breaks
     /// (``VirtqueueError/abandonedByDevice``, DEVICE_NEEDS_RESET), as for a ring violation. For
@@ -34,6 +58,8 @@ public struct RequestBatch {
         var part = RequestBatch(fragments: fragments, requests: indices.map { requests[$0] })
         part.privateCopies = privateCopies
         part.queueState = queueState
+        part.chains = chains.isEmpty ? [] : indices.map { chains[$0] }
+        part.inFlight = inFlight
         return part
     }
 
@@ -42,6 +68,11 @@ public struct RequestBatch {
     public mutating func merge(_ part: RequestBatch, at indices: [Int]) {
         for (k, i) in indices.enumerated() { used[i] = part.used[k] }
         if part.isQueueAbandoned { isQueueAbandoned = true }
+        if let partSlots = part.keptSlots {
+            if keptSlots == nil { keptSlots = [Int32](repeating: -1, count: requests.count) }
+            for (k, i) in indices.enumerated() where partSlots[k] >= 0 { keptSlots![i] = partSlots[k] }
+            inFlight = part.inFlight
+        }
     }
 
     /// Request `i`'s device-readable and device-writable byte counts.
@@ -82,6 +113,18 @@ extension RequestBatch {
         return batch
     }
 
-    /// The used length request `i` was completed with.
-    public func usedLength(_ i: Int) -> UInt32 { used[i] }
+    /// The used length request `i` was completed with; for a kept request, what its handle
+    /// completed it with (0 while it is outstanding). For tests, which play the queue's worker.
+    public func usedLength(_ i: Int) -> UInt32 {
+        guard let slot = keptSlots?[i], slot >= 0, let inFlight else { return used[i] }
+        inFlight.collectForTesting()
+        return inFlight.testingLength(slot) ?? 0
+    }
+
+    /// How many kept requests are not completed yet. For tests, which play the queue's worker.
+    public var outstandingCount: Int {
+        guard let inFlight else { return 0 }
+        inFlight.collectForTesting()
+        return inFlight.outstanding
+    }
 }

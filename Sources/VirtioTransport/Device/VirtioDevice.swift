@@ -8,7 +8,9 @@ import VirtioSystem
 /// it (a chain naming memory the device may not reach breaks the queue and never reaches the
 /// device), and calls ``process(queue:batch:)`` once per batch of chains, not per chain or per
 /// descriptor (DESIGN §5). Queues run on their own threads, so a device must be thread-safe
-/// across queues; one queue's batches arrive in order on one thread.
+/// across queues; one queue's batches arrive in order on one thread. A device completes each
+/// request inside ``process(queue:batch:)``, or keeps it and completes it later from any thread
+/// (``RequestBatch/completeLater(_:)``), in any order unless VIRTIO_F_IN_ORDER was negotiated.
 public protocol VirtioDevice: AnyObject, Sendable {
     /// The virtio device ID (VIRTIO 1.2 §5; 1 network, 2 block, ...).
     var deviceID: UInt32 { get }
@@ -41,7 +43,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func writeConfig(offset: Int, bytes: [UInt8]) -> Bool
     /// The driver accepted `features` (FEATURES_OK); `false` refuses the set (FEAT-DEV-02).
     func acceptFeatures(_ features: VirtioFeatures) -> Bool
-    /// Processes the requests of one batch from `queue`, completing each with its used length.
+    /// Processes the requests of one batch from `queue`: completes each with its used length
+    /// (``RequestBatch/complete(_:usedLength:)``) or keeps it to complete later, from any thread
+    /// (``RequestBatch/completeLater(_:)``, GHT-ASY-01).
     func process(queue: Int, batch: inout RequestBatch)
     /// Returns to the initial state (device reset, or the front-end went away).
     func reset()
@@ -60,6 +64,17 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// queue is inside the device until the next ``process(queue:batch:)``. A device shared
     /// in turns (the scheduler) ends the guest's turn here.
     func queueIdle(_ queue: Int)
+
+    /// An eventfd the worker of `queue` watches beside the kick: an asynchronous device's
+    /// completion source (an io_uring's registered eventfd). When it is signalled, and on every
+    /// round of a polling worker, the worker calls ``serviceQueue(_:)`` on its own thread
+    /// (GHT-ASY-07). Asked once per queue start, after ``queueStarted(_:doorbell:)``. The
+    /// default: none.
+    func completionEvent(queue: Int) -> Doorbell?
+    /// Called on `queue`'s worker thread when its ``completionEvent(queue:)`` fired, or on each
+    /// round of a polling worker: the device reaps what finished and completes the requests it
+    /// kept. A completion from here needs no cross-thread wake-up. The default: nothing.
+    func serviceQueue(_ queue: Int)
 }
 
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use
@@ -78,6 +93,8 @@ extension VirtioDevice {
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {}
     public func queueStopped(_ queue: Int) {}
     public func queueIdle(_ queue: Int) {}
+    public func completionEvent(queue: Int) -> Doorbell? { nil }
+    public func serviceQueue(_ queue: Int) {}
     public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
     public func readConfig() -> [UInt8] { [] }
     public var configurationSize: Int { readConfig().count }
