@@ -27,17 +27,20 @@ extension BackEndSession {
         try startReadyQueues()
     }
 
-    /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value;
-    /// neither above the device's maximum.
+    /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value, both
+    /// up to 32768; GHT-VU-25: neither above the device's maximum, refused as such.
     func checkQueueSize(_ size: Int, packed: Bool) throws {
         if packed {
-            guard PackedRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
-                throw Violation("packed queue size \(size) is not in 1...\(device.maxQueueSize) (TRN-M-04)")
+            guard PackedRingLayout.isValidQueueSize(size) else {
+                throw Violation("packed queue size \(size) is not in 1...32768 (TRN-M-04)")
             }
         } else {
-            guard SplitRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
-                throw Violation("queue size \(size) is not a power of 2 up to \(device.maxQueueSize) (TRN-M-04)")
+            guard SplitRingLayout.isValidQueueSize(size) else {
+                throw Violation("queue size \(size) is not a power of 2 up to 32768 (TRN-M-04)")
             }
+        }
+        guard size <= device.maxQueueSize else {
+            throw Violation("queue size \(size) is above the device's maximum of \(device.maxQueueSize) (GHT-VU-25)")
         }
     }
 
