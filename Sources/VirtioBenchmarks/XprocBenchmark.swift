@@ -12,6 +12,11 @@ import VirtioWorkloads
 ///   reported as chains and payload MB per CPU-second of the back-end's worker thread.
 /// - latency: the guest sends single requests one at a time; round-trip p50/p99 as the guest
 ///   measures them (wall clock: a round trip includes two wake-ups).
+/// - idle: a front-end in this process connects, streams a few requests and then stays
+///   connected doing nothing for `idleSeconds`; the worker's CPU per idle second is what the
+///   execution mode costs when there is no work (GHT-ASY-08).
+///
+/// `execution` chooses how the back-end's worker waits (sleeping on kicks, or polling).
 public struct XprocBenchmark: Sendable {
     /// Throughput run length.
     public var seconds: Double
@@ -25,8 +30,15 @@ public struct XprocBenchmark: Sendable {
     public var requests: Int
     /// "grants" and/or "gpa".
     public var modes: [String]
+    /// How the back-end's queue worker waits for work.
+    public var execution: QueueExecution
+    /// How long the idle measure stays connected and idle.
+    public var idleSeconds: Double
 
-    public init(seconds: Double, runs: Int, payload: Int, queueSize: Int, requests: Int, modes: [String]) {
+    public init(seconds: Double, runs: Int, payload: Int, queueSize: Int, requests: Int, modes: [String],
+                execution: QueueExecution = .sleeping, idleSeconds: Double = 2) {
+        self.execution = execution
+        self.idleSeconds = idleSeconds
         self.seconds = seconds
         self.runs = runs
         self.payload = payload
@@ -47,6 +59,7 @@ public struct XprocBenchmark: Sendable {
             // Only warnings and errors: a benchmark's output is its JSON lines.
             var configuration = BackEndConfiguration()
             configuration.logLevel = .warning
+            configuration.execution = execution
             backEnd = try BackEnd(socketPath: socket, configuration: configuration) { EchoDevice(queueCount: 1, maxQueueSize: size) }
         } catch {
             return fail("cannot listen: \(error)")
@@ -66,6 +79,7 @@ public struct XprocBenchmark: Sendable {
             line.add("workload", "xproc")
             line.add("measure", "throughput")
             line.add("mode", mode)
+            line.add("execution", executionName)
             line.add("queue_size", queueSize)
             line.add("payload_bytes", payload)
             line.add("chains_per_backend_cpu_s", perCPU)
@@ -82,6 +96,7 @@ public struct XprocBenchmark: Sendable {
             l.add("workload", "xproc")
             l.add("measure", "latency")
             l.add("mode", mode)
+            l.add("execution", executionName)
             l.add("payload_bytes", payload)
             l.add("rtt_p50_us", latency.number("rtt_p50_us") ?? .nan, decimals: 1)
             l.add("rtt_p99_us", latency.number("rtt_p99_us") ?? .nan, decimals: 1)
@@ -89,6 +104,39 @@ public struct XprocBenchmark: Sendable {
             l.add("requests", requests)
             print(l.text)
         }
+        return idle(backEnd, socket: socket)
+    }
+
+    var executionName: String {
+        switch execution {
+        case .sleeping: "sleeping"
+        case .polling(let us): "polling-\(us)us"
+        }
+    }
+
+    /// The idle measure: the worker's CPU per second of a connected front-end doing nothing.
+    func idle(_ backEnd: BackEnd, socket: String) -> Int32 {
+        let before = backEnd.reports.count
+        do {
+            let frontEnd = try FrontEnd.connect(socketPath: socket)
+            let queue = frontEnd.queues[0]
+            for _ in 0..<16 { _ = try queue.submit([UInt8](repeating: 1, count: 64), replyCapacity: 64) }
+            try queue.publish()
+            var done = 0
+            while done < 16 { done += try queue.waitForCompletions().count }
+            SystemClock.sleep(nanoseconds: UInt64(idleSeconds * 1e9))
+            frontEnd.close()
+        } catch {
+            return fail("idle front-end: \(error)")
+        }
+        guard let report = waitForReport(backEnd, after: before) else { return fail("the idle session did not end") }
+        var line = JSONLine()
+        line.add("workload", "xproc")
+        line.add("measure", "idle")
+        line.add("execution", executionName)
+        line.add("idle_seconds", idleSeconds, decimals: 1)
+        line.add("worker_cpu_ms_per_idle_s", report.workerCPUSeconds * 1000 / idleSeconds, decimals: 3)
+        print(line.text)
         return 0
     }
 

@@ -1,4 +1,5 @@
 import VirtioBenchmarks
+import VirtioTransport
 
 /// `virtio-grant bench ring|grants|xproc|sched`: the options of each benchmark of
 /// VirtioBenchmarks, parsed strictly.
@@ -46,7 +47,7 @@ enum BenchCommand {
     }
 
     static func xproc(_ arguments: ArraySlice<String>) throws(UsageError) -> XprocBenchmark {
-        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode"])
+        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode", "poll", "idle-seconds"])
         try noPositional(options)
         let seconds = try options.seconds("seconds", default: 2, max: 600)
         let runs = try options.int("runs", default: 3, in: 1...100)
@@ -55,8 +56,10 @@ enum BenchCommand {
         guard queueSize & (queueSize - 1) == 0 else { throw UsageError(description: "--queue-size must be a power of 2") }
         let requests = try options.int("requests", default: 20_000, in: 1...10_000_000)
         let mode = try options.choice("mode", default: "both", from: ["grants", "gpa", "both"])
+        let execution: QueueExecution = options.string("poll") == nil ? .sleeping : .polling(idleMicroseconds: try options.int("poll", default: 50, in: 0...10_000_000))
         return XprocBenchmark(seconds: seconds, runs: runs, payload: payload, queueSize: queueSize, requests: requests,
-                              modes: mode == "both" ? ["grants", "gpa"] : [mode])
+                              modes: mode == "both" ? ["grants", "gpa"] : [mode], execution: execution,
+                              idleSeconds: try options.seconds("idle-seconds", default: 2, max: 600))
     }
 
     static func noPositional(_ options: Options) throws(UsageError) {

@@ -24,11 +24,15 @@ struct ServeCommand {
     let maxQueueSize: Int
     /// `--poll MICROSECONDS`: the workers poll, backing off after that long idle (GHT-ASY-08).
     let execution: QueueExecution
+    /// `--worker-threads N`: a pool of N threads serves every queue (GHT-ASY-10).
+    let workerThreads: Int?
+    /// `--worker-cpus L`: where the queue threads run.
+    let workerCPUs: [Int]
     /// `--vfs N`: the connections share N virtual functions in turns.
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
@@ -58,6 +62,8 @@ struct ServeCommand {
         verbose = options.flag("verbose")
         maxQueueSize = try options.int("max-queue-size", default: 32768, in: 1...32768)
         execution = options.string("poll") == nil ? .sleeping : .polling(idleMicroseconds: try options.int("poll", default: 50, in: 0...10_000_000))
+        workerThreads = options.string("worker-threads") == nil ? nil : try options.int("worker-threads", default: 1, in: 1...256)
+        workerCPUs = try options.ints("worker-cpus", default: [], in: 0...1023)
     }
 
     func run() -> Int32 {
@@ -71,6 +77,15 @@ struct ServeCommand {
         // The log goes to stderr (on by default, info and above); --verbose adds each message.
         if verbose { configuration.logLevel = .debug }
         configuration.execution = execution
+        configuration.workerCPUs = workerCPUs
+        if let workerThreads {
+            do {
+                configuration.queueThreads = try QueueThreadPool(threads: workerThreads, execution: execution, cpus: workerCPUs)
+            } catch {
+                report(error: "cannot start \(workerThreads) queue threads: \(error)")
+                return 1
+            }
+        }
         let limit = sessions
         let makeDevice: @Sendable () -> any VirtioDevice
         let shared: SharedDevice?

@@ -27,6 +27,8 @@ let usage = """
         --max-queue-size N blk: the largest queue a front-end may ask for (default 32768)
         --poll US          the queue workers poll the rings, kicks suppressed, and sleep after
                            US microseconds without work (default: sleep on every kick)
+        --worker-threads N the queues of every session share N threads (default: a thread per queue)
+        --worker-cpus L    pin the queue threads to the CPUs in L (comma-separated, round robin)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
         --vfs N            the guests share N virtual functions of the device in turns; with
@@ -81,6 +83,8 @@ let usage = """
         --queue-size N     (default 256; all of it in flight)
         --requests N       latency round trips (default 20000)
         --mode M           grants, gpa or both (default both)
+        --poll US          the back-end's worker polls (idle budget US microseconds)
+        --idle-seconds S   the idle measure: worker CPU per second connected and idle (default 2)
       conformance          the conformance matrix: Spec/ requirements, the tests naming them, a run's results
         --test-output FILE read the results from this `swift test` output
         --run-tests        run `swift test` for the results instead

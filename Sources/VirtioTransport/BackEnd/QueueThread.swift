@@ -114,40 +114,9 @@ final class QueueThread: @unchecked Sendable {
             var ready: [QueueTask] = []
             var lastCPU = SystemClock.threadCPUTime.nanoseconds
             while true {
-                shared.attention.store(false, ordering: .relaxed)
-                let (tasks, added, shuttingDown) = shared.registry.withLock { r in
-                    defer { r.added.removeAll() }
-                    return (Array(r.tasks.values), r.added, r.isShuttingDown)
-                }
-                // A new queue drains at once: chains made available before it started are
-                // processed even if it is stopped at once.
-                ready.append(contentsOf: added)
-                var served: [QueueTask] = []
-                for task in ready where !served.contains(where: { $0 === task }) {
-                    _ = task.serve(polling: false)
-                    served.append(task)
-                }
-                ready.removeAll(keepingCapacity: true)
-                var waitingForStop = false
-                let now = SystemClock.monotonic.nanoseconds
-                for task in tasks where task.stopping.load(ordering: .acquiring) {
-                    if task.stopMayComplete(now: now) {
-                        release(task)
-                    } else {
-                        waitingForStop = true
-                    }
-                }
-                let cpu = SystemClock.threadCPUTime.nanoseconds
-                share(cpu &- lastCPU, among: served.isEmpty ? tasks : served)
-                lastCPU = cpu
-                let remaining = shared.registry.withLock { $0.tasks.count }
-                if shuttingDown || (exitsWhenIdle && remaining == 0 && !tasks.isEmpty) { break }
-                if let pollBudget, !waitingForStop {
-                    poll(tasks.filter { !$0.stopping.load(ordering: .relaxed) }, budget: pollBudget)
-                    let cpu = SystemClock.threadCPUTime.nanoseconds
-                    share(cpu &- lastCPU, among: tasks)
-                    lastCPU = cpu
-                }
+                // The round's references to queues end before the thread sleeps: a stopped
+                // queue's processor (and the mappings it holds) must not outlive its stop here.
+                guard let waitingForStop = round(&ready, &lastCPU) else { break }
                 _ = try? poller.wait(timeoutMilliseconds: waitingForStop ? 10 : -1, into: &events)
                 let byToken = shared.registry.withLock { $0.tasks }
                 for event in events {
@@ -176,6 +145,46 @@ final class QueueThread: @unchecked Sendable {
                     ready.append(task)
                 }
             }
+        }
+
+        /// One round: serves the queues with work, lets stopped ones go, polls if polling.
+        /// Returns whether a stop is waiting for kept requests, or `nil` when the thread ends.
+        private func round(_ ready: inout [QueueTask], _ lastCPU: inout UInt64) -> Bool? {
+            shared.attention.store(false, ordering: .relaxed)
+            let (tasks, added, shuttingDown) = shared.registry.withLock { r in
+                defer { r.added.removeAll() }
+                return (Array(r.tasks.values), r.added, r.isShuttingDown)
+            }
+            // A new queue drains at once: chains made available before it started are
+            // processed even if it is stopped at once.
+            ready.append(contentsOf: added)
+            var served: [QueueTask] = []
+            for task in ready where !served.contains(where: { $0 === task }) {
+                _ = task.serve(polling: false)
+                served.append(task)
+            }
+            ready.removeAll(keepingCapacity: true)
+            var waitingForStop = false
+            let now = SystemClock.monotonic.nanoseconds
+            for task in tasks where task.stopping.load(ordering: .acquiring) {
+                if task.stopMayComplete(now: now) {
+                    release(task)
+                } else {
+                    waitingForStop = true
+                }
+            }
+            let cpu = SystemClock.threadCPUTime.nanoseconds
+            share(cpu &- lastCPU, among: served.isEmpty ? tasks : served)
+            lastCPU = cpu
+            let remaining = shared.registry.withLock { $0.tasks.count }
+            if shuttingDown || (exitsWhenIdle && remaining == 0 && !tasks.isEmpty) { return nil }
+            if let pollBudget, !waitingForStop {
+                poll(tasks.filter { !$0.stopping.load(ordering: .relaxed) }, budget: pollBudget)
+                let cpu = SystemClock.threadCPUTime.nanoseconds
+                share(cpu &- lastCPU, among: tasks)
+                lastCPU = cpu
+            }
+            return waitingForStop
         }
 
         /// Spins over `tasks` with kicks suppressed until none had work for `budget`, or a queue
