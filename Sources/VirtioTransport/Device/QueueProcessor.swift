@@ -18,6 +18,8 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
     private var resolver = ChainResolver()
     private var chains: [DescriptorChain] = []
     private var requests: [(readable: Range<Int>, writable: Range<Int>)] = []
+    /// The used lengths' array, lent to each batch.
+    private var usedStorage: [UInt32] = []
     /// The requests the device kept (GHT-ASY-01).
     let inFlight: InFlightTable
     private var completions: [InFlightTable.Completion] = []
@@ -117,7 +119,8 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
             try checkMemory()
             return (0, false)
         }
-        var batch = RequestBatch(fragments: resolver.fragments, requests: requests)
+        var batch = RequestBatch(fragments: resolver.fragments, requests: requests, usedStorage: &usedStorage)
+        defer { batch.returnUsedStorage(to: &usedStorage) }
         batch.queueState = queue.state(completing: chains)
         batch.chains = chains
         batch.inFlight = inFlight

@@ -27,6 +27,20 @@ public struct RequestBatch {
         used = [UInt32](repeating: 0, count: requests.count)
     }
 
+    /// A batch whose used lengths go into `storage` (emptied, its capacity kept): the queue
+    /// processor lends the same array to every batch, which then costs no allocation.
+    init(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)], usedStorage storage: inout [UInt32]) {
+        self.fragments = fragments
+        self.requests = requests
+        storage.removeAll(keepingCapacity: true)
+        storage.append(contentsOf: repeatElement(0, count: requests.count))
+        used = []
+        swap(&used, &storage)
+    }
+
+    /// Gives the used-length storage back (``init(fragments:requests:usedStorage:)``).
+    mutating func returnUsedStorage(to storage: inout [UInt32]) { swap(&used, &storage) }
+
     /// Keeps request `i` in the device: it is not completed with this batch but later, from any
     /// thread, through the returned handle (GHT-ASY-01). Until then its memory stays valid and
     /// the queue's quiescent point waits for it (GHT-ASY-05). A kept request's used length in
