@@ -137,8 +137,12 @@ public enum SessionTarget {
             let identities = (files.map(\.fd) + doorbells.map(\.fd) + [backendOurs.fd, backendTheirs.fd, ours.fd, theirs.fd]
                               + [bystander.memory.fd, bystander.ours.fd, bystander.theirs.fd]).compactMap { fileIdentity(of: $0.rawValue) }
             let ended = Locked<SessionReport?>(nil)
+            let device = KeepingChecksumDevice()
             let session = WorkerThread(name: "fuzz-hostile") {
-                let report = BackEnd.serve(connection: theirs, device: ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256), configuration: .silent, id: 2)
+                var configuration = BackEndConfiguration.silent
+                // Stops meet kept requests and give up on them soon (GHT-ASY-04).
+                configuration.inFlightDrainTimeoutMilliseconds = 20
+                let report = BackEnd.serve(connection: theirs, device: device, configuration: configuration, id: 2)
                 ended.withLock { $0 = report }
             }
             let drains = [ours, backendOurs].map { socket in
@@ -152,6 +156,7 @@ public enum SessionTarget {
                 while kicking.load(ordering: .relaxed) {
                     try? doorbells[0].signal()
                     try? doorbells[3].signal()
+                    device.answerKept()
                     SystemClock.sleep(nanoseconds: 200_000)
                 }
             }
@@ -179,6 +184,9 @@ public enum SessionTarget {
             fuzzTrace("hostile session ended")
             kicking.store(false, ordering: .relaxed)
             kicker.join()
+            // Requests abandoned at the session's end hold its mappings until the device lets
+            // them go (GHT-ASY-05); their completions are refused.
+            device.answerKept()
             // Shut down, not closed: a close does not wake a thread blocked in recv.
             try? ours.shutdown()
             try? backendOurs.shutdown()
