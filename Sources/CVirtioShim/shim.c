@@ -81,3 +81,7 @@ int CVirtioShim_zero_range(int fd, int64_t offset, int64_t length) {
 long CVirtioShim_getrandom(void *buffer, size_t length) {
     return syscall(SYS_getrandom, buffer, length, 0);
 }
+
+int CVirtioShim_O_DIRECT(void) {
+    return O_DIRECT;
+}

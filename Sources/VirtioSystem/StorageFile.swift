@@ -14,13 +14,23 @@ public final class StorageFile: Sendable {
     public let isWritable: Bool
     /// The size in bytes when the file was opened (a device's capacity is fixed at creation).
     public let size: UInt64
-    private let fd: FileDescriptor
+    /// Opened with `O_DIRECT`: transfers bypass the page cache, and every buffer address,
+    /// length and file offset must be a multiple of ``directAlignment`` (the kernel answers
+    /// `EINVAL` otherwise).
+    public let isDirect: Bool
+    let fd: FileDescriptor
 
-    /// Opens `path`, for reading and writing unless `writable` is false.
-    public init(path: String, writable: Bool = true) throws(SystemError) {
+    /// The alignment `O_DIRECT` transfers keep to here: 512 bytes (a virtio-blk sector; the
+    /// logical block size of the disks and file systems this serves).
+    public static let directAlignment = 512
+
+    /// Opens `path`, for reading and writing unless `writable` is false, through the page cache
+    /// unless `direct` (`O_DIRECT`; `EINVAL` from a file system that does not support it).
+    public init(path: String, writable: Bool = true, direct: Bool = false) throws(SystemError) {
         self.path = path
         isWritable = writable
-        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        isDirect = direct
+        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (direct ? CVirtioShim_O_DIRECT() : 0)
         fd = FileDescriptor(adopting: try valueOrErrno("open") { Glibc.open(path, flags) })
         let raw = fd.rawValue
         var info = stat()
