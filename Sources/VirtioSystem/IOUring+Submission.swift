@@ -11,9 +11,6 @@ public struct IOUringOrdering: OptionSet, Sendable {
     /// IOSQE_IO_DRAIN: the entry starts only after every entry submitted before it completed,
     /// and the entries after it wait for it.
     public static let drain = Self(rawValue: UInt8(CVIRTIOSHIM_URING_DRAIN))
-    /// IOSQE_IO_LINK: the next entry starts only after this one completed successfully (it is
-    /// cancelled with `ECANCELED` otherwise).
-    public static let link = Self(rawValue: UInt8(CVIRTIOSHIM_URING_LINK))
 }
 
 /// Why an entry could not be prepared.

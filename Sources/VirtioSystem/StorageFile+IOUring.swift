@@ -22,7 +22,7 @@ extension StorageFile {
 
     /// `fallocate` of a range with the file's size kept: ``deallocate(at:length:)`` is
     /// `.punchHole`, ``zero(at:length:)`` is `.zeroRange` (answered `EOPNOTSUPP` where the file
-    /// system cannot; `.punchHole` linked to `.allocate` does the same there).
+    /// system cannot).
     public func prepareAllocation(on ring: IOUring, _ mode: IOUring.AllocationMode, at offset: UInt64, length: UInt64,
                                   userData: UInt64, ordering: IOUringOrdering = []) throws(IOUringPrepareFailure) {
         try ring.prepareFallocate(fd, mode, at: offset, length: length, userData: userData, ordering: ordering)

@@ -157,9 +157,8 @@ enum CVirtioShim_uring_operation {
     CVIRTIOSHIM_URING_ALLOCATE = 6,
 };
 
-// IOSQE_IO_DRAIN and IOSQE_IO_LINK, for sqe_flags.
+// IOSQE_IO_DRAIN, for sqe_flags.
 #define CVIRTIOSHIM_URING_DRAIN 0x2
-#define CVIRTIOSHIM_URING_LINK  0x4
 
 // One submission: `iovecs` (readv/writev) must stay valid until the entry was submitted
 // (IORING_FEAT_SUBMIT_STABLE), the buffers they name until its completion was reaped.
