@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A ``StorageFile``'s operations prepared on an ``IOUring`` instead of made at once: what a
 /// block device with many requests in the kernel per queue submits. The ring reports each one
 /// by its `userData` (``IOUring/reap(_:)``); the buffers must stay valid until then.
@@ -26,5 +30,40 @@ extension StorageFile {
     public func prepareAllocation(on ring: IOUring, _ mode: IOUring.AllocationMode, at offset: UInt64, length: UInt64,
                                   userData: UInt64, ordering: IOUringOrdering = []) throws(IOUringPrepareFailure) {
         try ring.prepareFallocate(fd, mode, at: offset, length: length, userData: userData, ordering: ordering)
+    }
+}
+
+extension StorageFile {
+    /// The alignment of the memory a bounce buffer for `O_DIRECT` gets: a page.
+    public static let bounceAlignment = 4096
+
+    /// Whether `parts` can go to an `O_DIRECT` transfer as they are: every address and length
+    /// a multiple of ``directAlignment``. Others go through an aligned bounce buffer.
+    public static func isDirectAligned(_ parts: [UnsafeRawBufferPointer]) -> Bool {
+        parts.allSatisfy { Int(bitPattern: $0.baseAddress) % directAlignment == 0 && $0.count % directAlignment == 0 }
+    }
+
+    /// ``isDirectAligned(_:)`` for writable parts.
+    public static func isDirectAligned(_ parts: [UnsafeMutableRawBufferPointer]) -> Bool {
+        parts.allSatisfy { Int(bitPattern: $0.baseAddress) % directAlignment == 0 && $0.count % directAlignment == 0 }
+    }
+
+    /// The file's size now (`fstat`): where a read that came back short found the end.
+    public func currentSize() throws(SystemError) -> UInt64 {
+        let raw = fd.rawValue
+        var info = stat()
+        try nothingOrErrno("fstat") { fstat(raw, &info) }
+        return UInt64(max(info.st_size, 0))
+    }
+
+    /// Finishes a ring's `.zeroRange` of `length` bytes at `offset`: nothing when it succeeded;
+    /// where the file system cannot zero a range (`EOPNOTSUPP`, `EINVAL`), ``zero(at:length:)``
+    /// writes the zeros; any other failure is thrown.
+    public func finishZero(_ completion: IOUringCompletion, at offset: UInt64, length: UInt64) throws(SystemError) {
+        do {
+            _ = try completion.value("fallocate(ZERO_RANGE)")
+        } catch where error.errno == EOPNOTSUPP || error.errno == EINVAL {
+            try zero(at: offset, length: length)
+        }
     }
 }

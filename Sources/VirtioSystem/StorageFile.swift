@@ -50,10 +50,12 @@ public final class StorageFile: Sendable {
     /// - Returns: the bytes produced (`count`, unless the request has less room).
     @discardableResult
     public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
-        let raw = fd.rawValue
+        let raw = fd.rawValue, direct = isDirect
         return try Self.repeatVectored(count) { done, failure in
             writer.produceVectored(upTo: count - done) { parts in
-                let got = Self.vectored("preadv", parts, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+                let got = Self.bouncedIfUnaligned(direct, parts, copyIn: false) { parts in
+                    Self.vectored("preadv", parts, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+                }
                 guard got == 0, failure == nil else { return got }
                 // End of file: the rest of what was offered reads as zeros.
                 for part in parts { part.initializeMemory(as: UInt8.self, repeating: 0) }
@@ -68,11 +70,13 @@ public final class StorageFile: Sendable {
     /// - Returns: the bytes consumed (`count`, unless the request has fewer).
     @discardableResult
     public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
-        let raw = fd.rawValue
+        let raw = fd.rawValue, direct = isDirect
         return try Self.repeatVectored(count) { done, failure in
             reader.consumeVectored(upTo: count - done) { parts in
                 let mutable = parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }
-                return Self.vectored("pwritev", mutable, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
+                return Self.bouncedIfUnaligned(direct, mutable, copyIn: true) { parts in
+                    Self.vectored("pwritev", parts, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
+                }
             }
         }
     }
@@ -106,6 +110,34 @@ public final class StorageFile: Sendable {
         }
     }
 
+    /// `O_DIRECT` with buffers not aligned to ``directAlignment`` (GHT-BLK-24): the call goes
+    /// through one aligned bounce buffer instead, copied from `parts` before it (`copyIn`, a
+    /// write) or into them after it (a read). Otherwise `call` gets `parts` as they are.
+    private static func bouncedIfUnaligned(_ direct: Bool, _ parts: [UnsafeMutableRawBufferPointer], copyIn: Bool,
+                                           _ call: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
+        guard direct, !isDirectAligned(parts) else { return call(parts) }
+        let total = parts.reduce(0) { $0 + $1.count }
+        let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: bounceAlignment)
+        defer { bounce.deallocate() }
+        var at = 0
+        if copyIn {
+            for part in parts where part.count > 0 {
+                UnsafeMutableRawBufferPointer(rebasing: bounce[at..<at + part.count]).copyMemory(from: UnsafeRawBufferPointer(part))
+                at += part.count
+            }
+        }
+        let n = call([UnsafeMutableRawBufferPointer(rebasing: bounce[0..<total])])
+        if !copyIn {
+            at = 0
+            for part in parts where at < n {
+                let k = min(part.count, n - at)
+                part.baseAddress!.copyMemory(from: bounce.baseAddress! + at, byteCount: k)
+                at += k
+            }
+        }
+        return n
+    }
+
     private static func position(_ offset: UInt64, _ done: Int) -> off_t { off_t(Int64(bitPattern: offset + UInt64(done))) }
 
     /// Makes every completed write durable (`fdatasync`): a block device's FLUSH.
@@ -130,15 +162,14 @@ public final class StorageFile: Sendable {
         } catch {
             guard error.errno == EOPNOTSUPP || error.errno == EINVAL else { throw error }
         }
-        let chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        // Aligned, so that an O_DIRECT file takes it too.
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: Self.bounceAlignment)
+        defer { chunk.deallocate() }
+        chunk.initializeMemory(as: UInt8.self, repeating: 0)
         var position = offset, left = length
         while left > 0 {
             let n = Int(min(UInt64(chunk.count), left))
-            let written = try chunk.withUnsafeBytes { bytes in
-                Result { () throws(SystemError) in
-                    try valueOrErrno("pwrite") { pwrite(raw, bytes.baseAddress!, n, off_t(Int64(bitPattern: position))) }
-                }
-            }.get()
+            let written = try valueOrErrno("pwrite") { pwrite(raw, chunk.baseAddress!, n, off_t(Int64(bitPattern: position))) }
             position += UInt64(written)
             left -= UInt64(written)
         }

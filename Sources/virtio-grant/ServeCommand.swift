@@ -16,6 +16,9 @@ struct ServeCommand {
     let queues: Int
     let image: String?
     let readOnly: Bool
+    /// blk: `--aio io_uring|sync` (GHT-BLK-13) and `--direct` (O_DIRECT, GHT-BLK-24).
+    let asynchronousIO: BlockDevice.AsynchronousIO
+    let direct: Bool
     let guestCID: Int
     let vsockSocket: String?
     let sessions: Int?
@@ -24,7 +27,7 @@ struct ServeCommand {
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "aio"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
@@ -39,6 +42,9 @@ struct ServeCommand {
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
         readOnly = options.flag("read-only")
+        asynchronousIO = BlockDevice.AsynchronousIO(rawValue: try options.choice("aio", default: "io_uring", from: BlockDevice.AsynchronousIO.allCases.map(\.rawValue)))!
+        direct = options.flag("direct")
+        guard device == "blk" || (options.string("aio") == nil && !direct) else { throw UsageError(description: "--aio and --direct are for --device blk") }
         guard (device == "blk") == (image != nil) else {
             throw UsageError(description: device == "blk" ? "serve --device blk needs --image FILE" : "--image is for --device blk")
         }
@@ -135,13 +141,14 @@ struct ServeCommand {
         case "blk":
             let file: StorageFile
             do {
-                file = try StorageFile(path: image!, writable: !readOnly)
+                file = try StorageFile(path: image!, writable: !readOnly, direct: direct)
             } catch {
                 throw UsageError(description: "cannot open image \(image!): \(error)")
             }
             var configuration = BlockDevice.Configuration()
             configuration.queueCount = queues
             configuration.readOnly = readOnly
+            configuration.asynchronousIO = asynchronousIO
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
         case "rng":
             return { EntropyDevice() }
