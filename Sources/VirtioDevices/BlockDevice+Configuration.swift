@@ -55,6 +55,8 @@ extension BlockDevice {
         /// Requests served synchronously although their queue had a ring (more buffers than
         /// one entry carries, or no room in time).
         public var synchronousFallbacks: UInt64 = 0
+        /// Flushes held in the device until the writes made available before them completed.
+        public var flushesHeld: UInt64 = 0
     }
 
     /// How a block device moves request data (`--aio` of `virtio-grant serve`).

@@ -76,6 +76,7 @@ final class BlockQueueEngine: @unchecked Sendable {
             if writesInFlight > 0 {
                 slots[index].sequence = nextWriteSequence
                 heldFlushes.append(index)
+                tally.flushesHeld += 1
             } else {
                 prepared = prepareFlush(index)
             }

@@ -86,7 +86,10 @@ public final class BlockDevice: VirtioDevice {
             Self.finish(status, &writer, &tally)
             batch.complete(i, with: writer)
         }
-        engine?.submit()
+        if let engine {
+            engine.submit()
+            record(engine.takeTally())
+        }
         record(tally)
     }
 
@@ -114,6 +117,8 @@ public final class BlockDevice: VirtioDevice {
             s.unanswerable += tally.unanswerable
             s.submitted += tally.submitted
             s.peakInFlight = max(s.peakInFlight, tally.peakInFlight)
+            s.synchronousFallbacks += tally.synchronousFallbacks
+            s.flushesHeld += tally.flushesHeld
         }
     }
 }
