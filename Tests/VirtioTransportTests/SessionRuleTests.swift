@@ -124,6 +124,11 @@ struct SessionRuleTests {
             try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
             try c.send(.setVringNum(VhostUserVringState(index: 0, num: 12)))
         },
+        ViolationCase(name: "GHT-VU-25: a legal queue size above the device's maximum is refused as such, not as a bad size", reason: "above the device's maximum of 256") { c in
+            try c.negotiate()
+            try c.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+            try c.send(.setVringNum(VhostUserVringState(index: 0, num: 1024)))
+        },
         ViolationCase(name: "a queue index past the device's queues", reason: "does not exist") { c in
             try c.negotiate()
             try c.send(.setVringNum(VhostUserVringState(index: 7, num: 16)))

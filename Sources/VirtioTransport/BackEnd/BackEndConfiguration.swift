@@ -22,6 +22,13 @@ public struct BackEndConfiguration: Sendable {
     public var maxGrantEntries = 1 << 20
     /// Chains per batch handed to the device.
     public var batchLimit = 64
+    /// How the queue workers wait for work (GHT-ASY-08): sleeping on the kick (the default), or
+    /// polling the rings.
+    public var execution = QueueExecution.sleeping
+    /// How long stopping a queue (GET_VRING_BASE, reset, the session's end) waits for requests
+    /// the device kept (GHT-ASY-04); those still outstanding then are abandoned: their
+    /// completions are ignored, their memory stays mapped until the device lets them go.
+    public var inFlightDrainTimeoutMilliseconds = 5_000
     /// How long REVOKE_GRANTS waits for the queues to drop their mappings before answering failure.
     public var revokeTimeoutMilliseconds = 2000
     /// Where the back-end logs what an operator needs (GHT-EMB-05..08): sessions opened,
