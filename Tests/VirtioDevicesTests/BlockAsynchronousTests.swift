@@ -129,7 +129,9 @@ extension BlockDeviceTests {
                 [(header(.flush, 0), 1, 1), (header(.discard, 0) + BlockRangeSegment(sector: 200, sectorCount: 16).bytes, 1, 2),
                  (header(.writeZeroes, 0) + zeroes, 1, 1), (header(.read, 8), 8193, 4)],
                 [(header(.write, 2040) + BlockFixture.pattern(count: 8192, seed: 12), 1, 1), (header(.read, 0), 100, 1), ([7, 7], 1, 1),
-                 (header(.write, 300) + BlockFixture.pattern(count: 512, seed: 13), 5, 2), (header(.read, 300), 513, 1), (header(.flush, 0), 1, 1)],
+                 (header(.write, 300) + BlockFixture.pattern(count: 512, seed: 13), 5, 2), (header(.flush, 0), 1, 1)],
+                // A read of what a request still in flight writes has no defined order: a batch later.
+                [(header(.read, 300), 513, 1), (header(.read, 40), 8 * 512 + 1, 3), (header(.read, 2047), 513, 2)],
             ]
         }
 
@@ -147,11 +149,12 @@ extension BlockDeviceTests {
                 results.append(replies)
                 images.append(f.image(at: 0, count: BlockFixture.sectors * 512))
                 var s = f.device.statistics
-                #expect(aio == .synchronous || s.submitted == 9, "\(aio): \(s.submitted) requests went to the ring")
+                #expect(aio == .synchronous || s.submitted == 11, "\(aio): \(s.submitted) requests went to the ring")
                 (s.submitted, s.peakInFlight, s.flushesHeld, s.synchronousFallbacks) = (0, 0, 0, 0)
                 counts.append(s)
             }
-            #expect(results[0] == results[1])
+            #expect(results[0].count == results[1].count)
+            for (k, (a, b)) in zip(results[0], results[1]).enumerated() { #expect(a == b, "reply \(k)") }
             #expect(images[0] == images[1])
             #expect(counts[0] == counts[1])
         }
