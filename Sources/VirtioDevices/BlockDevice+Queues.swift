@@ -58,6 +58,12 @@ extension BlockDevice {
         engines.withLock { table in table.indices.contains(queue) ? table[queue]?.requestsInFlight ?? 0 : 0 }
     }
 
+    /// The io_uring instances the device has open: one per started queue on the io_uring path,
+    /// plus those stopped with I/O still in the kernel (GHT-BLK-22).
+    public var ringsOpen: Int {
+        engines.withLock { $0.compactMap { $0 }.count } + retired.withLock { $0.count }
+    }
+
     /// The queue's engine when requests may be kept: a ring, and a worker that services it.
     func activeEngine(_ queue: Int) -> BlockQueueEngine? {
         engines.withLock { table in

@@ -14,17 +14,9 @@ extension BlockQueueEngine {
         writer.produceVectored(upTo: count) { parts in
             // More fragments than one entry carries: served synchronously instead.
             guard parts.reduce(0, { $0 + $1.count }) == count else { return 0 }
-            if file.isDirect && !StorageFile.isDirectAligned(parts) {
-                let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: StorageFile.bounceAlignment)
-                slots[index].bounce = bounce
-                let target = UnsafeMutableRawBufferPointer(rebasing: bounce[0..<count])
-                prepared = prepare { () throws(IOUringPrepareFailure) in
-                    try file.prepareRead(on: ring, at: offset, into: [target], userData: Self.userData(index))
-                }
-            } else {
-                prepared = prepare { () throws(IOUringPrepareFailure) in
-                    try file.prepareRead(on: ring, at: offset, into: parts, userData: Self.userData(index))
-                }
+            let buffers = directBuffers(index, parts, copyingIn: false)
+            prepared = prepare { () throws(IOUringPrepareFailure) in
+                try file.prepareRead(on: ring, at: offset, into: buffers, userData: Self.userData(index))
             }
             return 0
         }
@@ -39,27 +31,23 @@ extension BlockQueueEngine {
         var prepared = false
         reader.consumeVectored(upTo: count) { parts in
             guard parts.reduce(0, { $0 + $1.count }) == count else { return 0 }
-            if file.isDirect && !StorageFile.isDirectAligned(parts) {
-                let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: StorageFile.bounceAlignment)
-                slots[index].bounce = bounce
-                var at = 0
-                for part in parts where part.count > 0 {
-                    UnsafeMutableRawBufferPointer(rebasing: bounce[at..<at + part.count]).copyMemory(from: part)
-                    at += part.count
-                }
-                let source = UnsafeRawBufferPointer(rebasing: bounce[0..<count])
-                prepared = prepare { () throws(IOUringPrepareFailure) in
-                    try file.prepareWrite(on: ring, at: offset, from: [source], userData: Self.userData(index))
-                }
-            } else {
-                prepared = prepare { () throws(IOUringPrepareFailure) in
-                    try file.prepareWrite(on: ring, at: offset, from: parts, userData: Self.userData(index))
-                }
+            let buffers = directBuffers(index, parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }, copyingIn: true)
+            prepared = prepare { () throws(IOUringPrepareFailure) in
+                try file.prepareWrite(on: ring, at: offset, from: buffers.map { UnsafeRawBufferPointer($0) }, userData: Self.userData(index))
             }
             return 0
         }
         record(index, offset: offset, bytes: count, pending: prepared ? 1 : 0)
         return prepared
+    }
+
+    /// GHT-BLK-24: `parts` as they are, or, for an O_DIRECT file when they are not aligned,
+    /// slot `index`'s bounce buffer (freed with the slot).
+    private func directBuffers(_ index: Int, _ parts: [UnsafeMutableRawBufferPointer], copyingIn: Bool) -> [UnsafeMutableRawBufferPointer] {
+        guard file.isDirect, !StorageFile.isDirectAligned(parts) else { return parts }
+        let bounce = StorageFile.makeBounceBuffer(for: parts, copyingIn: copyingIn)
+        slots[index].bounce = bounce.base
+        return [bounce.bytes]
     }
 
     /// FLUSH: fdatasync through the ring.

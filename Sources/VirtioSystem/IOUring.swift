@@ -35,7 +35,8 @@ public final class IOUring: @unchecked Sendable {
     public internal(set) var inFlight = 0
 
     let ring: UnsafeMutablePointer<CVirtioShim_uring>
-    private let fd: FileDescriptor
+    /// The ring's own descriptor (tests check it is closed exactly once).
+    package let fd: FileDescriptor
     /// iovec lists of the entries prepared and not yet consumed by the kernel (it copies them at
     /// submission: IORING_FEAT_SUBMIT_STABLE); reused once the submission ring is empty.
     let iovecs: UnsafeMutableBufferPointer<iovec>

@@ -48,6 +48,23 @@ extension StorageFile {
         parts.allSatisfy { Int(bitPattern: $0.baseAddress) % directAlignment == 0 && $0.count % directAlignment == 0 }
     }
 
+    /// Page-aligned memory for an `O_DIRECT` transfer of `parts` (GHT-BLK-24): `bytes`, their
+    /// total length, filled with their contents in order when `copyingIn` (a write). The caller
+    /// deallocates `base`.
+    public static func makeBounceBuffer(for parts: [UnsafeMutableRawBufferPointer], copyingIn: Bool)
+        -> (base: UnsafeMutableRawBufferPointer, bytes: UnsafeMutableRawBufferPointer) {
+        let total = parts.reduce(0) { $0 + $1.count }
+        let base = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: bounceAlignment)
+        if copyingIn {
+            var at = 0
+            for part in parts where part.count > 0 {
+                UnsafeMutableRawBufferPointer(rebasing: base[at..<at + part.count]).copyMemory(from: UnsafeRawBufferPointer(part))
+                at += part.count
+            }
+        }
+        return (base, UnsafeMutableRawBufferPointer(rebasing: base[0..<total]))
+    }
+
     /// The file's size now (`fstat`): where a read that came back short found the end.
     public func currentSize() throws(SystemError) -> UInt64 {
         let raw = fd.rawValue

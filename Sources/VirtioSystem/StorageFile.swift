@@ -116,22 +116,14 @@ public final class StorageFile: Sendable {
     private static func bouncedIfUnaligned(_ direct: Bool, _ parts: [UnsafeMutableRawBufferPointer], copyIn: Bool,
                                            _ call: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
         guard direct, !isDirectAligned(parts) else { return call(parts) }
-        let total = parts.reduce(0) { $0 + $1.count }
-        let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: bounceAlignment)
-        defer { bounce.deallocate() }
-        var at = 0
-        if copyIn {
-            for part in parts where part.count > 0 {
-                UnsafeMutableRawBufferPointer(rebasing: bounce[at..<at + part.count]).copyMemory(from: UnsafeRawBufferPointer(part))
-                at += part.count
-            }
-        }
-        let n = call([UnsafeMutableRawBufferPointer(rebasing: bounce[0..<total])])
+        let bounce = makeBounceBuffer(for: parts, copyingIn: copyIn)
+        defer { bounce.base.deallocate() }
+        let n = call([bounce.bytes])
         if !copyIn {
-            at = 0
+            var at = 0
             for part in parts where at < n {
                 let k = min(part.count, n - at)
-                part.baseAddress!.copyMemory(from: bounce.baseAddress! + at, byteCount: k)
+                part.baseAddress!.copyMemory(from: bounce.bytes.baseAddress! + at, byteCount: k)
                 at += k
             }
         }
