@@ -33,7 +33,8 @@ extension BlockDevice {
     /// Completes the requests whose I/O the kernel finished: no system call unless a held
     /// flush became ready to submit.
     public func serviceQueue(_ queue: Int) {
-        guard let engine = activeEngine(queue) else { return }
+        // A polling worker calls this every round: with nothing posted it reaps nothing, records nothing.
+        guard let engine = activeEngine(queue), engine.ring.readyCompletions > 0 || engine.ring.pendingSubmissions > 0 else { return }
         engine.reap()
         engine.submit()
         record(engine.takeTally())

@@ -31,9 +31,12 @@ extension BlockQueueEngine {
         var prepared = false
         reader.consumeVectored(upTo: count) { parts in
             guard parts.reduce(0, { $0 + $1.count }) == count else { return 0 }
-            let buffers = directBuffers(index, parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }, copyingIn: true)
+            // The guest's buffers as they are, unless O_DIRECT needs them bounced (GHT-BLK-24).
+            let buffers = file.isDirect && !StorageFile.isDirectAligned(parts)
+                ? directBuffers(index, parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }, copyingIn: true).map { UnsafeRawBufferPointer($0) }
+                : parts
             prepared = prepare { () throws(IOUringPrepareFailure) in
-                try file.prepareWrite(on: ring, at: offset, from: buffers.map { UnsafeRawBufferPointer($0) }, userData: Self.userData(index))
+                try file.prepareWrite(on: ring, at: offset, from: buffers, userData: Self.userData(index))
             }
             return 0
         }
