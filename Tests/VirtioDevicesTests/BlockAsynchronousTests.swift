@@ -55,9 +55,10 @@ extension BlockDeviceTests {
             }
         }
 
-        @Test("GHT-BLK-14: the requests of one batch are all in the kernel at once, submitted together and completed by the worker as they finish")
-        func manyInFlight() throws {
-            let f = try BlockFixture()
+        @Test("GHT-BLK-14: the requests of one batch are all in the kernel at once, submitted together and completed by the worker as they finish, whether it sleeps or polls",
+              arguments: [QueueExecution.sleeping, .polling])
+        func manyInFlight(execution: QueueExecution) throws {
+            let f = try BlockFixture(execution: execution)
             let requests = (0..<32).map { k in (bytes: Self.header(.read, UInt64(k * 16)), reply: 4097, parts: 1) }
             let done = try f.batch(requests)
             #expect(done.count == 32)

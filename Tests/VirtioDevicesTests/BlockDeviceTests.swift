@@ -23,7 +23,7 @@ final class BlockFixture {
     /// `aio` and `direct` choose the device's I/O path (GHT-BLK-13, GHT-BLK-24); `configure`
     /// adjusts the rest; `wrap` serves the device through another (a forwarding wrapper).
     init(mode: FrontEndConfiguration.AddressMode = .grants, readOnly: Bool = false, queues: Int = 1,
-         aio: BlockDevice.AsynchronousIO = .ioUring, direct: Bool = false, image: String? = nil,
+         aio: BlockDevice.AsynchronousIO = .ioUring, direct: Bool = false, image: String? = nil, execution: QueueExecution = .sleeping,
          configure: (inout BlockDevice.Configuration) -> Void = { _ in },
          wrap: @escaping @Sendable (BlockDevice) -> any VirtioDevice = { $0 }) throws {
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -45,7 +45,9 @@ final class BlockFixture {
         configure(&configuration)
         let device = BlockDevice(file: try StorageFile(path: imagePath, writable: !readOnly, direct: direct), configuration: configuration)
         self.device = device
-        backEnd = try BackEnd(socketPath: socketPath) { wrap(device) }
+        var serving = BackEndConfiguration()
+        serving.execution = execution
+        backEnd = try BackEnd(socketPath: socketPath, configuration: serving) { wrap(device) }
         backEnd.start()
         var front = FrontEndConfiguration()
         front.mode = mode
