@@ -198,6 +198,8 @@ extension BackEndSession {
         do {
             worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
                                      batchLimit: configuration.batchLimit, execution: configuration.execution,
+                                     pool: configuration.queueThreads,
+                                     cpus: configuration.workerCPUs.isEmpty ? [] : [configuration.workerCPUs[i % configuration.workerCPUs.count]],
                                      drainTimeoutMilliseconds: configuration.inFlightDrainTimeoutMilliseconds,
                                      startThread: configuration.startThread,
                                      onBroken: onBroken, onKickLost: { [weak self] in
