@@ -90,3 +90,7 @@ int CVirtioShim_get_thread_affinity(void *mask, size_t bytes) {
 long CVirtioShim_getrandom(void *buffer, size_t length) {
     return syscall(SYS_getrandom, buffer, length, 0);
 }
+
+int CVirtioShim_O_DIRECT(void) {
+    return O_DIRECT;
+}

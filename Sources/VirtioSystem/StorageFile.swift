@@ -14,13 +14,23 @@ public final class StorageFile: Sendable {
     public let isWritable: Bool
     /// The size in bytes when the file was opened (a device's capacity is fixed at creation).
     public let size: UInt64
-    private let fd: FileDescriptor
+    /// Opened with `O_DIRECT`: transfers bypass the page cache, and every buffer address,
+    /// length and file offset must be a multiple of ``directAlignment`` (the kernel answers
+    /// `EINVAL` otherwise).
+    public let isDirect: Bool
+    let fd: FileDescriptor
 
-    /// Opens `path`, for reading and writing unless `writable` is false.
-    public init(path: String, writable: Bool = true) throws(SystemError) {
+    /// The alignment `O_DIRECT` transfers keep to here: 512 bytes (a virtio-blk sector; the
+    /// logical block size of the disks and file systems this serves).
+    public static let directAlignment = 512
+
+    /// Opens `path`, for reading and writing unless `writable` is false, through the page cache
+    /// unless `direct` (`O_DIRECT`; `EINVAL` from a file system that does not support it).
+    public init(path: String, writable: Bool = true, direct: Bool = false) throws(SystemError) {
         self.path = path
         isWritable = writable
-        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        isDirect = direct
+        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (direct ? CVirtioShim_O_DIRECT() : 0)
         fd = FileDescriptor(adopting: try valueOrErrno("open") { Glibc.open(path, flags) })
         let raw = fd.rawValue
         var info = stat()
@@ -40,10 +50,12 @@ public final class StorageFile: Sendable {
     /// - Returns: the bytes produced (`count`, unless the request has less room).
     @discardableResult
     public func read(at offset: UInt64, count: Int, into writer: inout FragmentWriter) throws(SystemError) -> Int {
-        let raw = fd.rawValue
+        let raw = fd.rawValue, direct = isDirect
         return try Self.repeatVectored(count) { done, failure in
             writer.produceVectored(upTo: count - done) { parts in
-                let got = Self.vectored("preadv", parts, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+                let got = Self.bouncedIfUnaligned(direct, parts, copyIn: false) { parts in
+                    Self.vectored("preadv", parts, failure: &failure) { preadv(raw, $0, $1, Self.position(offset, done)) }
+                }
                 guard got == 0, failure == nil else { return got }
                 // End of file: the rest of what was offered reads as zeros.
                 for part in parts { part.initializeMemory(as: UInt8.self, repeating: 0) }
@@ -58,11 +70,13 @@ public final class StorageFile: Sendable {
     /// - Returns: the bytes consumed (`count`, unless the request has fewer).
     @discardableResult
     public func write(at offset: UInt64, count: Int, from reader: inout FragmentReader) throws(SystemError) -> Int {
-        let raw = fd.rawValue
+        let raw = fd.rawValue, direct = isDirect
         return try Self.repeatVectored(count) { done, failure in
             reader.consumeVectored(upTo: count - done) { parts in
                 let mutable = parts.map { UnsafeMutableRawBufferPointer(mutating: $0) }
-                return Self.vectored("pwritev", mutable, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
+                return Self.bouncedIfUnaligned(direct, mutable, copyIn: true) { parts in
+                    Self.vectored("pwritev", parts, failure: &failure) { pwritev(raw, $0, $1, Self.position(offset, done)) }
+                }
             }
         }
     }
@@ -96,6 +110,26 @@ public final class StorageFile: Sendable {
         }
     }
 
+    /// `O_DIRECT` with buffers not aligned to ``directAlignment`` (GHT-BLK-24): the call goes
+    /// through one aligned bounce buffer instead, copied from `parts` before it (`copyIn`, a
+    /// write) or into them after it (a read). Otherwise `call` gets `parts` as they are.
+    private static func bouncedIfUnaligned(_ direct: Bool, _ parts: [UnsafeMutableRawBufferPointer], copyIn: Bool,
+                                           _ call: ([UnsafeMutableRawBufferPointer]) -> Int) -> Int {
+        guard direct, !isDirectAligned(parts) else { return call(parts) }
+        let bounce = makeBounceBuffer(for: parts, copyingIn: copyIn)
+        defer { bounce.base.deallocate() }
+        let n = call([bounce.bytes])
+        if !copyIn {
+            var at = 0
+            for part in parts where at < n {
+                let k = min(part.count, n - at)
+                part.baseAddress!.copyMemory(from: bounce.bytes.baseAddress! + at, byteCount: k)
+                at += k
+            }
+        }
+        return n
+    }
+
     private static func position(_ offset: UInt64, _ done: Int) -> off_t { off_t(Int64(bitPattern: offset + UInt64(done))) }
 
     /// Makes every completed write durable (`fdatasync`): a block device's FLUSH.
@@ -120,15 +154,14 @@ public final class StorageFile: Sendable {
         } catch {
             guard error.errno == EOPNOTSUPP || error.errno == EINVAL else { throw error }
         }
-        let chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        // Aligned, so that an O_DIRECT file takes it too.
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: Self.bounceAlignment)
+        defer { chunk.deallocate() }
+        chunk.initializeMemory(as: UInt8.self, repeating: 0)
         var position = offset, left = length
         while left > 0 {
             let n = Int(min(UInt64(chunk.count), left))
-            let written = try chunk.withUnsafeBytes { bytes in
-                Result { () throws(SystemError) in
-                    try valueOrErrno("pwrite") { pwrite(raw, bytes.baseAddress!, n, off_t(Int64(bitPattern: position))) }
-                }
-            }.get()
+            let written = try valueOrErrno("pwrite") { pwrite(raw, chunk.baseAddress!, n, off_t(Int64(bitPattern: position))) }
             position += UInt64(written)
             left -= UInt64(written)
         }

@@ -61,3 +61,11 @@ package func nothingOrErrorNumber(_ operation: StaticString, _ body: () -> Int32
 package func closeDescriptor(_ fd: Int32) {
     _ = Glibc.close(fd)
 }
+
+/// For results the kernel reports in a completion instead of through `errno` (an io_uring
+/// CQE's `res`: the operation's return value, or `-errno`).
+@inline(__always)
+package func completionOrErrno(_ operation: StaticString, _ result: Int32) throws(SystemError) -> Int {
+    if result >= 0 { return Int(result) }
+    throw SystemError(errno: -result, operation: "\(operation)")
+}

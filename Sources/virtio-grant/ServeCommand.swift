@@ -16,6 +16,9 @@ struct ServeCommand {
     let queues: Int
     let image: String?
     let readOnly: Bool
+    /// blk: `--aio io_uring|sync` (GHT-BLK-13) and `--direct` (O_DIRECT, GHT-BLK-24).
+    let asynchronousIO: BlockDevice.AsynchronousIO
+    let direct: Bool
     let guestCID: Int
     let vsockSocket: String?
     let sessions: Int?
@@ -32,7 +35,7 @@ struct ServeCommand {
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus", "aio"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
@@ -47,6 +50,9 @@ struct ServeCommand {
         queues = try options.int("queues", default: 1, in: 1...64)
         image = options.string("image")
         readOnly = options.flag("read-only")
+        asynchronousIO = BlockDevice.AsynchronousIO(rawValue: try options.choice("aio", default: "io_uring", from: BlockDevice.AsynchronousIO.allCases.map(\.rawValue)))!
+        direct = options.flag("direct")
+        guard device == "blk" || (options.string("aio") == nil && !direct) else { throw UsageError(description: "--aio and --direct are for --device blk") }
         guard (device == "blk") == (image != nil) else {
             throw UsageError(description: device == "blk" ? "serve --device blk needs --image FILE" : "--image is for --device blk")
         }
@@ -157,7 +163,7 @@ struct ServeCommand {
         case "blk":
             let file: StorageFile
             do {
-                file = try StorageFile(path: image!, writable: !readOnly)
+                file = try StorageFile(path: image!, writable: !readOnly, direct: direct)
             } catch {
                 throw UsageError(description: "cannot open image \(image!): \(error)")
             }
@@ -165,6 +171,7 @@ struct ServeCommand {
             configuration.queueCount = queues
             configuration.readOnly = readOnly
             configuration.maxQueueSize = maxQueueSize
+            configuration.asynchronousIO = asynchronousIO
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
         case "rng":
             return { EntropyDevice() }

@@ -20,6 +20,10 @@ let usage = """
                            (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
+        --aio A            blk: io_uring (default: many requests in the kernel per queue, where
+                           the kernel allows it) or sync (one request at a time, in the worker)
+        --direct           blk: open the image O_DIRECT (past the page cache; guest buffers not
+                           512-byte aligned go through an aligned bounce buffer)
         --vsock-socket P   vsock (required): host programs connect to P and write "CONNECT
                            <port>\n"; the guest's connections to host port N go to P_N
         --guest-cid N      vsock: the guest's CID (default 3)

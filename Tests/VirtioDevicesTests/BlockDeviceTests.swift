@@ -18,23 +18,36 @@ final class BlockFixture {
     let backEnd: BackEnd
     let frontEnd: FrontEnd
     var queue: FrontEndQueue { frontEnd.queues[0] }
+    let ownsImage: Bool
 
-    init(mode: FrontEndConfiguration.AddressMode = .grants, readOnly: Bool = false, queues: Int = 1) throws {
+    /// `aio` and `direct` choose the device's I/O path (GHT-BLK-13, GHT-BLK-24); `configure`
+    /// adjusts the rest; `wrap` serves the device through another (a forwarding wrapper).
+    init(mode: FrontEndConfiguration.AddressMode = .grants, readOnly: Bool = false, queues: Int = 1,
+         aio: BlockDevice.AsynchronousIO = .ioUring, direct: Bool = false, image: String? = nil, execution: QueueExecution = .sleeping,
+         configure: (inout BlockDevice.Configuration) -> Void = { _ in },
+         wrap: @escaping @Sendable (BlockDevice) -> any VirtioDevice = { $0 }) throws {
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        imagePath = "/tmp/vg-blk-\(tag).img"
+        ownsImage = image == nil
+        imagePath = image ?? "/tmp/vg-blk-\(tag).img"
         socketPath = "/tmp/vg-blk-\(tag).sock"
-        let fd = open(imagePath, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
-        precondition(fd >= 0)
-        let image = Self.pattern(count: Self.sectors * 512, seed: 7)
-        precondition(image.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == image.count)
-        Glibc.close(fd)
+        if image == nil {
+            let fd = open(imagePath, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+            precondition(fd >= 0)
+            let bytes = Self.pattern(count: Self.sectors * 512, seed: 7)
+            precondition(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            Glibc.close(fd)
+        }
         var configuration = BlockDevice.Configuration()
         configuration.readOnly = readOnly
         configuration.queueCount = queues
         configuration.serial = "vg-test-serial-0123456789"
-        let device = BlockDevice(file: try StorageFile(path: imagePath, writable: !readOnly), configuration: configuration)
+        configuration.asynchronousIO = aio
+        configure(&configuration)
+        let device = BlockDevice(file: try StorageFile(path: imagePath, writable: !readOnly, direct: direct), configuration: configuration)
         self.device = device
-        backEnd = try BackEnd(socketPath: socketPath) { device }
+        var serving = BackEndConfiguration()
+        serving.execution = execution
+        backEnd = try BackEnd(socketPath: socketPath, configuration: serving) { wrap(device) }
         backEnd.start()
         var front = FrontEndConfiguration()
         front.mode = mode
@@ -51,7 +64,7 @@ final class BlockFixture {
     deinit {
         frontEnd.close()
         backEnd.stop()
-        unlink(imagePath)
+        if ownsImage { unlink(imagePath) }
     }
 
     /// Deterministic bytes.
@@ -109,9 +122,9 @@ let ok = BlockStatus.ok.rawValue, ioError = BlockStatus.ioError.rawValue, unsupp
 
 @Suite("virtio-blk device over a front-end", .serialized)
 struct BlockDeviceTests {
-    @Test("GHT-BLK-12: the configuration space and features are those of VIRTIO 1.2 §5.2.4, read through GET_CONFIG")
-    func configuration() throws {
-        let f = try BlockFixture(queues: 2)
+    @Test("GHT-BLK-12: the configuration space and features are those of VIRTIO 1.2 §5.2.4, read through GET_CONFIG", arguments: BlockDevice.AsynchronousIO.allCases)
+    func configuration(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(queues: 2, aio: aio)
         let config = try f.frontEnd.readConfig(size: BlockConfigurationSpace.byteCount)
         func le<T: FixedWidthInteger>(_: T.Type, _ offset: Int) -> T {
             config[offset..<offset + MemoryLayout<T>.size].reversed().reduce(T.zero) { $0 << 8 | T($1) }
@@ -128,9 +141,9 @@ struct BlockDeviceTests {
     }
 
     @Test("GHT-BLK-01, GHT-BLK-07: IN and OUT with the header and data split at any byte over up to 9 descriptors, in grant and guest-physical mode",
-          arguments: [FrontEndConfiguration.AddressMode.grants, .guestPhysical])
-    func readWrite(mode: FrontEndConfiguration.AddressMode) throws {
-        let f = try BlockFixture(mode: mode)
+          arguments: [FrontEndConfiguration.AddressMode.grants, .guestPhysical], BlockDevice.AsynchronousIO.allCases)
+    func readWrite(mode: FrontEndConfiguration.AddressMode, aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(mode: mode, aio: aio)
         for parts in 1...9 {
             let sector = UInt64(parts * 16)
             let before = try f.read(sector: sector, bytes: 1024, parts: parts)
@@ -146,9 +159,9 @@ struct BlockDeviceTests {
         #expect(f.device.statistics.bytesWritten == 9 * 4096)
     }
 
-    @Test("GHT-BLK-04: a range past the capacity, or one whose sector arithmetic overflows, is IOERR and touches nothing outside (or inside) the file")
-    func outOfRange() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-04: a range past the capacity, or one whose sector arithmetic overflows, is IOERR and touches nothing outside (or inside) the file", arguments: BlockDevice.AsynchronousIO.allCases)
+    func outOfRange(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         let size = f.imageSize
         let tail = f.image(at: size - 4096, count: 4096)
         let last = UInt64(BlockFixture.sectors - 1)
@@ -166,18 +179,18 @@ struct BlockDeviceTests {
         #expect(f.device.statistics.ioErrors == 6)
     }
 
-    @Test("GHT-BLK-05: data that is not whole 512-byte sectors is IOERR and writes nothing")
-    func partialSectors() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-05: data that is not whole 512-byte sectors is IOERR and writes nothing", arguments: BlockDevice.AsynchronousIO.allCases)
+    func partialSectors(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         let before = f.image(at: 0, count: 1024)
         #expect(try f.write(sector: 0, [UInt8](repeating: 1, count: 700)) == ioError)
         #expect(try f.read(sector: 0, bytes: 100).status == ioError)
         #expect(f.image(at: 0, count: 1024) == before)
     }
 
-    @Test("GHT-BLK-02, GHT-BLK-03: a 1-byte request, a 15-byte header and a request with no writable byte get a defined answer; the queue keeps working")
-    func malformedRequests() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-02, GHT-BLK-03: a 1-byte request, a 15-byte header and a request with no writable byte get a defined answer; the queue keeps working", arguments: BlockDevice.AsynchronousIO.allCases)
+    func malformedRequests(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         #expect(try f.raw([1], replyCapacity: 1) == [ioError])
         #expect(try f.raw(Array(BlockRequestHeader(type: .write, sector: 0).bytes.prefix(15)), replyCapacity: 1, parts: 4) == [ioError])
         #expect(try f.raw([], replyCapacity: 1) == [ioError], "no readable bytes at all")
@@ -188,34 +201,34 @@ struct BlockDeviceTests {
         #expect(try f.read(sector: 0, bytes: 512).data == before)
     }
 
-    @Test("GHT-BLK-07: the status is the last writable byte; writable room an OUT does not use reads as zeros and counts in the used length")
-    func statusPosition() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-07: the status is the last writable byte; writable room an OUT does not use reads as zeros and counts in the used length", arguments: BlockDevice.AsynchronousIO.allCases)
+    func statusPosition(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         let reply = try f.request(BlockRequestHeader(type: .write, sector: 4), payload: [UInt8](repeating: 3, count: 512), replyCapacity: 10)
         #expect(reply == [UInt8](repeating: 0, count: 9) + [ok])
     }
 
-    @Test("GHT-BLK-08: unknown types and types of features not offered are UNSUPP")
-    func unsupportedTypes() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-08: unknown types and types of features not offered are UNSUPP", arguments: BlockDevice.AsynchronousIO.allCases)
+    func unsupportedTypes(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         for type in [BlockRequestType(rawValue: 99), .getLifetime, .secureErase, BlockRequestType(rawValue: 2)] {
             #expect(try f.request(BlockRequestHeader(type: type, sector: 0), replyCapacity: 1) == [unsupported])
         }
         #expect(f.device.statistics.unsupported == 4)
     }
 
-    @Test("GHT-BLK-10, GHT-BLK-11: GET_ID answers 20 bytes of the serial; FLUSH succeeds")
-    func identifyAndFlush() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-10, GHT-BLK-11: GET_ID answers 20 bytes of the serial; FLUSH succeeds", arguments: BlockDevice.AsynchronousIO.allCases)
+    func identifyAndFlush(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         let id = try f.request(BlockRequestHeader(type: .getID, sector: 0), replyCapacity: 21)
         #expect(id == Array("vg-test-serial-01234".utf8) + [ok])
         #expect(try f.request(BlockRequestHeader(type: .flush, sector: 0)) == [ok])
         #expect(f.device.statistics.flushes == 1)
     }
 
-    @Test("GHT-BLK-09: DISCARD and WRITE_ZEROES zero their ranges; unmap on DISCARD, unknown flags and too many segments are UNSUPP; a range past the end is IOERR and nothing is done")
-    func rangeCommands() throws {
-        let f = try BlockFixture()
+    @Test("GHT-BLK-09: DISCARD and WRITE_ZEROES zero their ranges; unmap on DISCARD, unknown flags and too many segments are UNSUPP; a range past the end is IOERR and nothing is done", arguments: BlockDevice.AsynchronousIO.allCases)
+    func rangeCommands(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         let zeros = [UInt8](repeating: 0, count: 4096)
         let discard = BlockRangeSegment(sector: 8, sectorCount: 8)
         #expect(try f.request(BlockRequestHeader(type: .discard, sector: 0), payload: discard.bytes, parts: 3) == [ok])
@@ -241,9 +254,9 @@ struct BlockDeviceTests {
         #expect(f.imageSize == BlockFixture.sectors * 512)
     }
 
-    @Test("GHT-BLK-06: a read-only device offers RO, fails every write with IOERR and leaves the file untouched")
-    func readOnly() throws {
-        let f = try BlockFixture(readOnly: true)
+    @Test("GHT-BLK-06: a read-only device offers RO, fails every write with IOERR and leaves the file untouched", arguments: BlockDevice.AsynchronousIO.allCases)
+    func readOnly(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(readOnly: true, aio: aio)
         #expect(f.frontEnd.features.contains(.blockReadOnly))
         #expect(!f.frontEnd.features.contains(.blockDiscard))
         let before = f.image(at: 0, count: 4096)
@@ -253,9 +266,9 @@ struct BlockDeviceTests {
         #expect(try f.read(sector: 0, bytes: 4096).data == before)
     }
 
-    @Test("An image shrunk behind the device's back reads as zeros past its new end, never stale bytes or an error")
-    func shrunkImage() throws {
-        let f = try BlockFixture()
+    @Test("An image shrunk behind the device's back reads as zeros past its new end, never stale bytes or an error", arguments: BlockDevice.AsynchronousIO.allCases)
+    func shrunkImage(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(aio: aio)
         #expect(truncate(f.imagePath, off_t(BlockFixture.sectors * 512 - 1024)) == 0)
         let tail = try f.read(sector: UInt64(BlockFixture.sectors - 4), bytes: 2048, parts: 3)
         #expect(tail.status == ok)
@@ -263,9 +276,9 @@ struct BlockDeviceTests {
         #expect(Array(tail.data[1024...]) == [UInt8](repeating: 0, count: 1024))
     }
 
-    @Test("GHT-BLK-12: num_queues request queues serve writes from several threads at once, each landing where it was sent")
-    func multiQueue() throws {
-        let f = try BlockFixture(queues: 4)
+    @Test("GHT-BLK-12: num_queues request queues serve writes from several threads at once, each landing where it was sent", arguments: BlockDevice.AsynchronousIO.allCases)
+    func multiQueue(aio: BlockDevice.AsynchronousIO) throws {
+        let f = try BlockFixture(queues: 4, aio: aio)
         #expect(f.frontEnd.queues.count == 4)
         // Each queue writes 64 requests of 8 sectors to its own quarter, then every byte is read back.
         for round in 0..<64 {

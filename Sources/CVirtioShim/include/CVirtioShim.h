@@ -91,6 +91,9 @@ int CVirtioShim_punch_hole(int fd, int64_t offset, int64_t length);
 // cannot; the caller then writes zeros.
 int CVirtioShim_zero_range(int fd, int64_t offset, int64_t length);
 
+// O_DIRECT: GNU-only in glibc's <fcntl.h>.
+int CVirtioShim_O_DIRECT(void);
+
 // The CMSG_* macros, which Swift cannot import.
 static inline struct cmsghdr *CVirtioShim_CMSG_FIRSTHDR(const struct msghdr *msg) {
     return CMSG_FIRSTHDR(msg);
@@ -119,5 +122,94 @@ static inline size_t CVirtioShim_CMSG_LEN(size_t payload) {
 // with errno (EINVAL for a signal that cannot be caught).
 int CVirtioShim_signal_forward(int signo, int fd);
 int CVirtioShim_signal_restore(int signo);
+
+// io_uring through the raw system calls (io_uring.c; io_uring_setup(2), io_uring_enter(2),
+// io_uring_register(2)). The ring's mappings and the pointers into them, filled by setup; the
+// Swift side (VirtioSystem's IOUring) owns it and calls unmap and close exactly once.
+struct CVirtioShim_uring {
+    int fd;
+    unsigned features;
+    unsigned sq_entries;
+    unsigned cq_entries;
+    unsigned sq_mask;
+    unsigned cq_mask;
+    // Entries prepared up to here; published to the kernel by CVirtioShim_uring_publish.
+    unsigned sq_local_tail;
+    unsigned *sq_head;
+    unsigned *sq_tail;
+    unsigned *sq_array;
+    unsigned *cq_head;
+    unsigned *cq_tail;
+    unsigned *cq_overflow;
+    void *sqes;
+    void *cqes;
+    void *sq_ring;
+    void *cq_ring;
+    size_t sq_ring_size;
+    size_t cq_ring_size;
+    size_t sqes_size;
+};
+
+// Our own numbering of the operations the System layer prepares (the kernel's IORING_OP_* and
+// FALLOC_FL_* stay inside io_uring.c).
+enum CVirtioShim_uring_operation {
+    CVIRTIOSHIM_URING_NOP = 0,
+    CVIRTIOSHIM_URING_READV = 1,
+    CVIRTIOSHIM_URING_WRITEV = 2,
+    CVIRTIOSHIM_URING_FDATASYNC = 3,
+    // fallocate(PUNCH_HOLE | KEEP_SIZE), (ZERO_RANGE | KEEP_SIZE), (KEEP_SIZE).
+    CVIRTIOSHIM_URING_PUNCH_HOLE = 4,
+    CVIRTIOSHIM_URING_ZERO_RANGE = 5,
+    CVIRTIOSHIM_URING_ALLOCATE = 6,
+};
+
+// IOSQE_IO_DRAIN, for sqe_flags.
+#define CVIRTIOSHIM_URING_DRAIN 0x2
+
+// One submission: `iovecs` (readv/writev) must stay valid until the entry was submitted
+// (IORING_FEAT_SUBMIT_STABLE), the buffers they name until its completion was reaped.
+struct CVirtioShim_uring_request {
+    uint64_t user_data;
+    uint64_t offset;
+    uint64_t length;
+    const void *iovecs;
+    uint32_t iovec_count;
+    int32_t fd;
+    uint8_t operation;
+    uint8_t sqe_flags;
+};
+
+// One completion (struct io_uring_cqe): `result` is the operation's return, or -errno.
+struct CVirtioShim_uring_completion {
+    uint64_t user_data;
+    int32_t result;
+    uint32_t flags;
+};
+
+// io_uring_setup(entries, {flags: CLAMP}) and the mmaps of the SQ ring, the CQ ring (one
+// mapping with IORING_FEAT_SINGLE_MMAP) and the SQE array. 0, or -1 with errno (ENOSYS where
+// the kernel lacks io_uring, EPERM where io_uring_disabled forbids it); nothing is left open
+// on failure.
+int CVirtioShim_uring_setup(unsigned entries, struct CVirtioShim_uring *ring);
+// munmap of the three mappings (the caller closes ring->fd).
+void CVirtioShim_uring_unmap(struct CVirtioShim_uring *ring);
+// io_uring_enter(fd, to_submit, min_complete, flags, NULL, 0): the count submitted, or -1/errno.
+int CVirtioShim_uring_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags);
+// io_uring_enter with GETEVENTS and EXT_ARG: waits for min_complete completions at most
+// timeout_ns; -1 with ETIME when the time passed first.
+int CVirtioShim_uring_wait(int fd, unsigned min_complete, int64_t timeout_ns);
+// io_uring_register(fd, IORING_REGISTER_EVENTFD, &eventfd, 1): the kernel signals `eventfd`
+// each time it posts completions.
+int CVirtioShim_uring_register_eventfd(int fd, int eventfd);
+// Writes the next SQE (not yet visible to the kernel); -1 when the SQ is full.
+int CVirtioShim_uring_prepare(struct CVirtioShim_uring *ring, const struct CVirtioShim_uring_request *request);
+// Store-release of the SQ tail over every prepared SQE; returns the entries the kernel has not
+// consumed yet (what io_uring_enter should submit).
+unsigned CVirtioShim_uring_publish(struct CVirtioShim_uring *ring);
+// Copies up to `max` completions out of the CQ ring (load-acquire of the tail, store-release
+// of the head): no system call. Returns how many.
+unsigned CVirtioShim_uring_reap(struct CVirtioShim_uring *ring, struct CVirtioShim_uring_completion *out, unsigned max);
+// Completions posted and not reaped yet.
+unsigned CVirtioShim_uring_ready(const struct CVirtioShim_uring *ring);
 
 #endif
