@@ -125,16 +125,36 @@ public final class NetworkSwitch: Sendable {
     /// then in `burst.floodTargets`), or a drop. The frames themselves are not touched here.
     func route(_ burst: inout TransmitBurst, from source: Int) {
         state.withLock { s in
+            // The sending port is looked up once per burst, and the route of the last
+            // destination is kept while nothing the burst does changes the tables (learning,
+            // adoption): a burst to one destination costs one table lookup, not one per frame.
+            guard var port = s.ports[source] else {
+                for k in 0..<burst.frames.count { burst.routes[k] = TransmitBurst.unplugged }
+                return
+            }
+            var last: (destination: EthernetAddress, route: Int)?
             for k in 0..<burst.frames.count {
-                burst.routes[k] = decide(burst.frames[k].destination, from: burst.frames[k].source, port: source, &s, &burst)
+                let (destination, sender) = (burst.frames[k].destination, burst.frames[k].source)
+                if sender != port.mac || port.sticky {
+                    last = nil
+                    guard admit(sender, port: &port, source, &s) else {
+                        burst.routes[k] = TransmitBurst.spoofed
+                        continue
+                    }
+                }
+                if let last, last.destination == destination {
+                    burst.routes[k] = last.route
+                } else {
+                    burst.routes[k] = destinationRoute(destination, from: source, &s, &burst)
+                    last = (destination, burst.routes[k])
+                }
             }
         }
     }
 
-    /// The route of one frame: GHT-ISO-05 adoption, GHT-ISO-02 locking and learning, then
-    /// GHT-NET-03 switching.
-    private func decide(_ destination: EthernetAddress, from sender: EthernetAddress, port source: Int, _ s: inout State, _ burst: inout TransmitBurst) -> Int {
-        guard var port = s.ports[source] else { return TransmitBurst.unplugged }
+    /// Whether port `source` (`port`, its entry) may send from `sender`: GHT-ISO-05 adoption,
+    /// GHT-ISO-02 locking and learning. Updates the tables and `port`.
+    private func admit(_ sender: EthernetAddress, port: inout Port, _ source: Int, _ s: inout State) -> Bool {
         if sender != port.mac, port.sticky, !sender.isGroup, s.owners[sender] == nil, s.addresses[sender] == nil {
             // GHT-ISO-05: the guest's own address, adopted once; the port is locked to it.
             s.owners[port.mac] = nil
@@ -149,9 +169,14 @@ public final class NetworkSwitch: Sendable {
         if sender != port.mac {
             // GHT-ISO-02: a locked port sends from its own address only; no port ever sends
             // from another port's, nor from a group address.
-            guard !lockedPorts, !sender.isGroup, s.owners[sender] == nil else { return TransmitBurst.spoofed }
+            guard !lockedPorts, !sender.isGroup, s.owners[sender] == nil else { return false }
             if s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
         }
+        return true
+    }
+
+    /// GHT-NET-03: a known address's port, or every other port (a flood), never the sender.
+    private func destinationRoute(_ destination: EthernetAddress, from source: Int, _ s: inout State, _ burst: inout TransmitBurst) -> Int {
         if !destination.isGroup, let target = s.owners[destination] ?? s.addresses[destination] {
             guard target != source, let device = s.ports[target]?.device else { return TransmitBurst.nowhere }
             return burst.target(device)
