@@ -11,7 +11,9 @@ import VirtioSystem
 ///   a switch floods to every other port, here none; the frames are dropped after the
 ///   switching decision, as a switch with no other port does.
 /// - rxonly: the front-end receives. DPDK's vhost PMD generates them (txonly). Our switch gets
-///   them from a second port: another testpmd, txonly, addressed to the receiving port
+///   them either from the switch's traffic source (`serve --net-source 64`, GHT-NET-10: the
+///   receive path alone, generated in the receive worker as the vhost PMD generates them; the
+///   label gets "+source"), or from a second port: another testpmd, txonly, addressed to the receiving port
 ///   (`--eth-peer`), on the same socket, pinned to CPU 1 beside the back-end: beside the
 ///   front-end, two busy-polling processes on one core take turns in scheduler slices and the
 ///   front-end leaves its ring unfilled for milliseconds at a time (measured: 3-4x fewer
@@ -35,8 +37,13 @@ public struct NetBenchmark: Sendable {
     public var binaries: [(label: String, path: String)]
     /// Whether DPDK's vhost PMD is measured too.
     public var reference: Bool
+    /// Our back-ends measured rxonly with the switch's traffic source as well (builds that
+    /// have `serve --net-source`).
+    public var sourceBinaries: [(label: String, path: String)]
 
-    public init(seconds: Int, warmup: Int, runs: Int, queueSize: Int, directions: [String], binaries: [(label: String, path: String)], reference: Bool) {
+    public init(seconds: Int, warmup: Int, runs: Int, queueSize: Int, directions: [String], binaries: [(label: String, path: String)], reference: Bool,
+                sourceBinaries: [(label: String, path: String)]) {
+        self.sourceBinaries = sourceBinaries
         self.seconds = seconds
         self.warmup = warmup
         self.runs = runs
@@ -58,7 +65,9 @@ public struct NetBenchmark: Sendable {
         guard let directory = try? TemporaryDirectory(prefix: "vg-net") else { return fail("cannot create a temporary directory") }
         var failed = false
         for direction in directions {
-            let backEnds = binaries.map { (label: $0.label, path: Optional($0.path)) } + (reference ? [(label: "dpdk-vhost", path: nil)] : [])
+            var backEnds = binaries.map { (label: $0.label, path: Optional($0.path)) }
+            if direction == "rxonly" { backEnds += sourceBinaries.map { (label: $0.label + "+source", path: Optional($0.path)) } }
+            if reference { backEnds.append((label: "dpdk-vhost", path: nil)) }
             for backEnd in backEnds {
                 var samples: [Sample] = []
                 for run in 0..<runs {
@@ -108,7 +117,8 @@ public struct NetBenchmark: Sendable {
         }
         let backEnd: NetProcess
         if let binary {
-            backEnd = try start([binary, "serve", "--device", "net", "--socket", socket], cpu: 1, role: "backend")
+            let source = tag.contains("+source") ? ["--net-source", "64"] : []
+            backEnd = try start([binary, "serve", "--device", "net", "--socket", socket] + source, cpu: 1, role: "backend")
         } else {
             let mode = direction == "txonly" ? "rxonly" : "txonly"
             backEnd = try start(TestPMD.command(cpu: 1, prefix: prefix + "-vhost", vdev: TestPMD.vhost(socket: socket), mode: mode),
@@ -131,7 +141,7 @@ public struct NetBenchmark: Sendable {
             }
         }
         try nextBlock()   // connected: the front-end's port is the switch's port 1
-        if binary != nil && direction == "rxonly" {
+        if binary != nil && direction == "rxonly" && !tag.contains("+source") {
             // The generator: a second port, addressed to the front-end's (port 1's default address).
             _ = try start(TestPMD.command(cpu: 1, prefix: prefix + "-gen", vdev: TestPMD.virtioUser(socket: socket, queueSize: queueSize),
                                           mode: "txonly", extra: ["--eth-peer=0,52:54:00:56:00:01"]), cpu: 1, role: "generator")

@@ -7,8 +7,10 @@ extension NetworkDevice {
     /// GHT-NET-02: each buffer gets the header and one whole frame, or (too small) nothing.
     func receive(_ batch: inout RequestBatch) {
         var received: UInt64 = 0, tooSmall: UInt64 = 0
+        let source = networkSwitch.sourceFrameLength, mac = self.mac
         waiting.withLock { queue in
             for i in 0..<batch.count {
+                if let source, queue.count == 0 { Self.generate(into: &queue, count: batch.count - i, length: source, to: mac) }
                 var writer = batch.writer(i)
                 // Only after a reset raced the batch are there fewer frames than buffers: the
                 // buffer then completes empty.
@@ -27,6 +29,22 @@ extension NetworkDevice {
         counters.withLock { s in
             s.framesReceived += received
             s.droppedBufferTooSmall += tooSmall
+        }
+    }
+
+    /// GHT-NET-10: the switch's traffic source fills the empty queue with up to `count` frames of `length`
+    /// bytes to `destination` (zero payload, EtherType 0x88B5, local experimental).
+    private static func generate(into queue: inout NetworkFrameQueue, count: Int, length: Int, to destination: EthernetAddress) {
+        let source = NetworkSwitch.sourceAddress
+        while queue.count < min(count, queue.capacity) {
+            _ = queue.append(from: 0, flooded: false, floodBudget: 0) { slot in
+                // A tuple of bytes (contiguous, no allocation), not an array.
+                let header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (destination.bytes.0, destination.bytes.1, destination.bytes.2, destination.bytes.3, destination.bytes.4, destination.bytes.5,
+                              source.bytes.0, source.bytes.1, source.bytes.2, source.bytes.3, source.bytes.4, source.bytes.5, 0x88, 0xB5)
+                withUnsafeBytes(of: header) { slot.copyMemory(from: $0) }
+                slot.baseAddress!.advanced(by: 14).initializeMemory(as: UInt8.self, repeating: 0, count: length - 14)
+                return length
+            }
         }
     }
 

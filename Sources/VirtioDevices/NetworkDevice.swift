@@ -80,7 +80,8 @@ public final class NetworkDevice: VirtioDevice {
     }
 
     public func readyBuffers(queue: Int) -> Int? {
-        queue == Self.receiveQueue ? waiting.withLock { $0.count } : nil
+        // With a traffic source in the switch (GHT-NET-10), every buffer can be filled.
+        queue == Self.receiveQueue && networkSwitch.sourceFrameLength == nil ? waiting.withLock { $0.count } : nil
     }
 
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {

@@ -57,8 +57,18 @@ public final class NetworkSwitch: Sendable {
         var sticky: Bool
     }
 
+    /// A traffic source inside the switch, for measuring the receive path alone (GHT-NET-10):
+    /// when set, every port also gets frames of this many bytes (60...1518) from
+    /// ``sourceAddress``, as many as its guest has receive buffers, as DPDK's vhost PMD in
+    /// testpmd's txonly mode does. `nil` (no source) by default.
+    public let sourceFrameLength: Int?
+    /// The source address of the frames of ``sourceFrameLength``: a locally administered unicast
+    /// address no port gets by default.
+    public static let sourceAddress = EthernetAddress(0x02, 0, 0, 0, 0, 0x01)
+
     public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64, maxPorts: Int = 1024, floodBudget: Int = 64, lockedPorts: Bool = true,
-                stickyAddresses: Bool = true) {
+                stickyAddresses: Bool = true, sourceFrameLength: Int? = nil) {
+        self.sourceFrameLength = sourceFrameLength.map { min(max($0, 60), Self.maxFrameSize) }
         self.stickyAddresses = stickyAddresses
         self.portQueueLimit = max(portQueueLimit, 1)
         self.addressesPerPort = max(addressesPerPort, 1)

@@ -72,3 +72,29 @@ struct NetworkBurstTests {
         #expect(b.statistics.droppedQueueFull == 13)
     }
 }
+
+@Suite("virtio-net traffic source")
+struct NetworkSourceTests {
+    @Test("GHT-NET-10: with a traffic source, every receive buffer gets a frame of the set length from the source address to the port's; without one, none")
+    func sourceFillsEveryBuffer() {
+        for length in [64, 1518] {
+            let networkSwitch = NetworkSwitch(portQueueLimit: 8, sourceFrameLength: length)
+            let port = NetworkDevice(switch: networkSwitch)
+            #expect(port.readyBuffers(queue: NetworkDevice.receiveQueue) == nil)
+            let size = NetworkHeader.byteCount + NetworkSwitch.maxFrameSize, count = 12
+            let memory = GuestMemoryRegion(size: count * size)
+            memory.write([UInt8](repeating: 0xFF, count: count * size), at: 0)
+            var batch = RequestBatch.testing(fragments: (0..<count).map { memory.range.slice(offset: $0 * size, length: size) },
+                                             requests: (0..<count).map { ($0..<$0, $0..<($0 + 1)) })
+            port.process(queue: NetworkDevice.receiveQueue, batch: &batch)
+            let expected = port.mac.array + NetworkSwitch.sourceAddress.array + [0x88, 0xB5] + [UInt8](repeating: 0, count: length - 14)
+            for i in 0..<count {
+                #expect(batch.usedLength(i) == UInt32(NetworkHeader.byteCount + length))
+                #expect(memory.read(at: UInt64(i * size + NetworkHeader.byteCount), count: length) == expected)
+            }
+            #expect(port.statistics.framesReceived == UInt64(count))
+        }
+        let plain = NetworkDevice(switch: NetworkSwitch())
+        #expect(plain.readyBuffers(queue: NetworkDevice.receiveQueue) == 0)
+    }
+}
