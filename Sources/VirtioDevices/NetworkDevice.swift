@@ -58,8 +58,10 @@ public final class NetworkDevice: VirtioDevice {
     /// dropped and counted (``Statistics/droppedUnplugged``).
     public init(switch networkSwitch: NetworkSwitch, mac: EthernetAddress? = nil) {
         self.networkSwitch = networkSwitch
-        waiting = Locked(NetworkFrameQueue(capacity: networkSwitch.portQueueLimit))
         let reserved = networkSwitch.reservePort(mac: mac)
+        // A port not attached never gets a frame: no slots (a peer opening connections beyond
+        // maxPorts reserves no queue memory).
+        waiting = Locked(NetworkFrameQueue(capacity: reserved == nil ? 0 : networkSwitch.portQueueLimit))
         port = reserved?.port ?? 0
         self.mac = reserved?.mac ?? mac ?? NetworkSwitch.defaultAddress(port: 0)
         if reserved != nil { networkSwitch.attach(self, as: port) }
