@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,6 +77,14 @@ int CVirtioShim_punch_hole(int fd, int64_t offset, int64_t length) {
 
 int CVirtioShim_zero_range(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}
+
+int CVirtioShim_set_thread_affinity(const void *mask, size_t bytes) {
+    return sched_setaffinity(0, bytes, (const cpu_set_t *)mask);
+}
+
+int CVirtioShim_get_thread_affinity(void *mask, size_t bytes) {
+    return sched_getaffinity(0, bytes, (cpu_set_t *)mask);
 }
 
 long CVirtioShim_getrandom(void *buffer, size_t length) {

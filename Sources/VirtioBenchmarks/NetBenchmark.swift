@@ -33,7 +33,8 @@ public struct NetBenchmark: Sendable {
     public var queueSize: Int
     /// "txonly" and/or "rxonly" (the front-end's forwarding mode).
     public var directions: [String]
-    /// Our back-ends: a label and the `virtio-grant` executable (A/B of builds in one run).
+    /// Our back-ends: a label and the `virtio-grant` executable (A/B of builds in one run),
+    /// optionally followed by options for its `serve` ("PATH --poll 50").
     public var binaries: [(label: String, path: String)]
     /// Whether DPDK's vhost PMD is measured too.
     public var reference: Bool
@@ -118,7 +119,9 @@ public struct NetBenchmark: Sendable {
         let backEnd: NetProcess
         if let binary {
             let source = tag.contains("+source") ? ["--net-source", "64"] : []
-            backEnd = try start([binary, "serve", "--device", "net", "--socket", socket] + source, cpu: 1, role: "backend")
+            // "PATH ARG...": the executable, then options of its serve command (--poll 50).
+            let words = binary.split(separator: " ").map(String.init)
+            backEnd = try start([words[0], "serve", "--device", "net", "--socket", socket] + source + words.dropFirst(), cpu: 1, role: "backend")
         } else {
             let mode = direction == "txonly" ? "rxonly" : "txonly"
             backEnd = try start(TestPMD.command(cpu: 1, prefix: prefix + "-vhost", vdev: TestPMD.vhost(socket: socket), mode: mode),

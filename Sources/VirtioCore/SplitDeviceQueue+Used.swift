@@ -53,11 +53,17 @@ extension SplitDeviceQueue {
         return old != usedIndex && ring.availRing.flags & UnsafeAvailRing.noInterrupt == 0
     }
 
-    /// Asks the driver not to kick: NO_NOTIFY in `used.flags` without EVENT_IDX; with it, the
-    /// driver's kicks are governed by `avail_event`, which is left behind (ANS-DEV-01).
+    /// Asks the driver not to kick: NO_NOTIFY in `used.flags` without EVENT_IDX; with it,
+    /// `avail_event` half the index space ahead of the next available index, which the driver
+    /// does not cross before it is moved again (ANS-DEV-01; GHT-ASY-08: a polling worker
+    /// calls this every round, so the mark moves with the ring).
     @inlinable
     public mutating func disableNotifications() {
-        if !eventIndexEnabled { ring.usedRing.flags = UnsafeUsedRing.noNotify }
+        if eventIndexEnabled {
+            ring.usedRing.availEvent = lastAvail &+ 0x8000
+        } else {
+            ring.usedRing.flags = UnsafeUsedRing.noNotify
+        }
     }
 
     /// Asks the driver to kick for the next chain it makes available, then re-checks the ring

@@ -53,25 +53,30 @@ public final class ChecksumEchoDevice: VirtioDevice {
         withUnsafeTemporaryAllocation(byteCount: Self.chunkSize, alignment: 16) { chunk in
             for i in 0..<batch.count {
                 var reader = batch.reader(i)
-                var echo = batch.writer(i)
-                guard echo.remaining >= 8 else {
-                    batch.complete(i, with: echo)
-                    continue
-                }
-                echo.produce(upTo: 8) { $0.count }   // the checksum's place, written last
-                var hash = Self.checksumSeed
-                while reader.remaining > 0 {
-                    let n = reader.read(into: chunk)
-                    let part = UnsafeRawBufferPointer(rebasing: chunk[..<n])
-                    hash = Self.checksum(part, from: hash)
-                    echo.write(part)
-                }
-                var head = batch.writer(i)
-                try? head.write(hash)
+                let echo = Self.answer(&reader, batch.writer(i), chunk: chunk)
                 batch.complete(i, with: echo)
             }
         }
         counters.add(UInt64(batch.count), ordering: .relaxed)
+    }
+
+    /// Answers one request: its bytes echoed after their checksum, through `chunk` (at least
+    /// ``chunkSize`` bytes). Returns the writer that wrote the reply, for the used length; the
+    /// same answer whether the request is completed in `process` or later (GHT-ASY-01).
+    public static func answer(_ reader: inout FragmentReader, _ writer: FragmentWriter, chunk: UnsafeMutableRawBufferPointer) -> FragmentWriter {
+        var echo = writer
+        guard echo.remaining >= 8 else { return echo }
+        echo.produce(upTo: 8) { $0.count }   // the checksum's place, written last
+        var hash = checksumSeed
+        while reader.remaining > 0 {
+            let n = reader.read(into: chunk)
+            let part = UnsafeRawBufferPointer(rebasing: chunk[..<n])
+            hash = checksum(part, from: hash)
+            echo.write(part)
+        }
+        var head = writer
+        try? head.write(hash)
+        return echo
     }
 
     public func reset() { counters.store(0, ordering: .relaxed) }

@@ -1,5 +1,6 @@
 import Synchronization
 import VirtioCore
+import VirtioSystem
 import VirtioTransport
 
 /// One guest's view of a device shared in turns: the ``VirtioDevice`` a back-end serves a
@@ -38,6 +39,10 @@ public final class ScheduledDevice<Model: DeviceModel>: VirtioDevice {
     public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { device.writeConfig(offset: offset, bytes: bytes) }
     public func readyBuffers(queue: Int) -> Int? { device.readyBuffers(queue: queue) }
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) { device.queueStarted(queue, doorbell: doorbell) }
+    /// An asynchronous device's completions reach the worker as they would unscheduled; the
+    /// guest's turn ends only once none of its requests is inside the device (GHT-ASY-09).
+    public func completionEvent(queue: Int) -> Doorbell? { device.completionEvent(queue: queue) }
+    public func serviceQueue(_ queue: Int) { device.serviceQueue(queue) }
 
     public func queueStopped(_ queue: Int) {
         device.queueStopped(queue)

@@ -1,6 +1,7 @@
 import Synchronization
 import VirtioCore
 import VirtioDevices
+import VirtioSystem
 import VirtioTransport
 
 /// The device model a shared device's guests are scheduled with (Spec/scheduler.md).
@@ -194,6 +195,8 @@ final class GuardedGuestDevice: VirtioDevice {
     func queueStarted(_ queue: Int, doorbell: QueueDoorbell) { device.queueStarted(queue, doorbell: doorbell) }
     func queueStopped(_ queue: Int) { device.queueStopped(queue) }
     func queueIdle(_ queue: Int) { device.queueIdle(queue) }
+    func completionEvent(queue: Int) -> Doorbell? { device.completionEvent(queue: queue) }
+    func serviceQueue(_ queue: Int) { device.serviceQueue(queue) }
     func reset() { device.reset() }
 
     func process(queue: Int, batch: inout RequestBatch) {

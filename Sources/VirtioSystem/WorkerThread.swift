@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CVirtioShim
 
 /// A joinable POSIX thread running one closure (the transport's queue workers and session
 /// threads; Swift concurrency's cooperative pool is the wrong place for threads that block in
@@ -42,6 +43,21 @@ public final class WorkerThread: @unchecked Sendable {
             joined = true   // nothing to join or detach
             throw SystemError(errno: result, operation: "pthread_create")
         }
+    }
+
+    /// Binds the calling thread to the CPUs in `cpus` (numbers from 0; at least one must exist).
+    /// The corresponding C call is `sched_setaffinity`.
+    public static func pinCurrentThread(to cpus: [Int]) throws(SystemError) {
+        var mask = [UInt8](repeating: 0, count: 128)
+        for cpu in cpus where cpu >= 0 && cpu < mask.count * 8 { mask[cpu / 8] |= UInt8(1 << (cpu % 8)) }
+        try nothingOrErrno("sched_setaffinity") { CVirtioShim_set_thread_affinity(mask, mask.count) }
+    }
+
+    /// The CPUs the calling thread may run on. The corresponding C call is `sched_getaffinity`.
+    public static func currentThreadCPUs() throws(SystemError) -> [Int] {
+        var mask = [UInt8](repeating: 0, count: 128)
+        try nothingOrErrno("sched_getaffinity") { CVirtioShim_get_thread_affinity(&mask, mask.count) }
+        return (0..<(mask.count * 8)).filter { mask[$0 / 8] & UInt8(1 << ($0 % 8)) != 0 }
     }
 
     /// Waits for the thread to finish (idempotent). The corresponding C call is `pthread_join`.

@@ -22,11 +22,15 @@ struct ServeCommand {
     let netSource: Int?
     let sessions: Int?
     let verbose: Bool
+    /// `--max-queue-size N`: the largest queue a blk device accepts (GHT-VU-25).
+    let maxQueueSize: Int
+    /// `--poll MICROSECONDS`: the workers poll, backing off after that long idle (GHT-ASY-08).
+    let execution: QueueExecution
     /// `--vfs N`: the connections share N virtual functions in turns.
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "net-source"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "net-source"]).union(SchedulerOptions.names), flags: ["verbose", "read-only"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
@@ -56,6 +60,8 @@ struct ServeCommand {
         guard device == "net" || netSource == nil else { throw UsageError(description: "--net-source is for --device net") }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
+        maxQueueSize = try options.int("max-queue-size", default: 32768, in: 1...32768)
+        execution = options.string("poll") == nil ? .sleeping : .polling(idleMicroseconds: try options.int("poll", default: 50, in: 0...10_000_000))
     }
 
     func run() -> Int32 {
@@ -68,6 +74,7 @@ struct ServeCommand {
         var configuration = BackEndConfiguration()
         // The log goes to stderr (on by default, info and above); --verbose adds each message.
         if verbose { configuration.logLevel = .debug }
+        configuration.execution = execution
         let limit = sessions
         let makeDevice: @Sendable () -> any VirtioDevice
         let shared: SharedDevice?
@@ -146,6 +153,7 @@ struct ServeCommand {
             var configuration = BlockDevice.Configuration()
             configuration.queueCount = queues
             configuration.readOnly = readOnly
+            configuration.maxQueueSize = maxQueueSize
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
         case "rng":
             return { EntropyDevice() }

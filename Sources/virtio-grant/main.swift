@@ -24,6 +24,9 @@ let usage = """
                            <port>\n"; the guest's connections to host port N go to P_N
         --guest-cid N      vsock: the guest's CID (default 3)
         --queues N         queues per device (default 1; blk: request queues, MQ above 1)
+        --max-queue-size N blk: the largest queue a front-end may ask for (default 32768)
+        --poll US          the queue workers poll the rings, kicks suppressed, and sleep after
+                           US microseconds without work (default: sleep on every kick)
         --sessions N       exit after N sessions ended (default: until SIGINT/SIGTERM)
         --verbose          log sessions, violations and faults on standard error
         --vfs N            the guests share N virtual functions of the device in turns; with

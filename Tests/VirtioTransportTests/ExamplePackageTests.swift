@@ -21,9 +21,14 @@ struct ExamplePackageTests {
         return path
     }
 
-    /// A scratch directory per checkout, so that two checkouts do not share build products.
+    /// A scratch directory per checkout, so that two checkouts do not share build products, and
+    /// per version of the protocol the example conforms to: SwiftPM's incremental build does not
+    /// recompile a dependent package's conformance when the protocol gains a requirement, and
+    /// the stale witness table crashes the example's process.
     static var scratch: String {
-        let tag = root.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        let protocolFiles = ["Sources/VirtioTransport/Device/VirtioDevice.swift", "Sources/VirtioGrant/VirtioGrant.swift"]
+        let bytes = Array(root.utf8) + protocolFiles.flatMap { (try? TextFile.bytes(root + "/" + $0)) ?? [] }
+        let tag = bytes.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
         return "/tmp/virtio-grant-example-\(String(tag, radix: 16))"
     }
 

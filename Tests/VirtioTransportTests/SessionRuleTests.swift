@@ -155,6 +155,22 @@ struct SessionRuleTests {
         },
     ]
 
+    @Test("GHT-VU-25: a legal queue size above the device's maximum (256 here) ends the session with a violation that names the maximum, not a bad size")
+    func queueSizeAboveMaximum() throws {
+        let server = try TestBackEnd("maxsize")
+        let client = try RawVhostUserClient(path: server.path)
+        try client.negotiate()
+        try client.send(.setFeatures([.version1, .vhostUserProtocolFeatures]))
+        try client.send(.setVringNum(VhostUserVringState(index: 0, num: 1024)))
+        #expect(client.isClosedByPeer())
+        let report = try server.report(1)
+        guard case .violation(let reason) = report.end else {
+            Issue.record("session ended \(String(describing: report.end)), not by a violation")
+            return
+        }
+        #expect(reason.contains("above the device's maximum of 256") && !reason.contains("power of 2"), "reason: \(reason)")
+    }
+
     @Test("GHT-VU-21, GHT-CTL-01, GHT-CTL-03: the back-end closes the connection on a violation, reports why, and keeps serving", arguments: violations)
     func violation(_ v: ViolationCase) throws {
         let server = try TestBackEnd("violation")

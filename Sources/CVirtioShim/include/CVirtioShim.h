@@ -69,6 +69,12 @@ int CVirtioShim_pipe_cloexec(int fds[2]);
 // Returns the bytes filled (possibly fewer than asked, e.g. on a signal), or -1 with errno.
 long CVirtioShim_getrandom(void *buffer, size_t length);
 
+// sched_setaffinity / sched_getaffinity of the calling thread (pid 0) with a CPU mask of
+// `bytes` bytes (bit n of byte n/8: CPU n); glibc declares them only under _GNU_SOURCE, which
+// the Swift importer does not define. 0 on success, -1 with errno.
+int CVirtioShim_set_thread_affinity(const void *mask, size_t bytes);
+int CVirtioShim_get_thread_affinity(void *mask, size_t bytes);
+
 // pidfd_open(pid, 0) through the variadic syscall(); -1 with errno ENOSYS on old kernels.
 int CVirtioShim_pidfd_open(pid_t pid);
 

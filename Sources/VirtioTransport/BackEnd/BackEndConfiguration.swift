@@ -22,6 +22,19 @@ public struct BackEndConfiguration: Sendable {
     public var maxGrantEntries = 1 << 20
     /// Chains per batch handed to the device.
     public var batchLimit = 64
+    /// How the queue workers wait for work (GHT-ASY-08): sleeping on the kick (the default), or
+    /// polling the rings.
+    public var execution = QueueExecution.sleeping
+    /// Threads shared by the queues of every session of this configuration (GHT-ASY-10); `nil`
+    /// (the default): a thread per started queue, polling or sleeping as ``execution`` says.
+    public var queueThreads: QueueThreadPool?
+    /// CPUs a queue's own thread is pinned to, queue k to `workerCPUs[k % count]`; empty (the
+    /// default): not pinned. A pool pins its threads itself.
+    public var workerCPUs: [Int] = []
+    /// How long stopping a queue (GET_VRING_BASE, reset, the session's end) waits for requests
+    /// the device kept (GHT-ASY-04); those still outstanding then are abandoned: their
+    /// completions are ignored, their memory stays mapped until the device lets them go.
+    public var inFlightDrainTimeoutMilliseconds = 5_000
     /// How long REVOKE_GRANTS waits for the queues to drop their mappings before answering failure.
     public var revokeTimeoutMilliseconds = 2000
     /// Where the back-end logs what an operator needs (GHT-EMB-05..08): sessions opened,

@@ -27,17 +27,20 @@ extension BackEndSession {
         try startReadyQueues()
     }
 
-    /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value;
-    /// neither above the device's maximum.
+    /// TRN-M-04: a split queue's size is a power of 2, a packed queue's any non-zero value, both
+    /// up to 32768; GHT-VU-25: neither above the device's maximum, refused as such.
     func checkQueueSize(_ size: Int, packed: Bool) throws {
         if packed {
-            guard PackedRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
-                throw Violation("packed queue size \(size) is not in 1...\(device.maxQueueSize) (TRN-M-04)")
+            guard PackedRingLayout.isValidQueueSize(size) else {
+                throw Violation("packed queue size \(size) is not in 1...32768 (TRN-M-04)")
             }
         } else {
-            guard SplitRingLayout.isValidQueueSize(size), size <= device.maxQueueSize else {
-                throw Violation("queue size \(size) is not a power of 2 up to \(device.maxQueueSize) (TRN-M-04)")
+            guard SplitRingLayout.isValidQueueSize(size) else {
+                throw Violation("queue size \(size) is not a power of 2 up to 32768 (TRN-M-04)")
             }
+        }
+        guard size <= device.maxQueueSize else {
+            throw Violation("queue size \(size) is above the device's maximum of \(device.maxQueueSize) (GHT-VU-25)")
         }
     }
 
@@ -167,29 +170,38 @@ extension BackEndSession {
 
     /// Makes the device side of queue `i` over `ring` and starts its worker, resuming at
     /// `state` (GHT-QST-04; a split ring's used index is the one in its used ring).
+    /// `keepAlive`: what the queue's memory lives in, held by requests the device keeps
+    /// (GHT-ASY-05) as well as by the session.
     private func startWorker<Memory: MemoryTranslator>(_ i: Int, _ ring: QueueRing, _ state: QueueState, memory: Memory,
                                                        _ features: VirtioFeatures, quiescentPoint: (() -> Void)?,
+                                                       keepAlive: [AnyObject],
                                                        _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         var state = state
+        vrings[i].keepAlive = keepAlive
+        let keepAlive = keepAlive + regions.map(\.memory) + (grants.map { [$0.table, $0.mapper, $0.frames] } ?? [])
         switch ring {
         case .split(let ring):
             state.nextUsed = ring.usedRing.loadIndex()
             try startWorker(i, SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
-                            quiescentPoint: quiescentPoint, onBroken)
+                            quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
         case .packed(let ring):
             try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
-                            quiescentPoint: quiescentPoint, onBroken)
+                            quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
         }
     }
 
     private func startWorker<Queue: DeviceQueue & ~Copyable>(_ i: Int, _ queue: consuming Queue, quiescentPoint: (() -> Void)?,
-                                                 _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
+                                                 keepAlive: [AnyObject], _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
-                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true })
+                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true }, keepAlive: keepAlive)
         let worker: QueueWorker
         do {
             worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
-                                     batchLimit: configuration.batchLimit, startThread: configuration.startThread,
+                                     batchLimit: configuration.batchLimit, execution: configuration.execution,
+                                     pool: configuration.queueThreads,
+                                     cpus: configuration.workerCPUs.isEmpty ? [] : [configuration.workerCPUs[i % configuration.workerCPUs.count]],
+                                     drainTimeoutMilliseconds: configuration.inFlightDrainTimeoutMilliseconds,
+                                     startThread: configuration.startThread,
                                      onBroken: onBroken, onKickLost: { [weak self] in
                                          self?.end(.violation("queue \(i): the kick descriptor hung up or failed"))
                                      })
@@ -202,6 +214,13 @@ extension BackEndSession {
         vrings[i].heldBack = nil
         queueEverStarted = true
         device.queueStarted(i, doorbell: worker.doorbell)
+        if let event = device.completionEvent(queue: i) {
+            do {
+                try worker.watchCompletions(event)
+            } catch {
+                throw Violation("queue \(i) cannot watch the device's completion event: \(error)")
+            }
+        }
     }
 
     /// Grant mode: the ring areas pinned through the mapper, buffers through a per-queue IOTLB.
@@ -219,9 +238,9 @@ extension BackEndSession {
             (ring, pinned) = (.packed(granted.ring), granted)
         }
         let iotlb = GrantIOTLB(mapper: mapper, capacity: configuration.iotlbEntries, parkingCapacity: configuration.iotlbParkedEntries)
-        try startWorker(i, ring, state, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() }, onBroken)
+        try startWorker(i, ring, state, memory: iotlb.translator, features, quiescentPoint: { iotlb.quiesce() },
+                        keepAlive: [pinned, iotlb], onBroken)
         vrings[i].iotlb = iotlb
-        vrings[i].keepAlive = [pinned, iotlb]
         return true
     }
 
@@ -244,10 +263,10 @@ extension BackEndSession {
         }
         // Read before the worker starts: the cache is the worker's alone from then on.
         let areas = ringAreaTranslations(geometry.areas)
-        try startWorker(i, ring, state, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() }, onBroken)
+        try startWorker(i, ring, state, memory: cache.translator, features, quiescentPoint: { [weak self] in self?.reportIOTLBMisses() },
+                        keepAlive: [cache], onBroken)
         vrings[i].iovaCache = cache
         vrings[i].iovaRingAreas = areas
-        vrings[i].keepAlive = [cache]
         return true
     }
 
@@ -256,8 +275,8 @@ extension BackEndSession {
                                          _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws -> Bool {
         let geometry = RingGeometry(state)
         let ring = try geometry.resolve(through: try userAddressTranslator())
-        try startWorker(i, ring, state, memory: try guestPhysicalTranslator(), features, quiescentPoint: nil, onBroken)
-        vrings[i].keepAlive = regions.map(\.memory)
+        try startWorker(i, ring, state, memory: try guestPhysicalTranslator(), features, quiescentPoint: nil,
+                        keepAlive: regions.map(\.memory), onBroken)
         return true
     }
 
@@ -268,6 +287,10 @@ extension BackEndSession {
         // GHT-QST-04: GET_VRING_BASE's value is the stopped queue's state, encoded.
         let position = worker.stop()?.vhostUserBase ?? 0
         device.queueStopped(i)
+        let abandoned = worker.abandonedAtStop
+        if abandoned > 0 {
+            log(.error, .queueStopped, "queue \(i): \(abandoned) requests still inside the device after \(configuration.inFlightDrainTimeoutMilliseconds) ms; their completions will be ignored (GHT-ASY-04)")
+        }
         let s = worker.statistics
         let tlb = vrings[i].iotlb?.statistics
         report.withLock { r in
@@ -281,7 +304,9 @@ extension BackEndSession {
                 for (k, n) in tlb.faults { r.faults[k, default: 0] += n }
             }
         }
-        vrings[i].iotlb?.invalidateAll()
+        // Mappings a request abandoned inside the device may still reach stay until it lets
+        // them go (GHT-ASY-05).
+        if abandoned == 0 { vrings[i].iotlb?.invalidateAll() }
         vrings[i].worker = nil
         vrings[i].iotlb = nil
         vrings[i].iovaCache = nil

@@ -8,7 +8,9 @@ import VirtioSystem
 /// it (a chain naming memory the device may not reach breaks the queue and never reaches the
 /// device), and calls ``process(queue:batch:)`` once per batch of chains, not per chain or per
 /// descriptor (DESIGN §5). Queues run on their own threads, so a device must be thread-safe
-/// across queues; one queue's batches arrive in order on one thread.
+/// across queues; one queue's batches arrive in order on one thread. A device completes each
+/// request inside ``process(queue:batch:)``, or keeps it and completes it later from any thread
+/// (``RequestBatch/completeLater(_:)``), in any order unless VIRTIO_F_IN_ORDER was negotiated.
 public protocol VirtioDevice: AnyObject, Sendable {
     /// The virtio device ID (VIRTIO 1.2 §5; 1 network, 2 block, ...).
     var deviceID: UInt32 { get }
@@ -41,7 +43,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func writeConfig(offset: Int, bytes: [UInt8]) -> Bool
     /// The driver accepted `features` (FEATURES_OK); `false` refuses the set (FEAT-DEV-02).
     func acceptFeatures(_ features: VirtioFeatures) -> Bool
-    /// Processes the requests of one batch from `queue`, completing each with its used length.
+    /// Processes the requests of one batch from `queue`: completes each with its used length
+    /// (``RequestBatch/complete(_:usedLength:)``) or keeps it to complete later, from any thread
+    /// (``RequestBatch/completeLater(_:)``, GHT-ASY-01).
     func process(queue: Int, batch: inout RequestBatch)
     /// Returns to the initial state (device reset, or the front-end went away).
     func reset()
@@ -60,6 +64,17 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// queue is inside the device until the next ``process(queue:batch:)``. A device shared
     /// in turns (the scheduler) ends the guest's turn here.
     func queueIdle(_ queue: Int)
+
+    /// An eventfd the worker of `queue` watches beside the kick: an asynchronous device's
+    /// completion source (an io_uring's registered eventfd). When it is signalled, and on every
+    /// round of a polling worker, the worker calls ``serviceQueue(_:)`` on its own thread
+    /// (GHT-ASY-07). Asked once per queue start, after ``queueStarted(_:doorbell:)``. The
+    /// default: none.
+    func completionEvent(queue: Int) -> Doorbell?
+    /// Called on `queue`'s worker thread when its ``completionEvent(queue:)`` fired, or on each
+    /// round of a polling worker: the device reaps what finished and completes the requests it
+    /// kept. A completion from here needs no cross-thread wake-up. The default: nothing.
+    func serviceQueue(_ queue: Int)
 }
 
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use
@@ -78,6 +93,8 @@ extension VirtioDevice {
     public func queueStarted(_ queue: Int, doorbell: QueueDoorbell) {}
     public func queueStopped(_ queue: Int) {}
     public func queueIdle(_ queue: Int) {}
+    public func completionEvent(queue: Int) -> Doorbell? { nil }
+    public func serviceQueue(_ queue: Int) {}
     public var featureRequirements: [(VirtioFeatures, VirtioFeatures)] { [] }
     public func readConfig() -> [UInt8] { [] }
     public var configurationSize: Int { readConfig().count }
@@ -86,90 +103,4 @@ extension VirtioDevice {
     }
     public func writeConfig(offset: Int, bytes: [UInt8]) -> Bool { false }
     public func acceptFeatures(_ features: VirtioFeatures) -> Bool { true }
-}
-
-/// The requests of one batch: each chain's device-readable and device-writable bytes, already
-/// resolved to host memory, and the used length the device reports for it.
-public struct RequestBatch {
-    @usableFromInline var fragments: [HostRange]
-    @usableFromInline var requests: [(readable: Range<Int>, writable: Range<Int>)]
-    @usableFromInline var used: [UInt32]
-    /// The private copies committed requests start with (``commit(_:)``): kept alive as long
-    /// as a fragment points into them.
-    var privateCopies: PrivateCopies?
-    /// Set by ``abandonQueue()``: the queue breaks instead of completing the batch.
-    public private(set) var isQueueAbandoned = false
-    /// Where the queue will stand once this batch is completed and published (GHT-QST-05): what
-    /// a scheduler saves as the guest's queue context. `nil` for a batch made without a queue.
-    public internal(set) var queueState: QueueState?
-
-    init(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)]) {
-        self.fragments = fragments
-        self.requests = requests
-        used = [UInt32](repeating: 0, count: requests.count)
-    }
-
-    /// Gives the queue up: none of this batch's requests is completed and the queue breaks
-    /// (``VirtqueueError/abandonedByDevice``, DEVICE_NEEDS_RESET), as for a ring violation. For
-    /// a device that can no longer vouch for what it did with the batch — the scheduler cut the
-    /// guest off mid-request (GHT-SCH-08).
-    public mutating func abandonQueue() { isQueueAbandoned = true }
-
-    /// The requests at `indices` as a batch of their own, over the same fragments; completing
-    /// it and then ``merge(_:at:)`` completes them here. For a device that answers some requests
-    /// itself (a device model denying them) and hands the rest on.
-    public func selecting(_ indices: [Int]) -> RequestBatch {
-        var part = RequestBatch(fragments: fragments, requests: indices.map { requests[$0] })
-        part.privateCopies = privateCopies
-        part.queueState = queueState
-        return part
-    }
-
-    /// Takes the used lengths of `part` (made by ``selecting(_:)`` with `indices`) and whether
-    /// it abandoned the queue.
-    public mutating func merge(_ part: RequestBatch, at indices: [Int]) {
-        for (k, i) in indices.enumerated() { used[i] = part.used[k] }
-        if part.isQueueAbandoned { isQueueAbandoned = true }
-    }
-
-    /// Request `i`'s device-readable and device-writable byte counts.
-    public func byteCounts(_ i: Int) -> (readable: Int, writable: Int) {
-        (fragments[requests[i].readable].reduce(0) { $0 + $1.count }, fragments[requests[i].writable].reduce(0) { $0 + $1.count })
-    }
-
-    /// The number of requests.
-    public var count: Int { requests.count }
-
-    /// A reader over request `i`'s device-readable bytes.
-    public func reader(_ i: Int) -> FragmentReader { FragmentReader(fragments, requests[i].readable) }
-
-    /// A writer over request `i`'s device-writable bytes.
-    public func writer(_ i: Int) -> FragmentWriter { FragmentWriter(fragments, requests[i].writable) }
-
-    /// Completes request `i` with `usedLength` bytes written (at most its writable capacity;
-    /// a request not completed reports 0).
-    public mutating func complete(_ i: Int, usedLength: UInt32) {
-        let capacity = fragments[requests[i].writable].reduce(0) { $0 + $1.count }
-        precondition(Int(usedLength) <= capacity, "used length exceeds the request's writable capacity")
-        used[i] = usedLength
-    }
-
-    /// Completes request `i` with what `writer` wrote.
-    public mutating func complete(_ i: Int, with writer: FragmentWriter) {
-        complete(i, usedLength: writer.usedLength)
-    }
-}
-
-extension RequestBatch {
-    /// A batch over given fragments, for testing devices without a queue (`queueState`: where
-    /// the batch's queue would stand once it is completed).
-    public static func testing(fragments: [HostRange], requests: [(readable: Range<Int>, writable: Range<Int>)],
-                               queueState: QueueState? = nil) -> RequestBatch {
-        var batch = RequestBatch(fragments: fragments, requests: requests)
-        batch.queueState = queueState
-        return batch
-    }
-
-    /// The used length request `i` was completed with.
-    public func usedLength(_ i: Int) -> UInt32 { used[i] }
 }
