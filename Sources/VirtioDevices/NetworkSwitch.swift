@@ -57,17 +57,18 @@ public final class NetworkSwitch: Sendable {
         var sticky: Bool
     }
 
-    /// What became of a transmitted frame.
-    enum Verdict {
-        case forwarded(Int)
-        /// Locked port, foreign source address (GHT-ISO-02).
-        case spoofed
-        /// The port is not attached (beyond ``maxPorts``, or its address was taken).
-        case unplugged
-    }
+    /// A traffic source inside the switch, for measuring the receive path alone (GHT-NET-10):
+    /// when set, every port also gets frames of this many bytes (60...1518) from
+    /// ``sourceAddress``, as many as its guest has receive buffers, as DPDK's vhost PMD in
+    /// testpmd's txonly mode does. `nil` (no source) by default.
+    public let sourceFrameLength: Int?
+    /// The source address of the frames of ``sourceFrameLength``: a locally administered unicast
+    /// address no port gets by default.
+    public static let sourceAddress = EthernetAddress(0x02, 0, 0, 0, 0, 0x01)
 
     public init(portQueueLimit: Int = 256, addressesPerPort: Int = 64, maxPorts: Int = 1024, floodBudget: Int = 64, lockedPorts: Bool = true,
-                stickyAddresses: Bool = true) {
+                stickyAddresses: Bool = true, sourceFrameLength: Int? = nil) {
+        self.sourceFrameLength = sourceFrameLength.map { min(max($0, 60), Self.maxFrameSize) }
         self.stickyAddresses = stickyAddresses
         self.portQueueLimit = max(portQueueLimit, 1)
         self.addressesPerPort = max(addressesPerPort, 1)
@@ -128,49 +129,75 @@ public final class NetworkSwitch: Sendable {
         }
     }
 
-    /// Forwards `frame` (Ethernet header first) that port `source` transmitted.
-    func forward(_ frame: [UInt8], from source: Int) -> Verdict {
-        guard frame.count >= 14, let destination = EthernetAddress(frame), let sender = EthernetAddress(frame, offset: 6) else {
-            return .forwarded(0)
-        }
-        let route = state.withLock { s -> Route in
-            guard var port = s.ports[source] else { return .unplugged }
-            if sender != port.mac, port.sticky, !sender.isGroup, s.owners[sender] == nil, s.addresses[sender] == nil {
-                // GHT-ISO-05: the guest's own address, adopted once; the port is locked to it.
-                s.owners[port.mac] = nil
-                s.owners[sender] = source
-                port.mac = sender
-                port.sticky = false
-                s.ports[source] = port
-            } else if sender == port.mac, port.sticky {
-                port.sticky = false   // it sends from the address it was given: locked to that
-                s.ports[source] = port
+    /// Decides where each frame of `burst` (from port `source`) goes, under one hold of the
+    /// switch's lock for the whole burst (GHT-NET-09): `burst.routes` gets, per frame, the
+    /// index of its target in `burst.targets`, or ``TransmitBurst/flood`` (the other ports are
+    /// then in `burst.floodTargets`), or a drop. The frames themselves are not touched here.
+    func route(_ burst: inout TransmitBurst, from source: Int) {
+        state.withLock { s in
+            // The sending port is looked up once per burst, and the route of the last
+            // destination is kept while nothing the burst does changes the tables (learning,
+            // adoption): a burst to one destination costs one table lookup, not one per frame.
+            guard var port = s.ports[source] else {
+                for k in 0..<burst.frames.count { burst.routes[k] = TransmitBurst.unplugged }
+                return
             }
-            if sender != port.mac {
-                // GHT-ISO-02: a locked port sends from its own address only; no port ever sends
-                // from another port's, nor from a group address.
-                guard !lockedPorts, !sender.isGroup, s.owners[sender] == nil else { return .spoofed }
-                if s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
+            var last: (destination: EthernetAddress, route: Int)?
+            for k in 0..<burst.frames.count {
+                let (destination, sender) = (burst.frames[k].destination, burst.frames[k].source)
+                if sender != port.mac || port.sticky {
+                    last = nil
+                    guard admit(sender, port: &port, source, &s) else {
+                        burst.routes[k] = TransmitBurst.spoofed
+                        continue
+                    }
+                }
+                if let last, last.destination == destination {
+                    burst.routes[k] = last.route
+                } else {
+                    burst.routes[k] = destinationRoute(destination, from: source, &s, &burst)
+                    last = (destination, burst.routes[k])
+                }
             }
-            if !destination.isGroup, let target = s.owners[destination] ?? s.addresses[destination] {
-                return .deliver(target == source ? [] : [s.ports[target]?.device].compactMap { $0 }, flooded: false)
-            }
-            return .deliver(s.ports.filter { $0.key != source }.compactMap { $0.value.device }, flooded: true)
-        }
-        switch route {
-        case .unplugged: return .unplugged
-        case .spoofed: return .spoofed
-        case .deliver(let targets, let flooded):
-            var delivered = 0
-            for target in targets where target.enqueue(frame, from: source, flooded: flooded) { delivered += 1 }
-            return .forwarded(delivered)
         }
     }
 
-    private enum Route {
-        case deliver([NetworkDevice], flooded: Bool)
-        case spoofed
-        case unplugged
+    /// Whether port `source` (`port`, its entry) may send from `sender`: GHT-ISO-05 adoption,
+    /// GHT-ISO-02 locking and learning. Updates the tables and `port`.
+    private func admit(_ sender: EthernetAddress, port: inout Port, _ source: Int, _ s: inout State) -> Bool {
+        if sender != port.mac, port.sticky, !sender.isGroup, s.owners[sender] == nil, s.addresses[sender] == nil {
+            // GHT-ISO-05: the guest's own address, adopted once; the port is locked to it.
+            s.owners[port.mac] = nil
+            s.owners[sender] = source
+            port.mac = sender
+            port.sticky = false
+            s.ports[source] = port
+        } else if sender == port.mac, port.sticky {
+            port.sticky = false   // it sends from the address it was given: locked to that
+            s.ports[source] = port
+        }
+        if sender != port.mac {
+            // GHT-ISO-02: a locked port sends from its own address only; no port ever sends
+            // from another port's, nor from a group address.
+            guard !lockedPorts, !sender.isGroup, s.owners[sender] == nil else { return false }
+            if s.addresses[sender] != source { Self.learn(sender, port: source, &s, limit: addressesPerPort) }
+        }
+        return true
+    }
+
+    /// GHT-NET-03: a known address's port, or every other port (a flood), never the sender.
+    private func destinationRoute(_ destination: EthernetAddress, from source: Int, _ s: inout State, _ burst: inout TransmitBurst) -> Int {
+        if !destination.isGroup, let target = s.owners[destination] ?? s.addresses[destination] {
+            guard target != source, let device = s.ports[target]?.device else { return TransmitBurst.nowhere }
+            return burst.target(device)
+        }
+        if !burst.hasFloodTargets {
+            for (id, other) in s.ports where id != source {
+                if let device = other.device { burst.floodTargets.append(device) }
+            }
+            burst.hasFloodTargets = true
+        }
+        return TransmitBurst.flood
     }
 
     /// Records that `address` is behind `port`, within the port's share of the table.

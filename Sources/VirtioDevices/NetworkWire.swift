@@ -35,14 +35,25 @@ public struct EthernetAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(a[0], a[1], a[2], a[3], a[4], a[5])
     }
 
+    /// The address at `offset` of `raw` (a frame's header, read without allocating).
+    init(_ raw: UnsafeRawBufferPointer, at offset: Int) {
+        self.init(raw[offset], raw[offset + 1], raw[offset + 2], raw[offset + 3], raw[offset + 4], raw[offset + 5])
+    }
+
     public static let broadcast = EthernetAddress(0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 
     public var array: [UInt8] { [bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5] }
     /// Group (multicast and broadcast) addresses have the low bit of the first byte set.
     public var isGroup: Bool { bytes.0 & 1 != 0 }
 
-    public static func == (a: Self, b: Self) -> Bool { a.array == b.array }
-    public func hash(into hasher: inout Hasher) { hasher.combine(array) }
+    /// The six bytes in one integer: compared and hashed per frame by the switch, so without
+    /// an array.
+    var packed: UInt64 {
+        UInt64(bytes.0) << 40 | UInt64(bytes.1) << 32 | UInt64(bytes.2) << 24 | UInt64(bytes.3) << 16 | UInt64(bytes.4) << 8 | UInt64(bytes.5)
+    }
+
+    public static func == (a: Self, b: Self) -> Bool { a.packed == b.packed }
+    public func hash(into hasher: inout Hasher) { hasher.combine(packed) }
 
     public var description: String { array.map { String($0, radix: 16).leftPadded(2) }.joined(separator: ":") }
 }

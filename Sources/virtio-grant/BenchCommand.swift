@@ -22,6 +22,7 @@ enum BenchCommand {
             return 0
         case "xproc":
             return try xproc(rest).run()
+        case "net": return try net(rest).run()
         case "sched":
             let options = try Options(rest, options: ["seconds", "runs", "service-us"])
             try noPositional(options)

@@ -21,6 +21,8 @@ struct ServeCommand {
     let direct: Bool
     let guestCID: Int
     let vsockSocket: String?
+    /// `--net-source BYTES`: the switch's traffic source (GHT-NET-10), for `bench net`.
+    let netSource: Int?
     let sessions: Int?
     let verbose: Bool
     /// `--max-queue-size N`: the largest queue a blk device accepts (GHT-VU-25).
@@ -35,7 +37,7 @@ struct ServeCommand {
     let scheduling: SharedDeviceConfiguration?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus", "aio"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus", "aio", "net-source"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
@@ -64,6 +66,8 @@ struct ServeCommand {
         }
         guard device != "vsock" || vsockSocket != nil else { throw UsageError(description: "serve --device vsock needs --vsock-socket PATH") }
         guard (vsockSocket?.utf8.count ?? 0) < 96 else { throw UsageError(description: "--vsock-socket path too long for a unix socket address with a port") }
+        netSource = options.string("net-source") == nil ? nil : try options.int("net-source", default: 64, in: 60...1518)
+        guard device == "net" || netSource == nil else { throw UsageError(description: "--net-source is for --device net") }
         sessions = options.string("sessions") == nil ? nil : try options.int("sessions", default: 1, in: 1...1_000_000)
         verbose = options.flag("verbose")
         maxQueueSize = try options.int("max-queue-size", default: 32768, in: 1...32768)
@@ -183,7 +187,7 @@ struct ServeCommand {
             return { VsockDevice(guestCID: cid, host: host) }
         case "net":
             // One switch for the process: every connection is a port of it.
-            let networkSwitch = NetworkSwitch()
+            let networkSwitch = NetworkSwitch(sourceFrameLength: netSource)
             return { NetworkDevice(switch: networkSwitch) }
         default:
             return { ChecksumEchoDevice(queueCount: queues, maxQueueSize: 32768) }
