@@ -63,20 +63,13 @@ extension PackedDriverQueue {
     /// Frees buffer `id` and its slots, moving the used position past its list.
     @inlinable @inline(__always)
     mutating func retire(_ id: Int, _ record: ChainRecord) {
-        let slots = Int(record.descriptorCount)
-        // The next reap's slot load would wait for this record's load (a chain of three loads
-        // per buffer): the common one-slot list takes a predicted branch instead, and the
-        // position depends on the last position only.
-        if _fastPath(slots == 1) {
-            usedPosition = usedPosition.advanced(by: 1, count: count)
-        } else {
-            usedPosition = usedPosition.advanced(by: slots, count: count)
-        }
         records[id].packed = ChainRecord.freeWord
         freeIds[freeIdCount] = UInt16(truncatingIfNeeded: id)
         freeIdCount &+= 1
+        let slots = Int(record.descriptorCount)
         freeSlots &+= slots
         if _slowPath(record.table != ChainRecord.noTable) { indirectTables!.give(Int(record.table)) }
+        usedPosition = usedPosition.advanced(by: slots, count: count)
         if _slowPath(tracksUsedEvent) { ring.driverEventArea.mode = .descriptor(usedPosition) }
     }
 
