@@ -43,10 +43,24 @@ extension PackedDeviceQueue {
             }
         } else {
             let position = usedPosition
-            ring.descriptorRing.storeUsed(position.slot, id: UInt16(truncatingIfNeeded: id), length: length,
-                                          flags: Self.usedFlags(position.wrapCounter, wrote: wrote))
+            let word = UnsafePackedDescriptorRing.usedWord(id: UInt16(truncatingIfNeeded: id), length: length,
+                                                           flags: Self.usedFlags(position.wrapCounter, wrote: wrote))
+            // GHT-PKD-11: the batch's first used descriptor is held back and written last, by
+            // publishUsed; the later ones go to the ring now, and the driver, which reads used
+            // descriptors in ring order, cannot reach them before the first.
+            if heldUsedSlot < 0 {
+                heldUsedSlot = position.slot
+                heldUsedWord = word
+            } else {
+                ring.descriptorRing.storeUsedWord(position.slot, word, publishing: false)
+            }
         }
-        usedPosition = usedPosition.advanced(by: slots, count: count)
+        // The common list took one slot: a predicted branch rather than a wait for the load.
+        if _fastPath(slots == 1) {
+            usedPosition = usedPosition.advanced(by: 1, count: count)
+        } else {
+            usedPosition = usedPosition.advanced(by: slots, count: count)
+        }
     }
 
     @inlinable @inline(__always)
@@ -64,20 +78,34 @@ extension PackedDeviceQueue {
                                       flags: Self.usedFlags(batch.position.wrapCounter, wrote: batch.wrote))
     }
 
-    /// Makes every completion visible: each used descriptor is published by its own release
-    /// store, so this only writes a pending IN_ORDER batch.
+    /// Makes every completion added since the last call visible: writes the batch's first used
+    /// descriptor, held back by ``addUsed(_:length:)``, with one release store after every
+    /// later one (GHT-PKD-11), or the pending IN_ORDER batch (PKD-DEF-08).
     @inlinable
     public mutating func publishUsed() {
         guard !broken else { return }
-        writePendingUsed()
+        writeHeldUsed()
+        if _slowPath(inOrderEnabled) { writePendingUsed() }
+    }
+
+    /// Writes the used descriptor held back as its batch's first, if any (GHT-PKD-11).
+    @inlinable @inline(__always)
+    mutating func writeHeldUsed() {
+        if heldUsedSlot >= 0 {
+            ring.descriptorRing.storeUsedWord(heldUsedSlot, heldUsedWord, publishing: true)
+            heldUsedSlot = -1
+        }
     }
 
     /// Whether the driver wants a used-buffer notification for what was used since the last
     /// call: a full barrier, then the driver's event-suppression area (VIRTIO 1.2 §2.8.10,
     /// PKD-EVT-01). DESC without EVENT_IDX is invalid (PKD-EVT-02) and read as ENABLE.
+    /// A used descriptor held back for ``publishUsed()`` is written first: a notification is
+    /// never for completions the driver cannot see yet (GHT-PKD-11).
     @inlinable
     public mutating func needsNotification() -> Bool {
         guard !broken else { return false }
+        writeHeldUsed()
         virtioFullBarrier()
         let moved = usedPosition.distance(from: signalledPosition, count: count)
         signalledPosition = usedPosition

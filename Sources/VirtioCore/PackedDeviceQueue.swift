@@ -46,6 +46,11 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
     @usableFromInline var mappingMiss: TranslationFault?
     /// IN_ORDER: the used descriptor being batched (PKD-DEF-08), not yet written.
     @usableFromInline var pendingUsed: PendingUsed?
+    /// The slot of the first used descriptor added since the last publication, held back until
+    /// ``publishUsed()`` writes it after the others (GHT-PKD-11); -1 when there is none.
+    @usableFromInline var heldUsedSlot = -1
+    /// That descriptor's second word (len, id, flags).
+    @usableFromInline var heldUsedWord: UInt64 = 0
 
     @inlinable
     static func inFlightTag(_ epoch: UInt32) -> UInt32 { epoch &<< 1 | 1 }
@@ -118,8 +123,16 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
         let tag = UInt64(Self.inFlightTag(epoch))
         return (0..<count).reduce(0) { $0 + (inFlight[$1] & 0xFFFF_FFFF == tag ? 1 : 0) }
     }
-    /// IN_ORDER: whether completions are batched but not written yet (``publishUsed()`` writes them).
-    public var hasUnwrittenUsed: Bool { pendingUsed != nil }
+    /// Whether completions are added but not written yet (``publishUsed()`` writes them): the
+    /// first of a batch (GHT-PKD-11), or an IN_ORDER batch.
+    public var hasUnwrittenUsed: Bool { pendingUsed != nil || heldUsedSlot >= 0 }
+    /// The position of the used descriptor held back for ``publishUsed()`` (GHT-PKD-11), if any.
+    package var heldUsedPosition: PackedRingPosition? {
+        guard heldUsedSlot >= 0 else { return nil }
+        // The held slot is at or behind the used position, in its lap or the one before.
+        let wrap = heldUsedSlot < usedPosition.slot ? usedPosition.wrapCounter : !usedPosition.wrapCounter
+        return PackedRingPosition(slot: heldUsedSlot, wrapCounter: wrap)
+    }
 
     /// Breaks the queue with `error` (STAT-DEV-02); see ``SplitDeviceQueue/fail(_:)``.
     @discardableResult
@@ -130,6 +143,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
             epoch &+= 1
             inFlight.update(repeating: 0, count: count)
             pendingUsed = nil
+            heldUsedSlot = -1
             statusCell?.setNeedsReset()
         }
         return brokenBy ?? error
@@ -144,6 +158,7 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
         self.usedPosition = usedPosition.isValid(count: count) ? usedPosition : .start
         signalledPosition = self.usedPosition
         pendingUsed = nil
+        heldUsedSlot = -1
         epoch &+= 1
         broken = false
         brokenBy = nil

@@ -67,7 +67,16 @@ extension SplitDeviceQueue {
                                     readableLength: isWritable ? 0 : UInt64(d.length),
                                     writableLength: isWritable ? UInt64(d.length) : 0, view: arena.view)
         } else {
-            guard let long = try walkChain(head: head, first: d) else {
+            let walked: DescriptorChain?
+            // NEXT without INDIRECT, in a ring of at least two descriptors (a chain longer than
+            // the ring is the walk's error to report): the head of a chain of two, most often.
+            if d.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == DescriptorFlags.next.rawValue
+                && ring.descriptorTable.count >= 2 {
+                walked = try popPair(head: head, first: d)
+            } else {
+                walked = try walkChain(head: head, first: d, second: nil)
+            }
+            guard let long = walked else {
                 inFlight[Int(head)] = 0
                 availCursor = cursor
                 return nil
@@ -76,6 +85,35 @@ extension SplitDeviceQueue {
         }
         availCursor = cursor.advanced()
         return chain
+    }
+
+    /// Pops the chain whose head `d` links to a second direct descriptor (NEXT without
+    /// INDIRECT) in a ring of at least two. The second most common chain is two descriptors (a
+    /// request header and its data, a buffer and its status), taken here without the general
+    /// walk; a longer one goes on in ``walkChain(head:first:second:)`` with the second
+    /// descriptor's single read handed over, not read again. The rules are the walk's.
+    @inlinable @inline(__always)
+    mutating func popPair(head: UInt16, first d: Descriptor) throws(VirtqueueError) -> DescriptorChain? {
+        guard Int(d.next) < ring.descriptorTable.count else {
+            throw fail(.nextOutOfRange(next: d.next, tableSize: ring.descriptorTable.count))
+        }
+        let e = ring.descriptorTable.loadValidated(Int(d.next))
+        guard e.flags.rawValue & (DescriptorFlags.next.rawValue | DescriptorFlags.indirect.rawValue) == 0 else {
+            return try walkChain(head: head, first: d, second: e)
+        }
+        let firstWritable = d.flags.contains(.write), secondWritable = e.flags.contains(.write)
+        guard secondWritable || !firstWritable else { throw fail(.readableAfterWritable) }
+        // Two lengths below 2^32 each: the sum fits, and is checked as the walk does.
+        let l1 = UInt64(d.length), l2 = UInt64(e.length)
+        guard l1 &+ l2 <= 1 << 32 else { throw fail(.totalLengthOverflow) }
+        // Slot 1 of the head's block, which is free while the head is not in flight.
+        (arena.view.segments + (Int(head) &* UnsafeSegmentArena.blockSize &+ 1))
+            .initialize(to: ChainSegment(address: e.address, descriptorWord: e.word1))
+        let readableCount = firstWritable ? 0 : (secondWritable ? 1 : 2)
+        return DescriptorChain(headIndex: head, epoch: epoch, first: ChainSegment(address: d.address, descriptorWord: d.word1),
+                               segmentCount: 2, readableSegmentCount: readableCount,
+                               readableLength: (firstWritable ? 0 : l1) &+ (secondWritable ? 0 : l2),
+                               writableLength: (firstWritable ? l1 : 0) &+ (secondWritable ? l2 : 0), view: arena.view)
     }
 
     /// Processes the chains available now, in ring order: reads `avail.idx` once (one
@@ -114,9 +152,10 @@ extension SplitDeviceQueue {
 
     /// Walks the chain at `head` whose first descriptor is `first`, copying each descriptor
     /// once into the arena. Returns `nil` (having consumed nothing) when the arena has no room
-    /// for the chain's overflow blocks.
-    @inlinable @inline(__always)
-    mutating func walkChain(head: UInt16, first: Descriptor) throws(VirtqueueError) -> DescriptorChain? {
+    /// for the chain's overflow blocks. `second`, when given, is the descriptor `first` links
+    /// to, already read (and `first.next` checked against the table).
+    @inlinable @inline(never)
+    mutating func walkChain(head: UInt16, first: Descriptor, second: Descriptor?) throws(VirtqueueError) -> DescriptorChain? {
         let limit = layout.count
         let blockSize = UnsafeSegmentArena.blockSize
         var table = ring.descriptorTable
@@ -190,7 +229,11 @@ extension SplitDeviceQueue {
             }
             if !d.flags.contains(.next) { break }
             guard Int(d.next) < table.count else { throw fail(.nextOutOfRange(next: d.next, tableSize: table.count)) }
-            d = table.load(Int(d.next))
+            if count == 1, !inIndirect, let second {
+                d = second
+            } else {
+                d = table.load(Int(d.next))
+            }
         }
         // At most 32768 segments of less than 2^32 bytes each: the sums cannot overflow, so the
         // total is checked once here rather than per descriptor.

@@ -63,8 +63,27 @@ package struct UnsafePackedDescriptorRing: @unchecked Sendable {
     /// written after it (PKD-DEV-04).
     @inlinable @inline(__always)
     func storeUsed(_ slot: Int, id: UInt16, length: UInt32, flags: PackedDescriptorFlags) {
-        let word = UInt64(length) | UInt64(id) &<< 32 | UInt64(flags.rawValue) &<< 48
-        atomic64(base + ((slot &<< 4) &+ 8)).pointee.store(word.littleEndian, ordering: .releasing)
+        storeUsedWord(slot, Self.usedWord(id: id, length: length, flags: flags), publishing: true)
+    }
+
+    /// The second word of a used descriptor: len, id and flags.
+    @inlinable @inline(__always)
+    static func usedWord(id: UInt16, length: UInt32, flags: PackedDescriptorFlags) -> UInt64 {
+        UInt64(length) | UInt64(id) &<< 32 | UInt64(flags.rawValue) &<< 48
+    }
+
+    /// Writes a used descriptor's second word (``usedWord(id:length:flags:)``) into slot `slot`:
+    /// with release ordering when `publishing` (it makes this slot, and every used slot written
+    /// before it, visible as used), relaxed otherwise (a later slot of a batch whose first
+    /// slot is written last, GHT-PKD-11).
+    @inlinable @inline(__always)
+    func storeUsedWord(_ slot: Int, _ word: UInt64, publishing: Bool) {
+        let cell = atomic64(base + ((slot &<< 4) &+ 8))
+        if publishing {
+            cell.pointee.store(word.littleEndian, ordering: .releasing)
+        } else {
+            cell.pointee.store(word.littleEndian, ordering: .relaxed)
+        }
     }
 }
 

@@ -78,6 +78,7 @@ struct PackedRingTests {
                 let chain = try #require(try h.device.popAvailable())
                 h.device.addUsed(chain, length: 0)
             }
+            h.device.publishUsed()
             seen.append(h.slotFlags)
             for _ in 0..<3 { _ = try #require(try h.driver.reapUsed()) }
         }
@@ -108,6 +109,7 @@ struct PackedRingTests {
             let chain = try #require(try h.device.popAvailable())
             #expect(chain.segmentCount == 3 && chain.readableLength == 2 && chain.writableLength == 4)
             h.device.addUsed(chain, length: 3)
+            h.device.publishUsed()
             do { let value = try h.driver.reapUsed()
             #expect(value == UsedBuffer(token: UInt64(i), writtenLength: 3)) }
             expected = expected.advanced(by: 3, count: n)
@@ -258,6 +260,7 @@ struct PackedRingTests {
         let c = try #require(try h.device.popAvailable())
         #expect([a.segmentCount, b.segmentCount, c.segmentCount] == [3, 2, 1])
         for chain in [c, a, b] { h.device.addUsed(chain, length: chain.writableLength > 0 ? 2 : 0) }
+        h.device.publishUsed()
         // Used descriptors land in completion order at slots 0, 1 and 4.
         #expect(h.ring.descriptorRing.load(0).id == c.headIndex)
         #expect(h.ring.descriptorRing.load(1).id == a.headIndex)
@@ -374,6 +377,7 @@ struct PackedRingTests {
         #expect(throws: ChainAccessError.self) { try writer.write(contentsOf: [UInt8](repeating: 1, count: 9)) }
         #expect(h.region.read(at: request, count: 16) == Array(repeating: 0xAB, count: 16), "PKD-DEV-02: the readable buffer is untouched")
         h.device.addUsed(chain, length: 8)
+        h.device.publishUsed()
         let used = h.region.read(at: RingHarness.ringBase, count: 16)
         // PKD-DEV-04: the used slot is not written again by later pops and completions.
         let other = try #require(try h.device.popAvailable())
