@@ -21,6 +21,7 @@ enum BenchCommand {
             return 0
         case "xproc":
             return try xproc(rest).run()
+        case "blk": return try blockBenchmark(rest).run()
         case "sched":
             let options = try Options(rest, options: ["seconds", "runs", "service-us"])
             try noPositional(options)
