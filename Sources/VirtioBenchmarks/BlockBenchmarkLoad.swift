@@ -6,7 +6,7 @@ import VirtioTransport
 
 /// The `p`-th percentile (0...100) of `sorted` by the nearest-rank method: the smallest value
 /// with at least `p` percent of the values at or below it; nil when empty.
-public func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64? {
+func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64? {
     guard !sorted.isEmpty else { return nil }
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
     return sorted[min(max(rank, 1), sorted.count) - 1]

@@ -6,14 +6,14 @@ import VirtioWorkloads
 /// fields 14 and 15, in clock ticks of `USER_HZ` (100 on Linux). The times of every thread of
 /// the process are summed by the kernel, io_uring's io-wq workers included (they are threads
 /// of the process that owns the ring).
-public enum ProcessCPU {
+enum ProcessCPU {
     /// `USER_HZ`: the unit of the times in `/proc/PID/stat` (fixed at 100 by the kernel ABI).
-    public static let ticksPerSecond = 100.0
+    static let ticksPerSecond = 100.0
 
     /// `utime + stime` in seconds from the text of a `/proc/PID/stat` file; nil when the text is
     /// not one. The command name (field 2) is in parentheses and may itself hold spaces and
     /// parentheses, so fields are counted from the last `)`.
-    public static func seconds(statText text: String) -> Double? {
+    static func seconds(statText text: String) -> Double? {
         guard let close = text.lastIndex(of: ")") else { return nil }
         // After ")": field 3 (state) is the first; utime (14) and stime (15) are the 12th and 13th.
         let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
@@ -22,7 +22,7 @@ public enum ProcessCPU {
     }
 
     /// The CPU seconds process `pid` has used so far; nil when it is gone.
-    public static func seconds(pid: Int32) -> Double? {
+    static func seconds(pid: Int32) -> Double? {
         guard let text = try? TextFile.read("/proc/\(pid)/stat") else { return nil }
         return seconds(statText: text)
     }
