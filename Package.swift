@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "VirtioSchedulerTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioScheduler", "VirtioConformance", "VirtioWorkloads", "virtio-grant"]),
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
         .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioWorkloads"]),
+        .testTarget(name: "VirtioBenchmarksTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioBenchmarks", "virtio-grant"]),
         .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioCore", "VirtioGrants", "VhostUser", "VirtioConformance"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,7 +1,7 @@
 import VirtioBenchmarks
 import VirtioTransport
 
-/// `virtio-grant bench ring|grants|xproc|sched`: the options of each benchmark of
+/// `virtio-grant bench ring|grants|xproc|sched|net|blk`: the options of each benchmark of
 /// VirtioBenchmarks, parsed strictly.
 enum BenchCommand {
     static func run(_ arguments: ArraySlice<String>) throws(UsageError) -> Int32 {
@@ -23,13 +23,14 @@ enum BenchCommand {
         case "xproc":
             return try xproc(rest).run()
         case "net": return try net(rest).run()
+        case "blk": return try blockBenchmark(rest).run()
         case "sched":
             let options = try Options(rest, options: ["seconds", "runs", "service-us"])
             try noPositional(options)
             return SchedulerBenchmark(seconds: try options.seconds("seconds", default: 2, max: 60), runs: try options.int("runs", default: 3, in: 1...100),
                                       serviceMicroseconds: try options.int("service-us", default: 20, in: 1...10_000)).run()
         default:
-            throw UsageError(description: "bench needs a workload: ring, grants, xproc or sched")
+            throw UsageError(description: "bench needs a workload: ring, grants, xproc, sched, net or blk")
         }
     }
 

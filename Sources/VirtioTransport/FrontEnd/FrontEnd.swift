@@ -64,7 +64,7 @@ public final class FrontEnd: @unchecked Sendable {
         channel = VhostUserChannel(socket: socket)
         let perQueue = FrontEndQueue.pagesNeeded(configuration)
         do throws(SharedMemoryError) {
-            pool = try FrontEndPool(readablePages: perQueue.readable * configuration.queueCount,
+            pool = try FrontEndPool(sealed: configuration.sealsReadOnlyMemory, readablePages: perQueue.readable * configuration.queueCount,
                                     writablePages: perQueue.writable * configuration.queueCount)
         } catch {
             throw .sharedMemory(error)
@@ -90,11 +90,12 @@ public final class FrontEnd: @unchecked Sendable {
         let offered = try features(of: .getFeatures)
         guard offered.contains(.vhostUserProtocolFeatures) else { throw .negotiation("the back-end offers no protocol features") }
         guard case .protocolFeatures(let protocolOffered) = try request(.getProtocolFeatures) else { throw .protocolViolation("GET_PROTOCOL_FEATURES") }
-        var wanted: VhostUserProtocolFeatures = [.replyAck, .status]
+        var wanted: VhostUserProtocolFeatures = configuration.requiresStatus ? [.replyAck, .status] : [.replyAck]
         if configuration.mode == .grants { wanted.insert(.grantTable) }
         guard protocolOffered.isSuperset(of: wanted) else { throw .negotiation("missing protocol features \(wanted.subtracting(protocolOffered))") }
         // CONFIG only when offered: a device without a configuration space has none (GHT-EMB-01).
         if protocolOffered.contains(.config) { wanted.insert(.config) }
+        if protocolOffered.contains(.status) { wanted.insert(.status) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
@@ -173,12 +174,14 @@ public final class FrontEnd: @unchecked Sendable {
 
     /// The device status (GET_STATUS).
     public func status() throws(FrontEndError) -> DeviceStatus {
+        // Without STATUS (libvhost-user back-ends) the status lives on this side only.
+        guard protocolFeatures.contains(.status) else { return writtenStatus }
         guard case .status(let s) = try request(.getStatus) else { throw .protocolViolation("GET_STATUS") }
         return s
     }
 
     func setStatus(_ status: DeviceStatus) throws(FrontEndError) {
-        try request(.setStatus(status))
+        if protocolFeatures.contains(.status) { try request(.setStatus(status)) }
         writtenStatus = status
     }
 

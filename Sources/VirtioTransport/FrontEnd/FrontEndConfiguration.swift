@@ -47,5 +47,11 @@ public struct FrontEndConfiguration: Sendable {
     /// How long to wait for a reply or a completion.
     public var timeoutMilliseconds: Int32 = 5000
 
+    /// Whether STATUS must be offered (it is optional in vhost-user; libvhost-user lacks it).
+    public var requiresStatus = true
+    /// Whether the read-only file is sealed against the back-end's writable mappings
+    /// (libvhost-user maps every region read-write and fails on a sealed one).
+    public var sealsReadOnlyMemory = true
+
     public init() {}
 }

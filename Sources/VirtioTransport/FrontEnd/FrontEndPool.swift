@@ -26,9 +26,10 @@ final class FrontEndPool {
     private var readableFree: PageAllocator
     private var writableFree: PageAllocator
 
-    init(readablePages: Int, writablePages: Int) throws(SharedMemoryError) {
+    init(sealed: Bool = true, readablePages: Int, writablePages: Int) throws(SharedMemoryError) {
         let page = GrantHandle.pageSize
-        readable = try SharedMemory.createWritableOnlyHere(name: "virtio-grant-readable", size: readablePages * page)
+        readable = sealed ? try SharedMemory.createWritableOnlyHere(name: "virtio-grant-readable", size: readablePages * page)
+            : try SharedMemory.create(name: "virtio-grant-readable", size: readablePages * page)
         writable = try SharedMemory.create(name: "virtio-grant-writable", size: writablePages * page)
         self.readablePages = readablePages
         self.writablePages = writablePages
