@@ -130,18 +130,14 @@ final class QueueLoad: @unchecked Sendable {
     }
 
     /// One round of the client: the sleeping client waits on the call eventfd (the front-end
-    /// re-enables used-buffer notifications before it sleeps); the polling client never sleeps,
-    /// it looks at the used ring again at once when nothing is there.
+    /// re-enables used-buffer notifications before it sleeps); the polling client never sleeps
+    /// and keeps used-buffer notifications off, looking at the used ring again at once.
     private func reap(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
         switch client {
         case .sleep:
             return try queue.waitForCompletions(timeoutMilliseconds: 5000, body)
         case .poll:
-            do {
-                return try queue.waitForCompletions(timeoutMilliseconds: 0, body)
-            } catch .timedOut {
-                return 0
-            }
+            return try queue.pollCompletions(body)
         }
     }
 }

@@ -418,6 +418,43 @@ final class AffinityRecordingDevice: VirtioDevice, @unchecked Sendable {
     }
 }
 
+@Suite("A busy-polling front-end", .tags(.transport), .serialized)
+struct PollingFrontEndTests {
+    @Test("GHT-ASY-08: a front-end that polls its used ring (pollCompletions) turns used-buffer notifications off: a polling back-end and client stream with no call signalled")
+    func pollingClientWantsNoCalls() throws {
+        let path = temporarySocketPath("pollclient")
+        var configuration = AsyncBackEndTests.quiet
+        configuration.execution = .polling(idleMicroseconds: 5_000_000)
+        let backEnd = try BackEnd(socketPath: path, configuration: configuration) { ChecksumEchoDevice() }
+        backEnd.start()
+        defer { backEnd.stop() }
+        let frontEnd = try FrontEnd.connect(socketPath: path)
+        let q = frontEnd.queues[0]
+        var received = 0
+        _ = try q.pollCompletions { _, _ in }
+        let deadline = SystemClock.monotonic.nanoseconds + 10_000_000_000
+        var sent = 0
+        while received < 500 && SystemClock.monotonic.nanoseconds < deadline {
+            while sent < 500 && q.freeCount > 0 {
+                _ = try q.submit([UInt8](repeating: UInt8(truncatingIfNeeded: sent), count: 100), replyCapacity: 108)
+                sent += 1
+            }
+            try q.publish()
+            received += try q.pollCompletions { _, reply in #expect(reply.count == 108) }
+        }
+        frontEnd.close()
+        #expect(received == 500)
+        var waited = 0
+        while backEnd.reports.isEmpty && waited < 5000 {
+            SystemClock.sleep(milliseconds: 1)
+            waited += 1
+        }
+        let report = try #require(backEnd.reports.first)
+        #expect(report.chains == 500)
+        #expect(report.notifications <= 2, "\(report.notifications) calls signalled to a client that polls")
+    }
+}
+
 @Suite("Queue threads: shared, pinned", .tags(.transport), .serialized)
 struct QueueThreadTests {
     @Test("GHT-ASY-10: one pool thread, sleeping or polling, serves the queues of three sessions at once (two queues each), every reply verified; it carries all six while they run and none after",

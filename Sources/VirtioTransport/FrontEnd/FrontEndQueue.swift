@@ -47,6 +47,8 @@ public final class FrontEndQueue: @unchecked Sendable {
 
     /// Requests completed, and bytes sent and received, since the queue was set up.
     public private(set) var completed = 0
+    /// Whether ``pollCompletions(_:)`` turned used-buffer notifications off.
+    private var usedNotificationsSuppressed = false
     public private(set) var bytesSent = 0
     public private(set) var bytesReceived = 0
 
@@ -233,6 +235,7 @@ public final class FrontEndQueue: @unchecked Sendable {
         while true {
             let done = try reap(body)
             if done > 0 { return done }
+            usedNotificationsSuppressed = false
             if driver!.enableUsedNotifications() { continue }   // RCV-DRV-01: a completion raced in
             let n: Int
             do { n = try poller.wait(timeoutMilliseconds: timeout.remainingMilliseconds(), into: &events) } catch { throw .system(error) }
@@ -245,6 +248,19 @@ public final class FrontEndQueue: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// A busy-polling client's reap: takes back every completion available now, without
+    /// waiting and without asking the back-end for a used-buffer notification (they stay
+    /// suppressed, so a polling back-end and client exchange no eventfd writes at all).
+    /// Returns the number of completions; `body` as in ``waitForCompletions(timeoutMilliseconds:_:)``.
+    @discardableResult
+    public func pollCompletions(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
+        if !usedNotificationsSuppressed {
+            driver!.disableUsedNotifications()
+            usedNotificationsSuppressed = true
+        }
+        return try reap(body)
     }
 
     /// Takes back every used chain, showing `body` the replies in the queue's own buffers.
@@ -332,6 +348,10 @@ enum FrontEndRing {
 
     mutating func enableUsedNotifications() -> Bool {
         try! run({ $0.enableUsedNotifications() }, { $0.enableUsedNotifications() })
+    }
+
+    mutating func disableUsedNotifications() {
+        try! run({ $0.disableUsedNotifications() }, { $0.disableUsedNotifications() })
     }
 
     mutating func detachAllOutstanding() -> [UInt64] {
