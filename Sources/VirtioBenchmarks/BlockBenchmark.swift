@@ -80,6 +80,14 @@ public struct BlockBenchmark: Sendable {
 
     /// One back-end process: verified, then every point. False after an error line.
     func measure(_ kind: BackEndKind, cache: Cache, queues: Int, image: String, socket: String) -> Bool {
+        // The image's dirty pages (its creation, the previous back-end's writes) go to the disk
+        // now, not as writeback under the next back-end's measured interval: whichever back-end
+        // came first measured a quarter of the other's write rate before.
+        do {
+            try StorageFile(path: image, writable: true).synchronize()
+        } catch {
+            return fail(header(kind, cache, queues), "cannot synchronize the image: \(error)")
+        }
         let backEnd: BlockBackEndProcess
         do {
             backEnd = try BlockBackEndProcess(kind: kind, direct: cache == .direct, queues: queues, image: image, socket: socket,
