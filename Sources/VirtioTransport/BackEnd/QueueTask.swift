@@ -69,17 +69,31 @@ class QueueTask: @unchecked Sendable {
         self.onKickLost = onKickLost
     }
 
+    /// What the thread does with the processor, as closures made where the queue's type is
+    /// known: a generic class's overridden methods would run unspecialized (one vtable for every
+    /// queue type: the whole drain through witness tables), these run the specialized code.
+    struct Operations {
+        let serve: (Bool) -> Bool
+        let serviceDevice: () -> Void
+        let outstanding: () -> Int
+        let abandonOutstanding: () -> Int
+        let finish: () -> Void
+    }
+
+    /// Set once by the subclass's initializer.
+    var operations: Operations?
+
     /// *thread*: one wake-up's work: a drain (polling: kicks left suppressed, GHT-ASY-08), or,
     /// once stopping, only the completions of kept requests. Returns whether there was work.
-    func serve(polling: Bool) -> Bool { false }
+    final func serve(polling: Bool) -> Bool { operations!.serve(polling) }
     /// *thread*: the device reaps its completions on this thread (GHT-ASY-07).
-    func serviceDevice() {}
+    final func serviceDevice() { operations!.serviceDevice() }
     /// *thread*: kept requests not completed yet.
-    var outstanding: Int { 0 }
+    final var outstanding: Int { operations!.outstanding() }
     /// *thread*: ignores their completions from now on; returns how many were outstanding.
-    func abandonOutstanding() -> Int { 0 }
+    final func abandonOutstanding() -> Int { operations!.abandonOutstanding() }
     /// *thread*: records where the queue stopped and lets the stopper go.
-    func finish() {}
+    final func finish() { operations!.finish() }
 
     /// *thread*: whether the stop may complete now: the queue broke, nothing is inside the
     /// device, or the drain timeout passed (then what is left is abandoned, GHT-ASY-04).
@@ -123,9 +137,16 @@ final class ProcessorTask<Queue: DeviceQueue & ~Copyable>: QueueTask, @unchecked
         try super.init(index: index, kick: kick, call: call, batchLimit: batchLimit, drainTimeoutMilliseconds: drainTimeoutMilliseconds,
                        onBroken: onBroken, onKickLost: onKickLost)
         self.processor.inFlight.wake = wake
+        // Unowned(unsafe): the task holds its operations, and only its thread calls them while
+        // the task is alive.
+        operations = Operations(serve: { [unowned(unsafe) self] in self.serveQueue(polling: $0) },
+                                serviceDevice: { [unowned(unsafe) self] in self.serviceQueueDevice() },
+                                outstanding: { [unowned(unsafe) self] in self.processor.outstandingCount },
+                                abandonOutstanding: { [unowned(unsafe) self] in self.processor.abandonOutstanding() },
+                                finish: { [unowned(unsafe) self] in self.finishQueue() })
     }
 
-    override func serve(polling: Bool) -> Bool {
+    private func serveQueue(polling: Bool) -> Bool {
         guard !isBroken else { return false }
         do throws(VirtqueueError) {
             if stopDeadline != nil {
@@ -145,16 +166,12 @@ final class ProcessorTask<Queue: DeviceQueue & ~Copyable>: QueueTask, @unchecked
         }
     }
 
-    override func serviceDevice() {
+    private func serviceQueueDevice() {
         guard !isBroken else { return }
         processor.serviceDevice()
     }
 
-    override var outstanding: Int { processor.outstandingCount }
-
-    override func abandonOutstanding() -> Int { processor.abandonOutstanding() }
-
-    override func finish() {
+    private func finishQueue() {
         finalState.withLock { $0 = processor.queue.state }
         try? done.signal()
     }
