@@ -20,8 +20,9 @@ let usage = """
                            (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
-        --aio A            blk: io_uring (default: many requests in the kernel per queue, where
-                           the kernel allows it) or sync (one request at a time, in the worker)
+        --aio A            blk: io_uring (many requests in the kernel per queue, where the kernel
+                           allows it), sync (one request at a time, on the queue thread), or auto
+                           (default: io_uring with --direct, sync through the page cache)
         --direct           blk: open the image O_DIRECT (past the page cache; guest buffers not
                            512-byte aligned go through an aligned bounce buffer)
         --vsock-socket P   vsock (required): host programs connect to P and write "CONNECT

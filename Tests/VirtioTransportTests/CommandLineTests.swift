@@ -39,7 +39,7 @@ struct CommandLineTests {
         (["serve", "--socket", "/tmp/x", "--device", "vsock", "--vsock-socket", String(repeating: "v", count: 100)], "--vsock-socket path too long"),
         (["serve", "--socket", "/tmp/x", "--device", "blk"], "serve --device blk needs --image FILE"),
         (["serve", "--socket", "/tmp/x", "--image", "/tmp/disk.img"], "--image is for --device blk"),
-        (["serve", "--socket", "/tmp/x", "--device", "blk", "--image", "/tmp/d", "--aio", "posix"], "--aio must be one of io_uring, sync"),
+        (["serve", "--socket", "/tmp/x", "--device", "blk", "--image", "/tmp/d", "--aio", "posix"], "--aio must be one of auto, io_uring, sync"),
         (["serve", "--socket", "/tmp/x", "--direct"], "--aio and --direct are for --device blk"),
         (["serve", "--socket", "/tmp/x", "--mapping", "1:1"], "--mapping needs --vfs"),
         (["serve", "--socket", "/tmp/x", "--vfs", "0"], "--vfs must be an integer in 1...64"),
