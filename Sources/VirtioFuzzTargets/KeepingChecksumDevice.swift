@@ -12,7 +12,7 @@ final class KeepingChecksumDevice: VirtioDevice, @unchecked Sendable {
     let deviceFeatures: VirtioFeatures = []
     let queueCount = 2
     let maxQueueSize = 256
-    private let kept = Mutex<[InFlightRequest]>([])
+    private let kept = Locked<[InFlightRequest]>([])
 
     func readConfig() -> [UInt8] { ChecksumEchoDevice(queueCount: 2, maxQueueSize: 256).readConfig() }
     func reset() {}

@@ -17,13 +17,13 @@ final class DeferringDevice: VirtioDevice, @unchecked Sendable {
     let deviceFeatures: VirtioFeatures = []
     let queueCount = 1
     let maxQueueSize = 256
-    let kept = Mutex<[InFlightRequest]>([])
+    let kept = Locked<[InFlightRequest]>([])
     /// Requests kept at each ``queueIdle(_:)`` call, as the device saw them.
-    let keptAtIdle = Mutex<[Int]>([])
+    let keptAtIdle = Locked<[Int]>([])
     let processThread = Atomic<UInt>(0)
     let serviceThread = Atomic<UInt>(0)
     /// Requests to complete inside `process` instead of keeping them (by index in the batch).
-    let completeNow = Mutex<Set<Int>>([])
+    let completeNow = Locked<Set<Int>>([])
     /// When set, ``completionEvent(queue:)``: ``serviceQueue(_:)`` answers everything kept.
     let event: Doorbell?
 

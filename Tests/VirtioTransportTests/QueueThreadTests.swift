@@ -12,7 +12,7 @@ final class AffinityRecordingDevice: VirtioDevice, @unchecked Sendable {
     let queueCount: Int
     let maxQueueSize = 256
     let echo: ChecksumEchoDevice
-    let cpus = Mutex<Set<[Int]>>([])
+    let cpus = Locked<Set<[Int]>>([])
     init(queueCount: Int) {
         self.queueCount = queueCount
         echo = ChecksumEchoDevice(queueCount: queueCount)
@@ -78,7 +78,7 @@ struct QueueThreadTests {
         frontEndConfiguration.queueCount = 2
         let frontEnds = try (0..<3).map { _ in try FrontEnd.connect(socketPath: path, configuration: frontEndConfiguration) }
         #expect(pool.queueCounts == [6])
-        let failures = Mutex<[String]>([])
+        let failures = Locked<[String]>([])
         let threads = frontEnds.enumerated().flatMap { k, frontEnd in
             (0..<2).map { q in
                 WorkerThread(name: "stream") {
