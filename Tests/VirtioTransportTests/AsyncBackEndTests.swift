@@ -134,12 +134,7 @@ struct AsyncBackEndTests {
             try EndpointTests.stream(frontEnd, count: 300)
             SystemClock.sleep(milliseconds: 600)
             frontEnd.close()
-            var waited = 0
-            while backEnd.reports.isEmpty && waited < 5000 {
-                SystemClock.sleep(milliseconds: 1)
-                waited += 1
-            }
-            let report = try #require(backEnd.reports.first)
+            let report = try #require(endedReports(backEnd).first)
             return (report.workerCPUSeconds, report.kicks, report.chains)
         }
         let backingOff = try workerCPU(budgetMicroseconds: 200)
@@ -149,4 +144,14 @@ struct AsyncBackEndTests {
         #expect(backingOff.cpu < spinning.cpu / 3, "backing off: \(backingOff.cpu) s, spinning: \(spinning.cpu) s")
         #expect(spinning.kicks < 300, "polling, the driver is asked not to kick (\(spinning.kicks) kicks for 300 chains)")
     }
+}
+
+/// The reports of `backEnd`'s ended sessions once there are at least `count` (or after 5 s).
+func endedReports(_ backEnd: BackEnd, atLeast count: Int = 1) -> [SessionReport] {
+    var waited = 0
+    while backEnd.reports.count < count && waited < 5000 {
+        SystemClock.sleep(milliseconds: 1)
+        waited += 1
+    }
+    return backEnd.reports
 }

@@ -51,12 +51,7 @@ struct PollingFrontEndTests {
         }
         frontEnd.close()
         #expect(received == 500)
-        var waited = 0
-        while backEnd.reports.isEmpty && waited < 5000 {
-            SystemClock.sleep(milliseconds: 1)
-            waited += 1
-        }
-        let report = try #require(backEnd.reports.first)
+        let report = try #require(endedReports(backEnd).first)
         #expect(report.chains == 500)
         #expect(report.notifications <= 2, "\(report.notifications) calls signalled to a client that polls")
     }
@@ -98,12 +93,7 @@ struct QueueThreadTests {
             #expect(SystemClock.monotonic.nanoseconds - start < 1_500_000_000, "close took too long")
             #expect(f.grantsEnded == f.grantsMade)
         }
-        var waited = 0
-        while backEnd.reports.count < 3 && waited < 5000 {
-            SystemClock.sleep(milliseconds: 1)
-            waited += 1
-        }
-        #expect(backEnd.reports.map(\.chains) == [600, 600, 600])
+        #expect(endedReports(backEnd, atLeast: 3).map(\.chains) == [600, 600, 600])
         #expect(pool.queueCounts == [0])
     }
 
