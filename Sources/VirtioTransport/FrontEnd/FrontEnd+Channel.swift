@@ -8,6 +8,12 @@ extension FrontEnd {
     /// request asks for an acknowledgement, so a refusal is seen at once.
     @discardableResult
     func request(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> VhostUserReply? {
+        try exchange(message, fds: fds).reply
+    }
+
+    /// ``request(_:fds:)``, also returning the descriptors the reply carried (GET_INFLIGHT_FD's
+    /// area; the codec allows none with any other reply).
+    func exchange(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> (reply: VhostUserReply?, fds: [FileDescriptor]) {
         guard !closed else { throw .disconnected }
         let request = message.request
         let wantsAck = !request.alwaysReplies && protocolFeatures.contains(.replyAck)
@@ -28,7 +34,7 @@ extension FrontEnd {
         } catch {
             throw .disconnected
         }
-        guard request.alwaysReplies || wantsAck else { return nil }
+        guard request.alwaysReplies || wantsAck else { return (nil, []) }
         let received: VhostUserChannel.Received
         do {
             received = try channel.receive(deadline: timeout > 0 ? Timeout(milliseconds: timeout) : nil, messageTimeoutMilliseconds: nil)
@@ -54,7 +60,7 @@ extension FrontEnd {
             throw .protocolViolation("reply to \(request): \(error)")
         }
         if case .ack(_, let ack) = reply, !ack.isSuccess { throw .refused(request) }
-        return reply
+        return (reply, received.fds)
     }
 
     /// Drops the connection without talking to the back-end again (it broke the protocol).

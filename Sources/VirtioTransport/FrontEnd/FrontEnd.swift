@@ -29,6 +29,9 @@ public final class FrontEnd: @unchecked Sendable {
     /// The last status the device accepted.
     var writtenStatus: DeviceStatus = []
     var closed = false
+    /// The in-flight area the back-end made (GET_INFLIGHT_FD), kept for the life of the
+    /// front-end and handed to every back-end it sets up queues with (SET_INFLIGHT_FD).
+    var inflightArea: (memory: SharedMemory, info: VhostUserInflight)?
 
     /// Grants made and ended since the connection started.
     public internal(set) var grantsMade = 0
@@ -96,6 +99,7 @@ public final class FrontEnd: @unchecked Sendable {
         // CONFIG only when offered: a device without a configuration space has none (GHT-EMB-01).
         if protocolOffered.contains(.config) { wanted.insert(.config) }
         if protocolOffered.contains(.status) { wanted.insert(.status) }
+        if protocolOffered.contains(.inflightSharedMemory) { wanted.insert(.inflightSharedMemory) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
@@ -153,6 +157,7 @@ public final class FrontEnd: @unchecked Sendable {
         if queues.isEmpty {
             for i in 0..<configuration.queueCount { queues.append(try FrontEndQueue(frontEnd: self, index: i)) }
         }
+        try shareInflightArea()
         for q in queues { try q.configure() }
         try setStatus([.acknowledge, .driver, .featuresOK, .driverOK])
     }
