@@ -214,6 +214,8 @@ public final class FrontEnd: @unchecked Sendable {
         try setStatus([])
         guard try status().isEmpty else { throw .protocolViolation("the status did not read 0 after a reset") }
         for q in queues { q.abandonOutstanding() }
+        // QEMU frees the in-flight area at a device reset: the fresh rings have nothing in flight.
+        inflightArea = nil
         try bringUp(offered: try features(of: .getFeatures))
     }
 
