@@ -81,3 +81,32 @@ struct InflightSessionTests {
         #expect(try c.reply(to: get) == .inflight(VhostUserInflight(mmapSize: 1088, mmapOffset: 0, queueCount: 1, queueSize: 64)))
     }
 }
+
+extension InflightSessionTests {
+    @Test("GHT-INF-05: with our front-end in grant and guest-physical mode, kept requests are marked in flight in the area and cleared once completed; used_idx follows the used ring",
+          arguments: [FrontEndConfiguration.AddressMode.grants, .guestPhysical])
+    func areaFollowsTheRing(mode: FrontEndConfiguration.AddressMode) throws {
+        let device = DeferringDevice()
+        let (backEnd, _) = try EmbeddingTests.serve({ device }) { $0.logSink = nil }
+        defer { backEnd.stop() }
+        var configuration = FrontEndConfiguration.small
+        configuration.mode = mode
+        let frontEnd = try FrontEnd.connect(socketPath: backEnd.socketPath, configuration: configuration)
+        defer { frontEnd.close() }
+        let memory = try #require(frontEnd.inflightArea?.memory)
+        let area = try #require(UnsafeInflightSplit(memory.range))
+        let q = frontEnd.queues[0]
+        for k in 0..<3 { _ = try q.submit([UInt8(k), 1, 2], replyCapacity: 16) }
+        try q.publish()
+        #expect(eventually { device.kept.withLock { $0.count } == 3 })
+        #expect(area.version == 1 && area.descriptorCount == 16)
+        #expect((0..<16).filter { area.flag($0) == 1 }.count == 3 && area.usedIndex == 0)
+        device.answer { _ in [2, 0] }
+        var done = 0
+        #expect(eventually { done += (try? q.pollCompletions { _, _ in })  ?? 0; return done == 2 })
+        #expect((0..<16).filter { area.flag($0) == 1 }.count == 1 && area.usedIndex == 2)
+        device.answer()
+        #expect(eventually { done += (try? q.pollCompletions { _, _ in }) ?? 0; return done == 3 })
+        #expect((0..<16).allSatisfy { area.flag($0) == 0 } && area.usedIndex == 3)
+    }
+}
