@@ -91,52 +91,46 @@ struct InflightRestartTests {
     @Test("GHT-INF-05, GHT-INF-08: a session dies with kept requests, some completed out of order; a new session given the area and the used index as vring base gets exactly the requests in flight, in pop order, once, and nothing completed comes back",
           arguments: Mode.allCases)
     func restartResubmits(mode: Mode) throws {
-        let device = DeferringDevice()
-        let (backEnd, _) = try EmbeddingTests.serve({ device }) {
-            $0.inFlightDrainTimeoutMilliseconds = 50
-            $0.logSink = nil
-        }
+        let (backEnd, device, guest, first, reaped) = try Self.firstSession(mode: mode)
         defer { backEnd.stop() }
-        let guest = try Guest()
-        for k in 0..<6 { try guest.post(k) }
-        guest.driver.publish()
-
-        let (first, kick) = try Self.connect(backEnd.socketPath, guest, mode: mode, base: 0)
-        try kick.signal()
-        #expect(eventually { Self.keptIDs(device) == [0, 1, 2, 3, 4, 5] }, "\(Self.keptIDs(device))")
-        // Requests 4 and 1 complete, in that order.
-        device.answer { kept in [4, 1] }
-        var reaped: [Int] = []
-        #expect(eventually { reaped += (try? guest.reap()) ?? []; return reaped.count == 2 })
-        #expect(reaped == [4, 1])
+        var all = reaped
         // The back-end dies: the connection drops with four requests inside the device.
         first.close()
-        try Self.restart(backEnd, device, guest, mode: mode, base: guest.driver.ring.usedRing.loadIndex(), reaped: &reaped)
+        try Self.restart(backEnd, device, guest, mode: mode, base: guest.driver.ring.usedRing.loadIndex(), reaped: &all)
     }
 
     @Test("GHT-INF-05: requests abandoned at a clean stop (GET_VRING_BASE after the drain timeout) stay marked; the next start, at the base GET_VRING_BASE returned, resubmits them once",
           arguments: Mode.allCases)
     func abandonedAtStop(mode: Mode) throws {
+        let (backEnd, device, guest, first, reaped) = try Self.firstSession(mode: mode)
+        defer { backEnd.stop() }
+        var all = reaped
+        let stop = VhostUserMessage.getVringBase(VhostUserVringState(index: 0, num: 0))
+        try first.send(stop)
+        #expect(try first.reply(to: stop) == .vringBase(VhostUserVringState(index: 0, num: 6)))
+        first.close()
+        try Self.restart(backEnd, device, guest, mode: mode, base: 6, reaped: &all)
+    }
+
+    /// A back-end whose device keeps every request, a guest with six requests in flight through
+    /// a first session, of which 4 and 1 completed (in that order).
+    static func firstSession(mode: Mode) throws -> (BackEnd, DeferringDevice, Guest, RawVhostUserClient, [Int]) {
         let device = DeferringDevice()
         let (backEnd, _) = try EmbeddingTests.serve({ device }) {
             $0.inFlightDrainTimeoutMilliseconds = 50
             $0.logSink = nil
         }
-        defer { backEnd.stop() }
         let guest = try Guest()
         for k in 0..<6 { try guest.post(k) }
         guest.driver.publish()
-        let (first, kick) = try Self.connect(backEnd.socketPath, guest, mode: mode, base: 0)
+        let (first, kick) = try connect(backEnd.socketPath, guest, mode: mode, base: 0)
         try kick.signal()
-        #expect(eventually { Self.keptIDs(device) == [0, 1, 2, 3, 4, 5] })
+        #expect(eventually { keptIDs(device) == [0, 1, 2, 3, 4, 5] }, "\(keptIDs(device))")
         device.answer { _ in [4, 1] }
         var reaped: [Int] = []
         #expect(eventually { reaped += (try? guest.reap()) ?? []; return reaped.count == 2 })
-        let stop = VhostUserMessage.getVringBase(VhostUserVringState(index: 0, num: 0))
-        try first.send(stop)
-        #expect(try first.reply(to: stop) == .vringBase(VhostUserVringState(index: 0, num: 6)))
-        first.close()
-        try Self.restart(backEnd, device, guest, mode: mode, base: 6, reaped: &reaped)
+        #expect(reaped == [4, 1])
+        return (backEnd, device, guest, first, reaped)
     }
 
     /// The second session: at `base`, the four requests still in flight (0, 2, 3, 5) come again,
