@@ -117,7 +117,15 @@ public enum VhostUserCodec {
         case .revokeGrants:
             try size(VhostUserGrantRange.byteCount)
             return .revokeGrants(try VhostUserGrantRange.decode(bytes))
-        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
+        case .setLogBase:
+            try size(VhostUserLogArea.byteCount)
+            return .setLogBase(try VhostUserLogArea.decode(bytes))
+        case .setLogFD: try size(0); return .setLogFD
+        case .setDeviceStateFD:
+            try size(VhostUserDeviceStateTransfer.byteCount)
+            return .setDeviceStateFD(try VhostUserDeviceStateTransfer.decode(bytes))
+        case .checkDeviceState: try size(0); return .checkDeviceState
+        case .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
              .postcopyAdvise, .postcopyListen, .postcopyEnd, .getInflightFD, .setInflightFD, .gpuSetSocket:
             return .unsupported(request, payload: bytes)
         }
@@ -150,6 +158,7 @@ public enum VhostUserCodec {
         case .addMemoryRegion(let region), .removeMemoryRegion(let region): try region.validate()
         case .setGrantTable(let table): try table.validate()
         case .revokeGrants(let range): try range.validate()
+        case .setLogBase(let area): try area.validate()
         default: break
         }
     }

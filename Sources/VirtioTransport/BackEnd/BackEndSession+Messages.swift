@@ -22,8 +22,9 @@ extension BackEndSession {
             guard offeredFeatures.isSuperset(of: features) else {
                 throw Violation("SET_FEATURES accepts features not offered: \(features.subtracting(offeredFeatures))")
             }
-            guard !anyQueueStarted else { throw Violation("SET_FEATURES while queues run") }
+            guard !anyQueueStarted || changesOnlyLogging(features) else { throw Violation("SET_FEATURES while queues run") }
             ackedFeatures = features
+            setLogAll(features.contains(.vhostLogAll))
             try acknowledge(header)
         case .setOwner:
             guard !owned else { throw Violation("SET_OWNER twice") }
@@ -104,11 +105,20 @@ extension BackEndSession {
         case .revokeGrants(let range):
             guard protocolFeatures.contains(.grantTable) else { throw Violation("REVOKE_GRANTS without GRANT_TABLE (GHT-VUG-02)") }
             try send(.ack(.revokeGrants, revokeGrants(range)))
+        case .setLogBase(let area):
+            try send(.ack(.setLogBase, setLogBase(area, fd: fds[0])))
+        case .setLogFD:
+            try setLogFD(fds[0])
+            try acknowledge(header)
+        case .setDeviceStateFD(let transfer):
+            try send(.ack(.setDeviceStateFD, setDeviceStateFD(transfer, fd: fds[0])))
+        case .checkDeviceState:
+            try send(.ack(.checkDeviceState, checkDeviceState()))
         case .unsupported(let request, _):
             // GHT-VU-22: a failure where the protocol can say so; a request that needs a reply
             // body we cannot give ends the session; the rest are ignored. Descriptors close.
             switch request {
-            case .setLogBase, .postcopyEnd: try send(.ack(request, .failure()))
+            case .postcopyEnd: try send(.ack(request, .failure()))
             case .createCryptoSession, .postcopyAdvise, .getInflightFD: throw Violation("\(request) is not supported")
             default: try acknowledge(header, .failure())
             }
@@ -171,6 +181,7 @@ extension BackEndSession {
     func resetDevice(keepOwner: Bool) {
         stopAllQueues(resetConfiguration: true)
         ackedFeatures = nil
+        setLogAll(false)
         iovaSpace.invalidateAll()
         device.reset()
         status.store([])
@@ -179,6 +190,7 @@ extension BackEndSession {
             protocolFeatures = []
             grants = nil
             regions.removeAll()
+            dirtyLog.setLog(nil)
         }
     }
 }

@@ -45,9 +45,10 @@ extension BackEndSession {
     }
 
     func setVringAddress(_ address: VhostUserVringAddress) throws {
+        if try changeRunningVringLogging(address) { return }
         let i = try stoppedQueue(address.index, "SET_VRING_ADDR")
-        guard address.flags.isEmpty else { throw Violation("dirty logging (VHOST_VRING_F_LOG) is not supported") }
         vrings[i].address = address
+        updateRingLog(i)
         try startReadyQueues()
     }
 
@@ -160,6 +161,7 @@ extension BackEndSession {
             throw Violation("queue \(i) rings cannot be used: \(error)")
         }
         if started {
+            updateRingLog(i)
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
             let restart = vrings[i].restarting
             vrings[i].restarting = false
@@ -193,7 +195,8 @@ extension BackEndSession {
     private func startWorker<Queue: DeviceQueue & ~Copyable>(_ i: Int, _ queue: consuming Queue, quiescentPoint: (() -> Void)?,
                                                  keepAlive: [AnyObject], _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
-                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true }, keepAlive: keepAlive)
+                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true }, keepAlive: keepAlive,
+                                       dirtyLog: dirtyLog)
         let worker: QueueWorker
         do {
             worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,
