@@ -96,6 +96,7 @@ public final class FrontEnd: @unchecked Sendable {
         // CONFIG only when offered: a device without a configuration space has none (GHT-EMB-01).
         if protocolOffered.contains(.config) { wanted.insert(.config) }
         if protocolOffered.contains(.status) { wanted.insert(.status) }
+        if protocolOffered.contains(.deviceState) { wanted.insert(.deviceState) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
