@@ -152,6 +152,6 @@ struct VhostUserHeaderValidationTests {
         #expect(throws: VhostUserProtocolError.wrongFileDescriptorCount(request: 28, expected: 0...0, actual: 1)) {
             try VU.decode(request: 28, payload: [], fds: 1)
         }
-        #expect(throws: Never.self) { try VU.decode(request: 6, payload: VU.le64(0) + VU.le64(0), fds: 1) }
+        #expect(throws: Never.self) { try VU.decode(request: 6, payload: VU.le64(4096) + VU.le64(0), fds: 1) }
     }
 }

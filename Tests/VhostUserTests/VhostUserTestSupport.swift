@@ -60,6 +60,8 @@ enum VU {
         .setGrantTable(grantTable),
         .revokeGrants(VhostUserGrantRange(first: GrantReference(8), count: 3)),
         .revokeGrants(VhostUserGrantRange(first: GrantReference(0xFFFF_FFFF), count: 1)),
+        .setLogBase(VhostUserLogArea(size: 4096, offset: 0)), .setLogFD,
+        .setDeviceStateFD(VhostUserDeviceStateTransfer(direction: .save)), .checkDeviceState,
     ] + VhostUserRequest.allCases.filter { !$0.isSupported }.map { request in
         .unsupported(request, payload: request == .sendRARP ? [0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0] : [])
     }
