@@ -12,7 +12,7 @@ extension BackEndSession {
     }
 
     /// SET_LOG_BASE (LOG_SHMFD): maps the log and checks it against the file (fstat) and the
-    /// memory table (GHT-LOG-02). A refused log is answered with a failure and logging stops
+    /// memory table (GHT-LOG-03). A refused log is answered with a failure and logging stops
     /// until a usable one comes: marks nobody reads are worth nothing.
     func setLogBase(_ area: VhostUserLogArea, fd: FileDescriptor) throws -> VhostUserAck {
         guard protocolFeatures.contains(.logSharedMemory) else { throw Violation("SET_LOG_BASE without LOG_SHMFD (GHT-LOG-01)") }
@@ -25,7 +25,7 @@ extension BackEndSession {
         } catch {
             dirtyLog.setLog(nil)
             refreshPeerMemory()
-            self.log(.warning, .control, "SET_LOG_BASE refused: \(error) (GHT-LOG-02)")
+            self.log(.warning, .control, "SET_LOG_BASE refused: \(error) (GHT-LOG-03)")
             return .failure()
         }
     }
@@ -46,14 +46,14 @@ extension BackEndSession {
         return acked.symmetricDifference(features).isSubset(of: .vhostLogAll)
     }
 
-    /// VHOST_F_LOG_ALL set or cleared (GHT-LOG-03, GHT-LOG-10).
+    /// VHOST_F_LOG_ALL set or cleared (GHT-LOG-11, GHT-LOG-12).
     func setLogAll(_ on: Bool) {
         guard dirtyLog.logAll != on else { return }
         dirtyLog.setLogAll(on)
         log(.info, .control, "dirty logging \(on ? "on" : "off")\(on && dirtyLog.log == nil ? " (no log yet)" : "")")
     }
 
-    /// After the memory table changed: the log must still cover it (GHT-LOG-02); one that does
+    /// After the memory table changed: the log must still cover it (GHT-LOG-04); one that does
     /// not is dropped, and logging stops until SET_LOG_BASE gives a larger one.
     func refreshDirtyLogRegions() {
         guard let current = dirtyLog.log else { return }
@@ -61,7 +61,7 @@ extension BackEndSession {
             dirtyLog.setLog(try current.over(logRegions))
         } catch {
             dirtyLog.setLog(nil)
-            log(.error, .control, "dirty log dropped after the memory table changed: \(error) (GHT-LOG-02)")
+            log(.error, .control, "dirty log dropped after the memory table changed: \(error) (GHT-LOG-04)")
         }
     }
 

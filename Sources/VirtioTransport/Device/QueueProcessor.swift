@@ -138,9 +138,9 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         inFlight.isWorkerInDevice.store(false, ordering: .releasing)
         if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }
         try checkMemory()
-        // GHT-LOG-12: one load per batch while logging is off.
+        // Dirty logging (Spec/restart.md §3): one load per batch while it is off.
         var log = dirtyLog?.isOn == true ? dirtyLog?.batch(queue: index) : nil
-        if log != nil { markCompleted(batch, chains.count, into: &log!) }
+        var added = log != nil ? markCompleted(batch, chains.count, into: &log!) : 0
         if batch.keptSlots != nil || (inOrder && heldHead < held.count) {
             addUsed(batch)
         } else {
@@ -149,9 +149,9 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
             }
         }
         // Kept requests the device completed meanwhile, on this thread or another.
-        addCollected(&log)
+        added += addCollected(&log)
         queue.publishUsed()
-        if log != nil { log!.markPublished() }
+        if log != nil { log!.markPublished(usedRing: added > 0 || inOrder) }
         processed += chains.count
         batches += 1
         return (chains.count, queue.needsNotification())
@@ -207,7 +207,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         var log = dirtyLog?.isOn == true ? dirtyLog?.batch(queue: index) : nil
         guard addCollected(&log) > 0 else { return false }
         queue.publishUsed()
-        if log != nil { log!.markPublished() }
+        if log != nil { log!.markPublished(usedRing: true) }
         if inFlight.outstanding == 0 { quiescentPoint?() }
         return queue.needsNotification()
     }

@@ -4,7 +4,7 @@ import VhostUser
 
 /// A dirty log the front-end gave with SET_LOG_BASE (LOG_SHMFD), mapped, with the memory table
 /// it was checked against: marks guest-physical pages, and host bytes the back-end wrote by
-/// finding the region they lie in (vhost-user.rst "Migration"; GHT-LOG-03, GHT-LOG-05).
+/// finding the region they lie in (vhost-user.rst "Migration"; GHT-LOG-05, GHT-LOG-10).
 ///
 /// The mapping lives as long as this object: a worker that took a reference for its batch
 /// marks into memory that stays mapped, whatever SET_LOG_BASE comes meanwhile. The file is the
@@ -20,7 +20,7 @@ final class DirtyLog: @unchecked Sendable {
     private let hostSizes: [UInt]
     private let guestStarts: [UInt64]
 
-    /// Why a log is refused (GHT-LOG-02).
+    /// Why a log is refused (GHT-LOG-03).
     enum Refusal: Error, Equatable, CustomStringConvertible {
         /// The descriptor cannot be mapped as asked: not that long (fstat), not a shared file.
         case unmappable(String)
@@ -72,7 +72,7 @@ final class DirtyLog: @unchecked Sendable {
         return log
     }
 
-    /// GHT-LOG-02: every page of every region has its bit in the log.
+    /// GHT-LOG-03: every page of every region has its bit in the log.
     private func checkCovers(_ regions: [(guest: UInt64, size: UInt64, host: UInt)]) throws(Refusal) {
         let end = regions.map { $0.guest &+ $0.size }.max() ?? 0
         let needed = VhostUserLogArea.bytesCovering(guestEnd: end)

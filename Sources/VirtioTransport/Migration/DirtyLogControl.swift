@@ -21,7 +21,7 @@ struct RingLogAreas: Sendable, Equatable {
 /// queue workers (which mark): the log, whether VHOST_F_LOG_ALL is on, each ring's areas and
 /// the SET_LOG_FD eventfd.
 ///
-/// A worker pays one relaxed load per batch while logging is off (GHT-LOG-12); while it is on,
+/// A worker pays one relaxed load per batch while logging is off; while it is on,
 /// one lock per batch to take a ``DirtyLogBatch`` (a reference, no allocation).
 final class DirtyLogControl: @unchecked Sendable {
     private struct State {
@@ -90,7 +90,7 @@ struct DirtyLogBatch {
         self.control = control
     }
 
-    /// GHT-LOG-04: every writable fragment of a completed chain, whatever its used length.
+    /// GHT-LOG-05: every writable fragment of a completed chain, whatever its used length.
     mutating func markWritten(_ fragments: ArraySlice<HostRange>) {
         for f in fragments where f.count > 0 {
             if log.mark(host: f) { marked = true } else { control.unmarked.add(1, ordering: .relaxed) }
@@ -115,19 +115,23 @@ struct DirtyLogBatch {
 }
 
 extension DirtyLogBatch {
-    /// After the used entries were published: the ring areas, then the front-end's eventfd.
-    mutating func markPublished() {
-        markRings()
+    /// After the used entries were published: the ring areas (when entries were added), then
+    /// the front-end's eventfd.
+    mutating func markPublished(usedRing: Bool) {
+        if usedRing { markRings() }
         finish()
     }
 }
 
 extension QueueProcessor where Queue: ~Copyable {
-    /// GHT-LOG-04: the writable fragments of the batch's chains the device completed in
-    /// `process` (a kept one is marked when its completion is collected).
-    func markCompleted(_ batch: RequestBatch, _ count: Int, into log: inout DirtyLogBatch) {
+    /// GHT-LOG-05: the writable fragments of the batch's chains the device completed in
+    /// `process` (a kept one is marked when its completion is collected). Returns how many.
+    func markCompleted(_ batch: RequestBatch, _ count: Int, into log: inout DirtyLogBatch) -> Int {
+        var completed = 0
         for i in 0..<count where !batch.isKept(i) {
             log.markWritten(batch.fragments[batch.requests[i].writable])
+            completed += 1
         }
+        return completed
     }
 }

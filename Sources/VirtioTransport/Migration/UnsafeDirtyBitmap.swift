@@ -5,7 +5,7 @@ import Synchronization
 /// ``pageSize`` bytes. The one place that forms pointers into the log.
 ///
 /// The front-end reads and clears the bits while the back-end sets them, so a bit is set with
-/// an atomic OR of its byte, ordered after the writes it reports (release): a front-end that
+/// an atomic OR of its byte, ordered after the writes it reports (release, GHT-LOG-13): a front-end that
 /// sees the bit and then copies the page copies what the back-end wrote.
 struct UnsafeDirtyBitmap: @unchecked Sendable {
     /// `VHOST_LOG_PAGE`.
