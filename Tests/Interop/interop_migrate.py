@@ -14,6 +14,7 @@ everything, and the image must match byte for byte.
 
 import json
 import random
+import re
 import socket
 import time
 
@@ -106,10 +107,22 @@ def scenario_migrate(ctx, variant, kind="ours"):
             b.start()
         t0 = time.monotonic()
         consoles = []
+        seen = {"src_passes": 0, "dst_passes": None}       # the guest's passes: last on the source, final on the destination
+
+        def watcher(side):
+            def on_line(line, _seconds):
+                m = re.search(r"VG-PROGRESS .*passes=(\d+)", line)
+                if m and side == "src":
+                    seen["src_passes"] = int(m.group(1))
+                m = re.search(r"VG-RESULT stress_passes=(\d+)", line)
+                if m:
+                    seen[side + "_passes"] = int(m.group(1))
+            return on_line
+
         for side, b in (("src", backends[0]), ("dst", backends[1])):
             argv = qemu_for_migration(ctx, tag, side, b.sock, params)
             log("%s %s: %s" % (tag, side, " ".join(interop.quote(a) for a in argv)))
-            consoles.append(interop.Console(ctx.path("%s.%s.console" % (tag, side)), run, t0))
+            consoles.append(interop.Console(ctx.path("%s.%s.console" % (tag, side)), run, t0, watcher(side)))
             proc = interop.spawn(argv, ctx.path("%s.%s.qemu.log" % (tag, side)), ctx.path("%s.%s.qemu.log" % (tag, side)))
             src, dst = (proc, dst) if side == "src" else (src, proc)
 
@@ -161,6 +174,10 @@ def scenario_migrate(ctx, variant, kind="ours"):
                 "VG-END %s, status %s" % (run.end_host is not None, run.qemu_rc))
         v.check("the back-ends stayed up", all(b.alive() for b in backends),
                 "; ".join("%s: %s" % (b.tag, b.proc.poll()) for b in backends))
+        if status == "completed":
+            v.check("the guest went on writing and verifying on the destination",
+                    seen["dst_passes"] is not None and seen["dst_passes"] > seen["src_passes"],
+                    "passes: last reported on the source %s, final on the destination %s" % (seen["src_passes"], seen["dst_passes"]))
         outcome = stress_checks(v, run, image)
     except interop.ScenarioFailure as exc:
         v.check("set-up and migration", False, str(exc))
