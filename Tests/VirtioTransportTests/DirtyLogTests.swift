@@ -194,3 +194,24 @@ struct DirtyLogTests {
         #expect(try q.driver.reapUsed()?.writtenLength == 8)
     }
 }
+
+@Suite("Dirty logging: QEMU 7.2's stop of the migration's source", .tags(.transport))
+struct MigrationStopTests {
+    @Test("GHT-LOG-08: status 0 then GET_VRING_BASE (QEMU 7.2's vhost_dev_stop): the reset flushes and marks, and GET_VRING_BASE answers where the ring stopped, until a new base is set")
+    func statusZeroThenGetVringBase() throws {
+        let server = try TestBackEnd("log08qemu")
+        let client = try RawVhostUserClient(path: server.path)
+        var q = try LoggedQueue(client)
+        try q.driverOK()
+        try q.roundTrip(1)
+        try q.roundTrip(2)
+        #expect(try client.ack(.setStatus([])).isSuccess)
+        let ask = VhostUserMessage.getVringBase(VhostUserVringState(index: 0, num: 0))
+        try client.send(ask)
+        #expect(try client.reply(to: ask) == .vringBase(VhostUserVringState(index: 0, num: 2)))
+        #expect(q.markedPages() == [LoggedQueue.guestPage(2), LoggedQueue.guestPage(9), LoggedQueue.guestPage(10)])
+        #expect(try client.ack(.setVringBase(VhostUserVringState(index: 0, num: 0))).isSuccess)
+        try client.send(ask)
+        #expect(try client.reply(to: ask) == .vringBase(VhostUserVringState(index: 0, num: 0)))
+    }
+}

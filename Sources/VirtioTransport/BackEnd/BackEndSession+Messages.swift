@@ -179,7 +179,9 @@ extension BackEndSession {
     /// features, status and IOVA mappings cleared, the device reset. Memory and the grant
     /// table are transport state and stay, except on RESET_OWNER.
     func resetDevice(keepOwner: Bool) {
+        let positions = vrings.indices.map { vrings[$0].worker != nil ? stopQueue($0) : nil }
         stopAllQueues(resetConfiguration: true)
+        for (i, position) in positions.enumerated() { vrings[i].positionAtReset = position }
         ackedFeatures = nil
         setLogAll(false)
         iovaSpace.invalidateAll()

@@ -60,6 +60,7 @@ extension BackEndSession {
             throw Violation("split ring base \(state.num) beyond 16 bits")
         }
         vrings[i].base = state.num
+        vrings[i].positionAtReset = nil
     }
 
     /// GET_VRING_BASE: stops the queue and returns where it stopped — for a split ring the next
@@ -71,6 +72,7 @@ extension BackEndSession {
             log(.info, .queueStopped, "queue \(i) stopped (GET_VRING_BASE) at \(vrings[i].base)")
         }
         vrings[i].kick = nil   // a stopped ring restarts with a new SET_VRING_KICK (vhost-user.rst)
+        if let position = vrings[i].positionAtReset { return position }
         return vrings[i].base
     }
 

@@ -60,6 +60,10 @@ final class BackEndSession: @unchecked Sendable {
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
+        /// Where the ring stood when a device reset stopped it: what GET_VRING_BASE answers
+        /// until the ring is given a base again (GHT-LOG-08: QEMU 7.2 writes status 0 before
+        /// GET_VRING_BASE when it stops the device, for a migration too).
+        var positionAtReset: UInt32?
         /// Stopped to take a new kick, call or err descriptor: its next start is a restart.
         var restarting = false
         var worker: QueueWorker?
