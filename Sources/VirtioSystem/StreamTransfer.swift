@@ -61,14 +61,17 @@ extension FileDescriptor {
     }
 
     private func waitFor(_ events: Int16, _ timeout: Timeout) throws(StreamTransferError) {
+        let ready: Bool
+        do { ready = try isReady(for: events, within: timeout) } catch { throw .system(error) }
+        if !ready { throw .timedOut }
+    }
+
+    /// Whether the descriptor becomes ready for `events` before `timeout` runs out.
+    ///
+    /// The corresponding C call is `poll`.
+    package func isReady(for events: Int16, within timeout: Timeout) throws(SystemError) -> Bool {
         var pollfd = Glibc.pollfd(fd: rawValue, events: events, revents: 0)
-        let ready: Int32
-        do {
-            ready = try valueOrErrno("poll") { poll(&pollfd, 1, timeout.remainingMilliseconds()) }
-        } catch {
-            throw .system(error)
-        }
-        if ready == 0 { throw .timedOut }
+        return try valueOrErrno("poll") { poll(&pollfd, 1, timeout.remainingMilliseconds()) } > 0
     }
 
     /// Blocks `SIGPIPE` on the calling thread: a write into a pipe whose reader is gone fails
