@@ -168,6 +168,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         defer { if inFlight.outstanding == 0 { device.queueIdle(index) } }
         var total = 0
         var notify = try collectCompletions()
+        var lastProcessed = 0
         isWaitingForMapping = false
         isPacedByDevice = false
         repeat {
@@ -184,13 +185,17 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
                     throw error
                 }
                 total += r.processed
+                lastProcessed = r.processed
                 notify = notify || r.notify
                 if r.processed == 0 || isWaitingForMapping || isPacedByDevice { break }
             }
             // A paced queue re-arms the kick too: the driver's next buffers are news only once
             // the device can use them, but a kick then costs nothing and is never missed.
             if polling { break }
-            if isPacedByDevice {
+            // Nothing popped while the device keeps requests: the segment arena may be full
+            // until they complete. Their completion wakes the worker, which drains again; looping
+            // here would never let it reap them (the device reaps on this thread).
+            if isPacedByDevice || (lastProcessed == 0 && inFlight.outstanding > 0) {
                 _ = queue.enableNotifications()
                 break
             }
