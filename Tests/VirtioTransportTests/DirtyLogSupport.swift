@@ -79,12 +79,8 @@ struct LoggedQueue {
         kick = try Doorbell()
         call = try Doorbell()
         err = try Doorbell()
-        #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
-        #expect(try client.ack(.setVringAddress(ringAddress(vringLog: vringLog))).isSuccess)
-        #expect(try client.ack(.setVringBase(VhostUserVringState(index: 0, num: packed ? 0x8000_8000 : 0))).isSuccess)
-        #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringErr(VhostUserVringFile(index: 0)), fds: [err.fd.rawValue]).isSuccess)
+        try client.configureQueue(size: Self.size, address: ringAddress(vringLog: vringLog), base: packed ? 0x8000_8000 : 0,
+                                  kick: kick, call: call, err: err)
     }
 
     /// Where pool page `n` is for the device: a guest-physical address or an IOVA.
@@ -134,4 +130,18 @@ struct LoggedQueue {
 
     /// Clears the log, as QEMU does when it syncs it.
     func clearLog() { log.range.fill(with: 0) }
+}
+
+extension RawVhostUserClient {
+    /// Configures queue `address.index` as QEMU does before enabling it: size, addresses, base,
+    /// kick, call and err, each acknowledged.
+    func configureQueue(size: Int, address: VhostUserVringAddress, base: UInt32, kick: Doorbell, call: Doorbell, err: Doorbell) throws {
+        let q = address.index
+        #expect(try ack(.setVringNum(VhostUserVringState(index: q, num: UInt32(size)))).isSuccess)
+        #expect(try ack(.setVringAddress(address)).isSuccess)
+        #expect(try ack(.setVringBase(VhostUserVringState(index: q, num: base))).isSuccess)
+        #expect(try ack(.setVringKick(VhostUserVringFile(index: UInt8(q))), fds: [kick.fd.rawValue]).isSuccess)
+        #expect(try ack(.setVringCall(VhostUserVringFile(index: UInt8(q))), fds: [call.fd.rawValue]).isSuccess)
+        #expect(try ack(.setVringErr(VhostUserVringFile(index: UInt8(q))), fds: [err.fd.rawValue]).isSuccess)
+    }
 }
