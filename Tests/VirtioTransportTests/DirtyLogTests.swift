@@ -79,10 +79,11 @@ struct DirtyLogTests {
         #expect(q.markedPages() == [Self.used, LoggedQueue.guestPage(11), LoggedQueue.guestPage(12)])
     }
 
-    @Test("GHT-LOG-07: packed ring: the descriptor ring and the device event area are marked with the buffers")
-    func packedRing() throws {
-        let server = try TestBackEnd("log07")
-        var q = try LoggedQueue(try RawVhostUserClient(path: server.path), packed: true)
+    @Test("GHT-LOG-07, GHT-LOG-10: packed ring, guest-physical and IOVA: the descriptor ring and the device event area are marked with the buffers",
+          arguments: [false, true])
+    func packedRing(iova: Bool) throws {
+        let server = try TestBackEnd("log07\(iova)")
+        var q = try LoggedQueue(try RawVhostUserClient(path: server.path), iova: iova, packed: true)
         try q.driverOK()
         try q.roundTrip(1)
         #expect(q.markedPages() == [LoggedQueue.guestPage(0), Self.used, LoggedQueue.guestPage(9)])
