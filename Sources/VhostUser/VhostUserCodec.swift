@@ -117,7 +117,15 @@ public enum VhostUserCodec {
         case .revokeGrants:
             try size(VhostUserGrantRange.byteCount)
             return .revokeGrants(try VhostUserGrantRange.decode(bytes))
-        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
+        case .setLogBase:
+            try size(VhostUserLogArea.byteCount)
+            return .setLogBase(try VhostUserLogArea.decode(bytes))
+        case .setLogFD: try size(0); return .setLogFD
+        case .setDeviceStateFD:
+            try size(VhostUserDeviceStateTransfer.byteCount)
+            return .setDeviceStateFD(try VhostUserDeviceStateTransfer.decode(bytes))
+        case .checkDeviceState: try size(0); return .checkDeviceState
+        case .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
              .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket:
             return .unsupported(request, payload: bytes)
         case .getInflightFD:
@@ -162,6 +170,7 @@ public enum VhostUserCodec {
         case .revokeGrants(let range): try range.validate()
         case .getInflightFD(let inflight): try inflight.validateGeometry()
         case .setInflightFD(let inflight): try inflight.validateArea()
+        case .setLogBase(let area): try area.validate()
         default: break
         }
     }

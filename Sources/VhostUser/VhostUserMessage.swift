@@ -54,6 +54,13 @@ public enum VhostUserMessage: Hashable, Sendable {
     case getInflightFD(VhostUserInflight)
     /// SET_INFLIGHT_FD, with one fd: the area to track in-flight requests in (Spec/restart.md §1).
     case setInflightFD(VhostUserInflight)
+    /// One fd: the dirty log's shared memory (LOG_SHMFD).
+    case setLogBase(VhostUserLogArea)
+    /// One fd: an eventfd the back-end signals when it marked the log.
+    case setLogFD
+    /// One fd: the front-end's end of the state transfer pipe (DEVICE_STATE).
+    case setDeviceStateFD(VhostUserDeviceStateTransfer)
+    case checkDeviceState
     /// A request this transport does not implement (``VhostUserRequest/isSupported`` is false),
     /// with its payload unparsed.
     case unsupported(VhostUserRequest, payload: [UInt8])
@@ -93,6 +100,10 @@ public enum VhostUserMessage: Hashable, Sendable {
         case .revokeGrants: return .revokeGrants
         case .getInflightFD: return .getInflightFD
         case .setInflightFD: return .setInflightFD
+        case .setLogBase: return .setLogBase
+        case .setLogFD: return .setLogFD
+        case .setDeviceStateFD: return .setDeviceStateFD
+        case .checkDeviceState: return .checkDeviceState
         case .unsupported(let request, _): return request
         }
     }
@@ -106,7 +117,7 @@ public enum VhostUserMessage: Hashable, Sendable {
         switch self {
         case .setMemoryTable(let table): return table.regions.count
         case .setVringKick(let file), .setVringCall(let file), .setVringErr(let file): return file.fileDescriptorCount
-        case .addMemoryRegion, .setBackEndRequestFD, .setGrantTable, .setInflightFD: return 1
+        case .addMemoryRegion, .setBackEndRequestFD, .setGrantTable, .setInflightFD, .setLogBase, .setLogFD, .setDeviceStateFD: return 1
         case .unsupported(let request, _): return request.unsupportedFileDescriptors.lowerBound
         default: return 0
         }
@@ -116,7 +127,7 @@ public enum VhostUserMessage: Hashable, Sendable {
     public func encodedPayload() -> [UInt8] {
         switch self {
         case .getFeatures, .setOwner, .resetOwner, .getProtocolFeatures, .getQueueNum, .setBackEndRequestFD,
-             .resetDevice, .getMaxMemorySlots, .getStatus:
+             .resetDevice, .getMaxMemorySlots, .getStatus, .setLogFD, .checkDeviceState:
             return []
         case .setFeatures(let features): return Self.u64(features.rawValue)
         case .setProtocolFeatures(let features): return Self.u64(features.rawValue)
@@ -133,6 +144,8 @@ public enum VhostUserMessage: Hashable, Sendable {
         case .setGrantTable(let table): return table.encoded()
         case .revokeGrants(let range): return range.encoded()
         case .getInflightFD(let inflight), .setInflightFD(let inflight): return inflight.encoded()
+        case .setLogBase(let area): return area.encoded()
+        case .setDeviceStateFD(let transfer): return transfer.encoded()
         case .unsupported(_, let payload): return payload
         }
     }

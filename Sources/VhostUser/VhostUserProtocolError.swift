@@ -66,6 +66,12 @@ public enum VhostUserProtocolError: Error, Hashable, Sendable {
     /// An UPDATE of zero bytes, or whose IOVA or user-address range passes 2^64.
     case invalidIOTLBRange(iova: UInt64, size: UInt64)
 
+    // MARK: Dirty log (vhost-user.rst "Log description")
+
+    /// SET_LOG_BASE: a log of 0 bytes, or one whose `offset + size` passes the largest file
+    /// offset (GHT-LOG-02).
+    case invalidLogArea(request: UInt32, size: UInt64, offset: UInt64)
+
     // MARK: Grant-table extension (Spec/vhost-user.md §4)
 
     /// SET_GRANT_TABLE carries an unusable field.

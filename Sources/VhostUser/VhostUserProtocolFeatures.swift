@@ -53,6 +53,9 @@ public struct VhostUserProtocolFeatures: OptionSet, Hashable, Sendable {
     @inlinable public static var configureMemorySlots: Self { Self(bit: 15) }
     /// STATUS (16): SET_STATUS and GET_STATUS.
     @inlinable public static var status: Self { Self(bit: 16) }
+    /// DEVICE_STATE (19): SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE move the back-end's
+    /// internal state (vhost-user.rst "Migrating back-end state").
+    @inlinable public static var deviceState: Self { Self(bit: 19) }
     /// GRANT_TABLE (48), private to this transport: SET_GRANT_TABLE and REVOKE_GRANTS
     /// (Spec/vhost-user.md §4).
     @inlinable public static var grantTable: Self { Self(bit: 48) }
@@ -66,4 +69,9 @@ extension VirtioFeatures {
     /// GET/SET_FEATURES words only, it says the back-end speaks GET/SET_PROTOCOL_FEATURES.
     /// It never reaches the driver.
     @inlinable public static var vhostUserProtocolFeatures: VirtioFeatures { VirtioFeatures(rawValue: 1 << 30) }
+
+    /// `VHOST_F_LOG_ALL` (bit 26): in the vhost-user GET/SET_FEATURES words only, the back-end
+    /// can log its writes to guest memory; set by the front-end while logging is on
+    /// (vhost-user.rst "Migration"). It never reaches the driver.
+    @inlinable public static var vhostLogAll: VirtioFeatures { VirtioFeatures(rawValue: 1 << 26) }
 }

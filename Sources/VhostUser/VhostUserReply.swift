@@ -142,6 +142,12 @@ extension VhostUserCodec {
             return .inflight(area)
         case .unsupported:
             throw .unsupportedReply(request: raw)
+        case .setDeviceStateFD:
+            // Bits 0–7 the status, bit 8 set: no descriptor comes back (none is accepted).
+            let value = try u64()
+            let flag = VhostUserDeviceStateTransfer.noFileDescriptorFlag
+            guard value & ~(flag | 0xFF) == 0, value & flag != 0 else { throw .reservedBitsSet(request: raw, value: value) }
+            return .ack(.setDeviceStateFD, VhostUserAck(status: value & 0xFF))
         default:
             return .ack(request.request, VhostUserAck(status: try u64()))
         }

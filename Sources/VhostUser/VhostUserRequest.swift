@@ -41,18 +41,22 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
     case removeMemoryRegion = 38
     case setStatus = 39
     case getStatus = 40
+    /// SET_DEVICE_STATE_FD (DEVICE_STATE): the transfer pipe of the back-end's internal state.
+    case setDeviceStateFD = 42
+    /// CHECK_DEVICE_STATE (DEVICE_STATE): whether the transfer succeeded.
+    case checkDeviceState = 43
     /// SET_GRANT_TABLE: this transport's extension, private to it (Spec/vhost-user.md §4).
     case setGrantTable = 1024
     /// REVOKE_GRANTS: this transport's extension, private to it (Spec/vhost-user.md §4).
     case revokeGrants = 1025
 
-    /// False for the requests this transport does not implement: dirty logging, RARP, MTU,
+    /// False for the requests this transport does not implement: RARP, MTU,
     /// crypto sessions, postcopy, the GPU socket. They still decode (to
     /// ``VhostUserMessage/unsupported(_:payload:)``) so that the session can answer them
     /// cleanly instead of treating them as garbage (GHT-VU-17).
     public var isSupported: Bool {
         switch self {
-        case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
+        case .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
              .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket:
             return false
         default:
@@ -69,7 +73,11 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
         case .getFeatures, .getProtocolFeatures, .getVringBase, .getQueueNum, .getConfig, .getMaxMemorySlots,
              .getStatus, .iotlbMessage, .revokeGrants, .getInflightFD:
             return true
-        case .setLogBase, .createCryptoSession, .postcopyAdvise, .postcopyEnd:
+        case .setLogBase, .setDeviceStateFD, .checkDeviceState:
+            // SET_LOG_BASE under LOG_SHMFD (vhost-user.rst "Communication"); the two
+            // DEVICE_STATE requests have a u64 reply.
+            return true
+        case .createCryptoSession, .postcopyAdvise, .postcopyEnd:
             // Unsupported, but vhost-user.rst gives them a reply; the session answers or closes.
             return true
         default:
@@ -78,12 +86,10 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
     }
 
     /// The file descriptors an unsupported request may carry (vhost-user.rst "Communication":
-    /// SET_LOG_BASE carries one with LOG_SHMFD, SET_LOG_FD and GPU_SET_SOCKET one
-    /// each, the rest none). Supported requests are checked per payload.
+    /// GPU_SET_SOCKET one, the rest none). Supported requests are checked per payload.
     package var unsupportedFileDescriptors: ClosedRange<Int> {
         switch self {
-        case .setLogBase: return 0...1
-        case .setLogFD, .gpuSetSocket: return 1...1
+        case .gpuSetSocket: return 1...1
         default: return 0...0
         }
     }

@@ -59,14 +59,13 @@ public struct LineReader {
             }
             guard buffer.count <= maxLineLength else { throw .lineTooLong }
             let raw = fd.rawValue
-            var pollfd = Glibc.pollfd(fd: raw, events: Int16(POLLIN), revents: 0)
-            let ready: Int32
+            let ready: Bool
             do {
-                ready = try valueOrErrno("poll") { poll(&pollfd, 1, timeout.remainingMilliseconds()) }
+                ready = try fd.isReady(for: Int16(POLLIN), within: timeout)
             } catch {
                 throw .system(error)
             }
-            if ready == 0 { throw .timedOut }
+            if !ready { throw .timedOut }
             let n: Int
             do {
                 n = try valueOrErrno("read") { chunk.withUnsafeMutableBytes { read(raw, $0.baseAddress, $0.count) } }

@@ -6,7 +6,7 @@
 #   VG-RESULT key=value         one result; value runs to the end of the line
 #   VG-END                      the scenario finished; poweroff follows
 # The scenario and its parameters come from the kernel command line
-# (vg.mode=blk|net|bench|rng|vsock and vg.*=...). The modules to load, in dependency
+# (vg.mode=blk|net|bench|rng|vsock|stress|netping and vg.*=...). The modules to load, in dependency
 # order, are listed one per line in /etc/vg-modules (written by the host).
 
 export PATH=/bin
@@ -22,7 +22,8 @@ say() { echo "VG-RESULT $*"; }
 
 finish() {
     echo "VG-END"
-    sync
+    # no sync after a stress run: a request stuck in a dead device would hang it (all its I/O is O_DIRECT)
+    [ "$NOSYNC" = 1 ] || sync
     poweroff -f
     sleep 10
     echo o > /proc/sysrq-trigger
@@ -285,6 +286,63 @@ scenario_vsock() {
     say "vsock_done=1"
 }
 
+# kernel_log_checks PATTERN: the guest kernel's complaints about its virtio devices, counted
+kernel_log_checks() {
+    say "kernel_io_errors=$(dmesg | grep -c -E 'I/O error|blk_update_request|virtio_blk.*error')"
+    say "kernel_not_a_head=$(dmesg | grep -c 'is not a head')"
+    say "kernel_hung_task=$(dmesg | grep -c -E 'blocked for more than|hung_task')"
+    say "kernel_virtio_reset=$(dmesg | grep -c -E 'virtio.*(reset|broken|NEEDS_RESET)|TX timeout|NETDEV WATCHDOG|transmit queue .* timed out')"
+    _i=0
+    dmesg | grep -E "$1" | head -6 | while read -r _l; do say "kernel_log_$_i=$_l"; _i=$((_i + 1)); done
+}
+
+scenario_stress() {
+    # /bin/blk-stress (Tests/Interop/blk-stress.c): concurrent O_DIRECT writers and readers,
+    # every block verified, until the host writes VGSTOP!! into the control block. The host
+    # kills and restarts the back-end (or migrates the guest) meanwhile.
+    NOSYNC=1
+    if [ ! -x /bin/blk-stress ]; then say "error=no /bin/blk-stress in the initramfs"; return; fi
+    if ! wait_for /dev/vda 30; then say "error=no /dev/vda after 30 s"; return; fi
+    say "vda_sectors=$(cat /sys/block/vda/size)"
+    say "virtio_features=$(cat /sys/block/vda/device/features)"
+    [ "$(param iommu 0)" = 1 ] && iommu_info /sys/block/vda/device
+    echo 10 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+    _max=$(param stress_max 200)
+    blk-stress /dev/vda "$(param writers 4)" "$(param readers 2)" "$(param area 256)" "$(param control 2048)" "$_max" 1 &
+    # the tool marks its end with a file: threads stuck on a dead device cannot be waited for
+    _n=0
+    while [ ! -e /tmp/stress.done ] && [ $_n -lt $(((_max + 30) * 5)) ]; do
+        usleep 200000
+        _n=$((_n + 1))
+    done
+    [ -e /tmp/stress.done ] && say "stress_tool_ended=1" || say "stress_tool_ended=0"
+    [ "$(param iommu 0)" = 1 ] && iommu_faults
+    kernel_log_checks 'I/O error|not a head|blocked for more|virtio|vda'
+    say "stress_mode_done=1"
+}
+
+scenario_netping() {
+    # pings to the peer every 0.2 s for vg.ping_seconds, each line echoed as VG-PING (the host
+    # times them against its kills of the back-end); the kernel log afterwards
+    if ! wait_for /sys/class/net/eth0 30; then say "error=no eth0 after 30 s"; return; fi
+    say "mac=$(cat /sys/class/net/eth0/address)"
+    ip link set lo up
+    ip link set eth0 up
+    ip addr add "$(param ip 10.0.2.15/24)" dev eth0
+    _n=0
+    while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $_n -lt 100 ]; do
+        usleep 100000
+        _n=$((_n + 1))
+    done
+    say "link=$(cat /sys/class/net/eth0/operstate)"
+    say "net_ready=1"
+    ping -i 0.2 -W 2 -w "$(param ping_seconds 40)" "$(param peer 10.0.2.2)" 2>&1 | while read -r _l; do echo "VG-PING $_l"; done
+    say "eth0_stats=rx_packets:$(cat /sys/class/net/eth0/statistics/rx_packets),tx_packets:$(cat /sys/class/net/eth0/statistics/tx_packets)"
+    say "eth0_carrier_changes=$(cat /sys/class/net/eth0/carrier_changes 2>/dev/null)"
+    kernel_log_checks 'virtio|eth0|NETDEV'
+    say "netping_done=1"
+}
+
 say "kernel=$(uname -r)"
 load_modules
 MODE=$(param mode none)
@@ -295,6 +353,8 @@ bench) scenario_bench ;;
 net) scenario_net ;;
 rng) scenario_rng ;;
 vsock) scenario_vsock ;;
+stress) scenario_stress ;;
+netping) scenario_netping ;;
 shell) exec sh ;;
 *) say "error=unknown vg.mode '$MODE'" ;;
 esac

@@ -105,6 +105,7 @@ MEM = "512M"              # -m and the memfd backend size must agree
 APT_PACKAGES = ["qemu-system-x86", "qemu-utils", "linux-image-amd64", "busybox-static"]
 MODULES_WANTED = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "vmw_vsock_virtio_transport"]
 VSOCK_PEER_C = os.path.join(HERE, "vsock-peer.c")
+BLK_STRESS_C = os.path.join(HERE, "blk-stress.c")
 MIB = 1 << 20
 
 NET_GUEST_MAC = "52:54:00:12:34:56"
@@ -401,17 +402,17 @@ class Cpio:
         return data + b"\0" * ((512 - len(data) % 512) % 512)
 
 
-def build_vsock_peer(directory):
-    """The guest side of the vsock scenario, static (the initramfs has no libc); None, with a
-    note, when there is no gcc (the vsock scenario then fails in the guest)."""
+def build_static_tool(directory, source, name):
+    """A guest-side program, static (the initramfs has no libc); None, with a note, when there
+    is no gcc (the scenarios that need it then fail in the guest)."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        log("note: no gcc; the initramfs gets no vsock-peer (the vsock scenario will fail)")
+        log("note: no gcc; the initramfs gets no %s (the scenarios that need it will fail)" % name)
         return None
-    out = os.path.join(directory, "vsock-peer")
-    r = subprocess.run([gcc, "-static", "-O2", "-Wall", "-o", out, VSOCK_PEER_C], capture_output=True, timeout=120)
+    out = os.path.join(directory, name)
+    r = subprocess.run([gcc, "-static", "-O2", "-Wall", "-pthread", "-o", out, source], capture_output=True, timeout=120)
     if r.returncode != 0:
-        raise EnvironmentProblem("gcc -static vsock-peer.c failed: %s" % r.stderr.decode(errors="replace")[-2000:])
+        raise EnvironmentProblem("gcc -static %s failed: %s" % (os.path.basename(source), r.stderr.decode(errors="replace")[-2000:]))
     return out
 
 
@@ -438,10 +439,11 @@ def build_initramfs(path, busybox, moddir):
         cpio.file("lib/modules/%s.ko" % name, module_bytes(os.path.join(moddir, rel)))
         names.append(name)
     cpio.file("etc/vg-modules", ("\n".join(names) + "\n").encode())
-    peer = build_vsock_peer(os.path.dirname(path))
-    if peer is not None:
-        with open(peer, "rb") as f:
-            cpio.file("bin/vsock-peer", f.read(), 0o755)
+    for source, name in ((VSOCK_PEER_C, "vsock-peer"), (BLK_STRESS_C, "blk-stress")):
+        tool = build_static_tool(os.path.dirname(path), source, name)
+        if tool is not None:
+            with open(tool, "rb") as f:
+                cpio.file("bin/" + name, f.read(), 0o755)
     with open(GUEST_INIT, "rb") as f:
         cpio.file("init", f.read(), 0o755)
     with open(path, "wb") as f:
@@ -893,31 +895,30 @@ class GuestRun:
         self.oops = []              # console lines of kernel oopses and panics
 
 
-def run_qemu(argv, console_path, stderr_path, timeout, backend=None, on_tick=None):
-    """Runs QEMU until it exits (the guest powers off) or `timeout` seconds pass,
-    parsing the serial console file as it grows; `on_tick(seconds since start)`
-    is called from this (the main) thread every 0.1 s."""
-    run = GuestRun()
-    run.console_path = console_path
-    open(console_path, "wb").close()
-    start = time.monotonic()
-    proc = spawn(argv, stderr_path, stderr_path)
-    pending = b""
-    offset = 0
-    backend_dead_at = None
-    end_seen_at = None
+class Console:
+    """Parses a guest's serial console file as it grows into a GuestRun: VG-BOOT, VG-RESULT,
+    VG-END, kernel oopses; `on_line(line, seconds since start)` sees every line."""
 
-    def consume():
-        nonlocal pending, offset
-        with open(console_path, "rb") as f:
-            f.seek(offset)
+    def __init__(self, path, run, start, on_line=None):
+        self.path = path
+        self.run = run
+        self.start = start
+        self.on_line = on_line
+        self.pending = b""
+        self.offset = 0
+        open(path, "wb").close()
+
+    def consume(self):
+        run = self.run
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
             data = f.read()
-        offset += len(data)
-        pending += data
-        *lines, pending = pending.split(b"\n")
+        self.offset += len(data)
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", "replace").replace("\r", "")
-            now = time.monotonic() - start
+            now = time.monotonic() - self.start
             m = re.search(r"VG-BOOT uptime=([0-9.]+)", line)
             if m and run.boot_host is None:
                 run.boot_host = now
@@ -930,6 +931,23 @@ def run_qemu(argv, console_path, stderr_path, timeout, backend=None, on_tick=Non
             if "VG-END" in line and run.end_host is None:
                 run.end_host = now
                 run.ended = True
+            if self.on_line is not None:
+                self.on_line(line, now)
+
+
+def run_qemu(argv, console_path, stderr_path, timeout, backend=None, on_tick=None, on_line=None):
+    """Runs QEMU until it exits (the guest powers off) or `timeout` seconds pass,
+    parsing the serial console file as it grows; `on_tick(seconds since start)`
+    is called from this (the main) thread every 0.1 s, `on_line(line, seconds)` for
+    every console line."""
+    run = GuestRun()
+    run.console_path = console_path
+    start = time.monotonic()
+    console = Console(console_path, run, start, on_line)
+    proc = spawn(argv, stderr_path, stderr_path)
+    backend_dead_at = None
+    end_seen_at = None
+    consume = console.consume
 
     try:
         while True:
@@ -1785,14 +1803,24 @@ SCENARIOS = {
     "vsock": [(scenario_vsock, "default")],
 }
 
+# The restart and migration scenarios live in modules of their own that use this one's helpers
+# (run as a script, this module is __main__: they must find it under its own name).
+sys.modules.setdefault("interop", sys.modules[__name__])
+import interop_restart  # noqa: E402
+import interop_migrate  # noqa: E402
+SCENARIOS.update(interop_restart.SCENARIOS)
+SCENARIOS.update(interop_migrate.SCENARIOS)
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--scenario", default="all",
-                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu, rng, vsock or all; "
-                             "several separated by commas (default all)")
+                        help="blk, blk-iommu, bench (both variants), bench-default, bench-iommu, net, net-iommu, rng, vsock, "
+                             "blk-restart, blk-restart-packed, blk-restart-iommu, blk-restart-qsd, net-restart, migrate, "
+                             "migrate-qsd or all; several separated by commas (default all: without the restart and "
+                             "migration scenarios)")
     parser.add_argument("--reference", action="store_true",
                         help="use QEMU's qemu-storage-daemon as the back-end instead of virtio-grant")
     parser.add_argument("--binary", default=os.path.join(REPO, ".build", "release", "virtio-grant"),
@@ -1808,7 +1836,17 @@ def main():
     parser.add_argument("--offer-status", action="store_true",
                         help="(implies a proxy) offer VHOST_USER_PROTOCOL_F_STATUS to QEMU and answer "
                              "SET_STATUS/GET_STATUS in the proxy, to log the status values QEMU sends")
+    parser.add_argument("--kills", type=int, default=20, help="blk-restart*: back-end kills per guest boot (default 20)")
+    parser.add_argument("--net-kills", type=int, default=3, help="net-restart: back-end kills (default 3)")
+    parser.add_argument("--seed", default=None, help="seed of the kill points and migration moment (default: random, printed)")
+    parser.add_argument("--blk-backend", default=None,
+                        help="blk-restart* and migrate: the back-end command, {image} and {socket} filled in (default: "
+                             "virtio-grant serve --device blk --direct, or qemu-storage-daemon with --reference)")
     args = parser.parse_args()
+    if args.seed is None:
+        args.seed = str(int.from_bytes(os.urandom(4), "little"))
+    if not (0 <= args.kills <= 200 and 0 <= args.net_kills <= 50):
+        parser.error("--kills 0..200, --net-kills 0..50")
     if not (1 <= args.pattern_mb <= 64 and 1 <= args.bench_mb <= 2048 and 1 <= args.bench_runs <= 20 and args.timeout > 0):
         parser.error("--pattern-mb 1..64, --bench-mb 1..2048, --bench-runs 1..20, --timeout > 0")
 
@@ -1831,7 +1869,7 @@ def main():
     ctx = None
     started = time.monotonic()
     try:
-        ensure_tools(need_qsd=args.reference)
+        ensure_tools(need_qsd=args.reference or any(n.endswith("-qsd") for n in names))
         if not args.reference:
             args.binary = os.path.abspath(args.binary)
             if not os.access(args.binary, os.X_OK):

@@ -41,7 +41,7 @@ private let honouredTransportBits: VirtioFeatures = [.indirectDescriptors, .even
 
 /// The virtio features in a vhost-user GET_FEATURES reply: bit 30 there is
 /// VHOST_USER_F_PROTOCOL_FEATURES, which a front-end strips before the driver sees the set.
-private func virtioBits(_ offered: VirtioFeatures) -> VirtioFeatures { offered.subtracting(.vhostUserProtocolFeatures) }
+private func virtioBits(_ offered: VirtioFeatures) -> VirtioFeatures { offered.subtracting([.vhostUserProtocolFeatures, .vhostLogAll]) }
 
 /// Writes `features`, walks the status to FEATURES_OK, reads the status back and resets the
 /// device (SET_STATUS 0, or RESET_DEVICE). Returns the status read.

@@ -102,7 +102,7 @@ struct EmbeddingTests {
     @Test("GHT-EMB-02: a back-end's offer can be narrowed, never widened past what the session implements and what applies to the device")
     func overriddenOffers() throws {
         var configuration = BackEndConfiguration()
-        configuration.protocolFeatures = [.replyAck, .config, .inbandNotifications, .logSharedMemory]
+        configuration.protocolFeatures = [.replyAck, .config, .inbandNotifications, .pageFault]
         #expect(configuration.offeredProtocolFeatures(for: ConfigurableDevice(space: [0])) == [.replyAck, .config])
         #expect(configuration.offeredProtocolFeatures(for: ConfigurableDevice()) == [.replyAck])
         configuration.protocolFeatures = nil

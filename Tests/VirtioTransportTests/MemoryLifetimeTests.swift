@@ -46,13 +46,9 @@ struct IOVAHandDrivenQueue {
         kick = try Doorbell()
         call = try Doorbell()
         err = try Doorbell()
-        #expect(try client.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(Self.size)))).isSuccess)
-        #expect(try client.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: Self.iova(page: 0), used: Self.iova(page: 2),
-                                                                      available: Self.iova(page: 1), log: 0))).isSuccess)
-        #expect(try client.ack(.setVringBase(VhostUserVringState(index: 0, num: 0))).isSuccess)
-        #expect(try client.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue]).isSuccess)
-        #expect(try client.ack(.setVringErr(VhostUserVringFile(index: 0)), fds: [err.fd.rawValue]).isSuccess)
+        try client.configureQueue(size: Self.size, address: VhostUserVringAddress(index: 0, descriptor: Self.iova(page: 0), used: Self.iova(page: 2),
+                                                                                available: Self.iova(page: 1), log: 0),
+                                  base: 0, kick: kick, call: call, err: err)
     }
 
     /// IOTLB update: the first ``mappedPages`` pages of the pool at ``iovaBase``.

@@ -211,8 +211,6 @@ struct SessionRuleTests {
         let server = try TestBackEnd("unsupported")
         let client = try RawVhostUserClient(path: server.path)
         try client.negotiate()
-        try client.sendRaw(request: 6, payload: [UInt8](repeating: 0, count: 16))   // SET_LOG_BASE: a u64 reply
-        #expect(try client.u64Reply(request: 6) != 0)
         try client.sendRaw(request: 30, payload: [])   // POSTCOPY_END: a u64 reply
         #expect(try client.u64Reply(request: 30) != 0)
         try client.sendRaw(request: 27, payload: [UInt8](repeating: 0, count: 8), needReply: true)   // CLOSE_CRYPTO_SESSION

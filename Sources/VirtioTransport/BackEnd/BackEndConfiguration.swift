@@ -65,6 +65,10 @@ public struct BackEndConfiguration: Sendable {
     /// The longest pause of the accept loop when the process or system is out of descriptors
     /// or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM); pauses double from 10 ms up to it (GHT-LIVE-04).
     public var acceptBackoffMaxMilliseconds = 1000
+    /// The largest device state a back-end reads from the front-end (DEVICE_STATE, GHT-DST-05).
+    public var maxDeviceStateBytes = 1 << 20
+    /// How long a device state transfer through its pipe may take (GHT-DST-06).
+    public var deviceStateTimeoutMilliseconds: Int32 = 5_000
     /// How threads are started (a test seam: a failing creation is refused, never fatal).
     var startThread: @Sendable (String, @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread = { name, body throws(SystemError) in
         try WorkerThread.start(name: name, body)
@@ -95,7 +99,7 @@ public struct BackEndConfiguration: Sendable {
     /// The vhost-user protocol features a session implements.
     public static let implementedProtocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
                                                                                 .configureMemorySlots, .grantTable, .resetDevice,
-                                                                                .inflightSharedMemory]
+                                                                                .inflightSharedMemory, .logSharedMemory, .deviceState]
 
     /// The protocol features a session offers to the front-end of `device` (GHT-EMB-01,
     /// GHT-EMB-02): ``protocolFeatures`` (or all) of those implemented that apply to it. CONFIG

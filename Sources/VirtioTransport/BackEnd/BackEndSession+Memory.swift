@@ -64,6 +64,7 @@ extension BackEndSession {
     /// "IOMMU support"); every range is resolved again through the new regions, and the ones
     /// that no longer resolve are dropped (a later access misses and is asked for again).
     func memoryChanged() throws {
+        refreshDirtyLogRegions()
         let users = try userAddressTranslator()
         iovaSpace.rebind { userAddress, size in
             guard size <= UInt64(Int.max) else { return nil }
@@ -75,6 +76,7 @@ extension BackEndSession {
     /// The mappings the queue workers check for truncation (GHT-LIFE-03).
     func refreshPeerMemory() {
         let memory: [any TruncationGuarded] = regions.map(\.memory) + (grants?.guarded ?? []) + (inflight.map { [$0.memory] } ?? [])
+            + (dirtyLog.log.map { [$0.memory] } ?? [])
         peerMemory.withLock { $0 = memory }
     }
 

@@ -22,8 +22,9 @@ extension BackEndSession {
             guard offeredFeatures.isSuperset(of: features) else {
                 throw Violation("SET_FEATURES accepts features not offered: \(features.subtracting(offeredFeatures))")
             }
-            guard !anyQueueStarted else { throw Violation("SET_FEATURES while queues run") }
+            guard !anyQueueStarted || changesOnlyLogging(features) else { throw Violation("SET_FEATURES while queues run") }
             ackedFeatures = features
+            setLogAll(features.contains(.vhostLogAll))
             try acknowledge(header)
         case .setOwner:
             guard !owned else { throw Violation("SET_OWNER twice") }
@@ -109,11 +110,20 @@ extension BackEndSession {
         case .setInflightFD(let info):
             try setInflightFD(info, fd: fds[0])
             try acknowledge(header)
+        case .setLogBase(let area):
+            try send(.ack(.setLogBase, setLogBase(area, fd: fds[0])))
+        case .setLogFD:
+            try setLogFD(fds[0])
+            try acknowledge(header)
+        case .setDeviceStateFD(let transfer):
+            try send(.ack(.setDeviceStateFD, setDeviceStateFD(transfer, fd: fds[0])))
+        case .checkDeviceState:
+            try send(.ack(.checkDeviceState, checkDeviceState()))
         case .unsupported(let request, _):
             // GHT-VU-22: a failure where the protocol can say so; a request that needs a reply
             // body we cannot give ends the session; the rest are ignored. Descriptors close.
             switch request {
-            case .setLogBase, .postcopyEnd: try send(.ack(request, .failure()))
+            case .postcopyEnd: try send(.ack(request, .failure()))
             case .createCryptoSession, .postcopyAdvise: throw Violation("\(request) is not supported")
             default: try acknowledge(header, .failure())
             }
@@ -174,8 +184,11 @@ extension BackEndSession {
     /// features, status and IOVA mappings cleared, the device reset. Memory and the grant
     /// table are transport state and stay, except on RESET_OWNER.
     func resetDevice(keepOwner: Bool) {
+        let positions = vrings.indices.map { vrings[$0].worker != nil ? stopQueue($0) : nil }
         stopAllQueues(resetConfiguration: true)
+        for (i, position) in positions.enumerated() { vrings[i].positionAtReset = position }
         ackedFeatures = nil
+        setLogAll(false)
         iovaSpace.invalidateAll()
         device.reset()
         status.store([])
@@ -184,6 +197,7 @@ extension BackEndSession {
             protocolFeatures = []
             grants = nil
             regions.removeAll()
+            dirtyLog.setLog(nil)
         }
     }
 }

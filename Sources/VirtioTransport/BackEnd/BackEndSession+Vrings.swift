@@ -45,9 +45,10 @@ extension BackEndSession {
     }
 
     func setVringAddress(_ address: VhostUserVringAddress) throws {
+        if try changeRunningVringLogging(address) { return }
         let i = try stoppedQueue(address.index, "SET_VRING_ADDR")
-        guard address.flags.isEmpty else { throw Violation("dirty logging (VHOST_VRING_F_LOG) is not supported") }
         vrings[i].address = address
+        updateRingLog(i)
         try startReadyQueues()
     }
 
@@ -59,6 +60,7 @@ extension BackEndSession {
             throw Violation("split ring base \(state.num) beyond 16 bits")
         }
         vrings[i].base = state.num
+        vrings[i].positionAtReset = nil
     }
 
     /// GET_VRING_BASE: stops the queue and returns where it stopped — for a split ring the next
@@ -70,6 +72,7 @@ extension BackEndSession {
             log(.info, .queueStopped, "queue \(i) stopped (GET_VRING_BASE) at \(vrings[i].base)")
         }
         vrings[i].kick = nil   // a stopped ring restarts with a new SET_VRING_KICK (vhost-user.rst)
+        if let position = vrings[i].positionAtReset { return position }
         return vrings[i].base
     }
 
@@ -160,6 +163,7 @@ extension BackEndSession {
             throw Violation("queue \(i) rings cannot be used: \(error)")
         }
         if started {
+            updateRingLog(i)
             let mode = features.contains(.accessPlatform) ? (grants != nil ? "grant handles" : "IOVAs") : "guest-physical"
             let restart = vrings[i].restarting
             vrings[i].restarting = false
@@ -195,7 +199,8 @@ extension BackEndSession {
     private func startWorker<Queue: DeviceQueue & ~Copyable>(_ i: Int, _ queue: consuming Queue, quiescentPoint: (() -> Void)?,
                                                  keepAlive: [AnyObject], _ onBroken: @escaping @Sendable (VirtqueueError) -> Void) throws {
         let processor = QueueProcessor(queue: queue, index: i, device: device, quiescentPoint: quiescentPoint,
-                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true }, keepAlive: keepAlive)
+                                       isMemoryPoisoned: { [weak self] in self?.isPeerMemoryPoisoned ?? true }, keepAlive: keepAlive,
+                                       dirtyLog: dirtyLog)
         let worker: QueueWorker
         do {
             worker = try QueueWorker(processor: processor, kick: vrings[i].kick!, call: vrings[i].call,

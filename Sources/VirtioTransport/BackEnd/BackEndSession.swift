@@ -45,6 +45,10 @@ final class BackEndSession: @unchecked Sendable {
     var queueEverStarted = false
     /// Why the session ends, when another thread or a timed-out reply decided it.
     let forcedEnd = Locked<SessionEnd?>(nil)
+    /// Dirty logging, read by the queue workers (Spec/restart.md §3).
+    let dirtyLog: DirtyLogControl
+    /// The DEVICE_STATE transfer under way, until CHECK_DEVICE_STATE (Spec/restart.md §4).
+    var stateTransfer: DeviceStateTransfer?
 
     /// A queue's configuration and, once started, its worker and the objects its translator needs.
     struct Vring {
@@ -58,6 +62,10 @@ final class BackEndSession: @unchecked Sendable {
         var enabled = false
         /// Why the queue was last logged as held back (logged once per reason, GHT-VU-24).
         var heldBack: String?
+        /// Where the ring stood when a device reset stopped it: what GET_VRING_BASE answers
+        /// until the ring is given a base again (GHT-LOG-08: QEMU 7.2 writes status 0 before
+        /// GET_VRING_BASE when it stops the device, for a migration too).
+        var positionAtReset: UInt32?
         /// Stopped to take a new kick, call or err descriptor: its next start is a restart.
         var restarting = false
         var worker: QueueWorker?
@@ -92,11 +100,12 @@ final class BackEndSession: @unchecked Sendable {
         self.configuration = configuration
         // FEAT-DEV-01: a device-type feature whose prerequisites the device does not offer is not offered.
         offeredFeatures = device.deviceFeatures.intersection(.deviceTypeBits).closure(requirements: device.featureRequirements)
-            .union(configuration.offeredTransportFeatures).union(.vhostUserProtocolFeatures)
+            .union(configuration.offeredTransportFeatures).union(.vhostUserProtocolFeatures).union(.vhostLogAll)
         offeredProtocolFeatures = configuration.offeredProtocolFeatures(for: device)
         logger = BackEndLogger(configuration, session: id)
         vrings = Array(repeating: Vring(), count: device.queueCount)
         report = Locked(SessionReport(id: id))
+        dirtyLog = DirtyLogControl(queueCount: device.queueCount)
     }
 
     /// Logs `message` about this session at `level` (GHT-EMB-05); not built when not written.

@@ -37,6 +37,9 @@ final class InFlightTable: @unchecked Sendable {
     // completes everything in `process` never pays for them.
     let capacity: Int
     private var chains: [DescriptorChain?] = []
+    /// Per slot, the kept request's writable fragments: marked in the dirty log when its
+    /// completion is collected (GHT-LOG-05).
+    private var written: [ArraySlice<HostRange>] = []
     private var freeSlots: [Int32] = []
     private var spare: [(slot: Int32, length: UInt32)] = []
     /// A batch without a queue: the length each completed slot reported.
@@ -54,9 +57,11 @@ final class InFlightTable: @unchecked Sendable {
 
     /// Keeps `chain` (worker thread); returns its slot and generation. `slot`, when given, is
     /// the slot to use (a batch without a queue keeps request `i` in slot `i`).
-    func keep(_ chain: DescriptorChain?, slot wanted: Int32? = nil) -> (slot: Int32, generation: UInt32) {
+    func keep(_ chain: DescriptorChain?, written fragments: ArraySlice<HostRange> = [], slot wanted: Int32? = nil)
+        -> (slot: Int32, generation: UInt32) {
         if chains.isEmpty {
             chains = [DescriptorChain?](repeating: nil, count: capacity)
+            written = [ArraySlice<HostRange>](repeating: [], count: capacity)
             freeSlots = (0..<Int32(capacity)).reversed()
             shared.withLock { s in
                 s.generations = [UInt32](repeating: 0, count: capacity)
@@ -72,6 +77,7 @@ final class InFlightTable: @unchecked Sendable {
             slot = freeSlots.removeLast()
         }
         chains[Int(slot)] = chain
+        written[Int(slot)] = fragments
         outstanding += 1
         let generation = shared.withLock { s in
             s.generations[Int(slot)] &+= 1
@@ -105,6 +111,8 @@ final class InFlightTable: @unchecked Sendable {
         let slot: Int32
         let chain: DescriptorChain?
         let length: UInt32
+        /// The request's writable fragments.
+        let written: ArraySlice<HostRange>
     }
 
     /// Appends every posted completion to `completions` with its chain (worker thread); each
@@ -116,7 +124,7 @@ final class InFlightTable: @unchecked Sendable {
             swap(&s.posted, &spare)
             postedCount.store(0, ordering: .relaxed)
         }
-        for (slot, length) in spare { completions.append(Completion(slot: slot, chain: chains[Int(slot)], length: length)) }
+        for (slot, length) in spare { completions.append(Completion(slot: slot, chain: chains[Int(slot)], length: length, written: written[Int(slot)])) }
         let n = spare.count
         spare.removeAll(keepingCapacity: true)
         return n
@@ -125,6 +133,7 @@ final class InFlightTable: @unchecked Sendable {
     /// Frees `slot` once its completion was added to the used ring (worker thread).
     func release(_ slot: Int32, reuse: Bool = true) {
         chains[Int(slot)] = nil
+        written[Int(slot)] = []
         outstanding -= 1
         if reuse { freeSlots.append(slot) }
     }
@@ -148,6 +157,7 @@ final class InFlightTable: @unchecked Sendable {
         }
         guard !chains.isEmpty else { return }
         chains = [DescriptorChain?](repeating: nil, count: capacity)
+        written = [ArraySlice<HostRange>](repeating: [], count: capacity)
         freeSlots = (0..<Int32(capacity)).reversed()
         outstanding = 0
     }

@@ -39,6 +39,8 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
     /// The epoch last checked; none at first, so the first batch checks (a truncation met while
     /// the queue was being set up, before this processor existed, counts too).
     private var guardEpoch = UInt64.max
+    /// The session's dirty-logging switch (VHOST_F_LOG_ALL); `nil` outside a session.
+    let dirtyLog: DirtyLogControl?
     /// Whether the last batch stopped at a chain naming an address that is not mapped yet:
     /// draining stops until the next call (a mapping arrived, or the driver kicked).
     public private(set) var isWaitingForMapping = false
@@ -54,6 +56,13 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
     ///   it until completed (GHT-ASY-05).
     public init(queue: consuming Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)? = nil,
                 isMemoryPoisoned: (() -> Bool)? = nil, keepAlive: [AnyObject] = []) {
+        self.init(queue: queue, index: index, device: device, quiescentPoint: quiescentPoint, isMemoryPoisoned: isMemoryPoisoned,
+                  keepAlive: keepAlive, dirtyLog: nil)
+    }
+
+    init(queue: consuming Queue, index: Int, device: any VirtioDevice, quiescentPoint: (() -> Void)?,
+         isMemoryPoisoned: (() -> Bool)?, keepAlive: [AnyObject], dirtyLog: DirtyLogControl?) {
+        self.dirtyLog = dirtyLog
         inFlight = InFlightTable(capacity: queue.state.size, wake: nil, keepAlive: keepAlive)
         inOrder = queue.features.contains(.inOrder)
         self.queue = queue
@@ -129,6 +138,9 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         inFlight.isWorkerInDevice.store(false, ordering: .releasing)
         if batch.isQueueAbandoned { throw queue.fail(.abandonedByDevice) }
         try checkMemory()
+        // Dirty logging (Spec/restart.md §3): one load per batch while it is off.
+        var log = dirtyLog?.isOn == true ? dirtyLog?.batch(queue: index) : nil
+        var added = log != nil ? markCompleted(batch, chains.count, into: &log!) : 0
         if batch.keptSlots != nil || (inOrder && heldHead < held.count) {
             addUsed(batch)
         } else {
@@ -137,8 +149,9 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
             }
         }
         // Kept requests the device completed meanwhile, on this thread or another.
-        addCollected()
+        added += addCollected(&log)
         queue.publishUsed()
+        if log != nil { log!.markPublished(usedRing: added > 0 || inOrder) }
         processed += chains.count
         batches += 1
         return (chains.count, queue.needsNotification())
@@ -155,6 +168,7 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         defer { if inFlight.outstanding == 0 { device.queueIdle(index) } }
         var total = 0
         var notify = try collectCompletions()
+        var lastProcessed = 0
         isWaitingForMapping = false
         isPacedByDevice = false
         repeat {
@@ -171,13 +185,17 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
                     throw error
                 }
                 total += r.processed
+                lastProcessed = r.processed
                 notify = notify || r.notify
                 if r.processed == 0 || isWaitingForMapping || isPacedByDevice { break }
             }
             // A paced queue re-arms the kick too: the driver's next buffers are news only once
             // the device can use them, but a kick then costs nothing and is never missed.
             if polling { break }
-            if isPacedByDevice {
+            // Nothing popped while the device keeps requests: the segment arena may be full
+            // until they complete. Their completion wakes the worker, which drains again; looping
+            // here would never let it reap them (the device reaps on this thread).
+            if isPacedByDevice || (lastProcessed == 0 && inFlight.outstanding > 0) {
                 _ = queue.enableNotifications()
                 break
             }
@@ -191,8 +209,10 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
         guard inFlight.hasPosted else { return false }
         // GHT-LIFE-03: a device that wrote into memory the peer truncated completes nothing.
         try checkMemory()
-        guard addCollected() > 0 else { return false }
+        var log = dirtyLog?.isOn == true ? dirtyLog?.batch(queue: index) : nil
+        guard addCollected(&log) > 0 else { return false }
         queue.publishUsed()
+        if log != nil { log!.markPublished(usedRing: true) }
         if inFlight.outstanding == 0 { quiescentPoint?() }
         return queue.needsNotification()
     }
@@ -232,11 +252,13 @@ public struct QueueProcessor<Queue: DeviceQueue & ~Copyable>: ~Copyable {
 
     /// Adds the collected completions of kept requests; returns how many used entries were added.
     @discardableResult
-    private mutating func addCollected() -> Int {
+    private mutating func addCollected(_ log: inout DirtyLogBatch?) -> Int {
         guard inFlight.collect(into: &completions) > 0 else { return 0 }
         var added = 0
         for c in completions {
             guard let chain = c.chain else { continue }
+            // GHT-LOG-05: a kept request's buffers are marked once the device completed it.
+            if log != nil { log!.markWritten(c.written) }
             let length = Self.clamp(c.length, chain)
             if inOrder {
                 collectedLengths[c.slot] = length

@@ -49,7 +49,8 @@ public struct RequestBatch {
         precondition(keptSlots?[i] ?? -1 < 0, "request \(i) was kept already")
         let table = inFlight ?? InFlightTable(capacity: requests.count, wake: nil)
         inFlight = table
-        let (slot, generation) = chains.isEmpty ? table.keep(nil, slot: Int32(i)) : table.keep(chains[i])
+        let written = fragments[requests[i].writable]
+        let (slot, generation) = chains.isEmpty ? table.keep(nil, written: written, slot: Int32(i)) : table.keep(chains[i], written: written)
         if keptSlots == nil { keptSlots = [Int32](repeating: -1, count: requests.count) }
         keptSlots![i] = slot
         return InFlightRequest(table: table, slot: slot, generation: generation, fragments: fragments,

@@ -75,6 +75,12 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// round of a polling worker: the device reaps what finished and completes the requests it
     /// kept. A completion from here needs no cross-thread wake-up. The default: nothing.
     func serviceQueue(_ queue: Int)
+    /// DEVICE_STATE: the device's internal state, for a migration's destination (called on the
+    /// session thread while every queue is stopped). Default: no state (empty).
+    func saveState() throws -> [UInt8]
+    /// DEVICE_STATE: restores what ``saveState()`` of another instance produced. The bytes come
+    /// from the front-end: validate everything (GHT-DST-04). Default: only an empty state.
+    func loadState(_ state: [UInt8]) throws
 }
 
 /// Wakes one queue's worker so that it asks the device again how many buffers it can use

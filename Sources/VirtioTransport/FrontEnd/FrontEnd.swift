@@ -100,6 +100,7 @@ public final class FrontEnd: @unchecked Sendable {
         if protocolOffered.contains(.config) { wanted.insert(.config) }
         if protocolOffered.contains(.status) { wanted.insert(.status) }
         if protocolOffered.contains(.inflightSharedMemory) { wanted.insert(.inflightSharedMemory) }
+        if protocolOffered.contains(.deviceState) { wanted.insert(.deviceState) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
