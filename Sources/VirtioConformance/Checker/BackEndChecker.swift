@@ -24,9 +24,11 @@ public struct BackEndChecker: Sendable {
         self.timeoutPerCaseMilliseconds = timeoutPerCaseMilliseconds
     }
 
-    /// The cases whose name contains `filter` (all when nil), in order.
+    /// The cases whose name contains `filter`, or any of its comma-separated parts (all when nil).
     public static func cases(matching filter: String?) -> [CheckCase] {
-        CheckCase.all.filter { filter == nil || $0.name.contains(filter!) }
+        guard let filter else { return CheckCase.all }
+        let parts = filter.split(separator: ",").map(String.init)
+        return CheckCase.all.filter { c in parts.contains { c.name.contains($0) } }
     }
 
     /// Runs `cases` one after the other and returns one result per case.
@@ -82,8 +84,11 @@ public struct BackEndChecker: Sendable {
             }
             if outcome != .pass && outcome != .notApplicable { evidence += "\nrule (\(c.requirements.joined(separator: ", "))): \(c.rule)" }
         }
-        // A process that died during the case crashed, whatever the case saw (GHT-CHK-02).
-        if let process, let status = process.waitForExit(milliseconds: outcome == .pass || outcome == .notApplicable ? 0 : 200) {
+        // A process that died during the case crashed, whatever the case saw (GHT-CHK-02). A
+        // closed connection or a failure gives a dying process (a core dump, a backtracer) a
+        // moment to end: its descriptors close only as it exits.
+        let suspicious = context.sawClose || (outcome != .pass && outcome != .notApplicable)
+        if let process, let status = process.waitForExit(milliseconds: suspicious ? 500 : 0) {
             return result(.crash, "the back-end process ended: \(status)\n\(context.evidence)\n--- its output:\n\(process.outputText)")
         }
         return result(outcome, evidence)

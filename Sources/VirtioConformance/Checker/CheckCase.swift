@@ -57,6 +57,9 @@ final class CheckContext {
         return c
     }
 
+    /// Whether a connection of the case was closed by the back-end.
+    var sawClose: Bool { connections.contains { $0.closedByPeer } }
+
     var evidence: String { connections.map(\.evidence).joined(separator: "\n--- next connection\n") }
 
     func closeAll() {

@@ -17,6 +17,8 @@ final class CheckConnection {
     let call: Doorbell
     let timeoutMilliseconds: Int32
     private(set) var transcript: [String] = []
+    /// Whether the back-end closed this connection (the runner then waits for a dying process).
+    private(set) var closedByPeer = false
     var offered: VirtioFeatures = []
     var negotiated: VirtioFeatures = []
     var offeredProtocol: VhostUserProtocolFeatures = []
@@ -77,6 +79,7 @@ final class CheckConnection {
         do {
             try channel.send(VhostUserHeader.request(request, payloadSize: payload.count, needReply: needReply).encoded() + payload, fds: fds)
         } catch {
+            closedByPeer = true
             throw .closed("sending \(label ?? "request \(request)"): \(error)")
         }
     }
@@ -95,10 +98,10 @@ final class CheckConnection {
             return received
         } catch {
             switch error {
-            case .closed: throw .closed("awaiting \(what)")
+            case .closed: closedByPeer = true; throw .closed("awaiting \(what)")
             case .socket(let e):
                 if case .timedOut = e { throw .hang("\(what) within \(timeoutMilliseconds) ms") }
-                if case .system(let s) = e, s.isConnectionReset { throw .closed("awaiting \(what)") }
+                closedByPeer = true
                 throw .closed("awaiting \(what): \(error)")
             case .timedOut: throw .hang("\(what) within \(timeoutMilliseconds) ms")
             case .protocolViolation(let p): throw .violation("a malformed message awaiting \(what): \(p)")

@@ -52,11 +52,12 @@ final class CheckedProcess {
     /// Waits up to `milliseconds` for the process to end by itself.
     func waitForExit(milliseconds: Int32) -> ChildProcess.ExitStatus? { (try? process.wait(timeoutMilliseconds: milliseconds)) ?? nil }
 
-    /// The first 64 KiB the process wrote, up to the first NUL.
+    /// What the process wrote (of its first 64 KiB): its first and last 1500 bytes.
     var outputText: String {
         let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: output.range.startAddress), count: output.size)
         let text = bytes.prefix { $0 != 0 }
-        return String(decoding: text.suffix(2000), as: UTF8.self)
+        guard text.count > 3000 else { return String(decoding: text, as: UTF8.self) }
+        return String(decoding: text.prefix(1500), as: UTF8.self) + "\n[…]\n" + String(decoding: text.suffix(1500), as: UTF8.self)
     }
 
     /// Kills the process (SIGKILL: the case is over, nothing it does now counts), reaps it, and
