@@ -9,7 +9,7 @@ extension CheckerTests {
         let results = CheckSupport.run(CheckSupport.faulty(.badUsedID), "ring-used-id-len")
         let r = CheckSupport.result(results, "ring-used-id-len")
         #expect(r?.outcome == .fail)
-        #expect(r?.evidence.contains("USD-DEF-02: used element id 1") == true, "\(r?.evidence ?? "")")
+        #expect(r?.evidence.contains("USD-DEF-02: used element id 1 is not a head in flight") == true, "\(r?.evidence ?? "")")
         #expect(r?.evidence.contains("→ setMemoryTable") == true && r?.evidence.contains("rule (USD-DEF-02") == true)
     }
 

@@ -105,7 +105,7 @@ extension CheckConnection {
     /// Checks one used element against the chains in flight (and forgets its head).
     func checkUsed(_ e: (id: UInt32, length: UInt32)) throws(CheckError) {
         guard e.id < UInt32(ring.size), let capacity = ring.inFlight[UInt16(e.id)] else {
-            throw .violation("USD-DEF-02: used element id \(e.id) is not a head made available and in flight (in flight: \(ring.inFlight.keys.sorted()))\n\(evidence)")
+            throw .violation("USD-DEF-02: used element id \(e.id) is not a head in flight, made available and not yet used (in flight: \(ring.inFlight.keys.sorted()))\n\(evidence)")
         }
         guard e.length <= capacity else {
             throw .violation("USD-DEV-02: used length \(e.length) of head \(e.id) exceeds the chain's writable capacity \(capacity)\n\(evidence)")

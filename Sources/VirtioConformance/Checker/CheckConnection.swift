@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import VirtioCore
 import VirtioSystem
 import VirtioTransport
@@ -51,7 +48,7 @@ final class CheckConnection {
             do {
                 return try UnixSocket.connect(path: path)
             } catch {
-                guard case .system(let s) = error, s.errno == ECONNREFUSED, deadline.remainingMilliseconds() > 0 else { throw error }
+                guard case .system(let s) = error, s.isConnectionRefused, deadline.remainingMilliseconds() > 0 else { throw error }
                 SystemClock.sleep(milliseconds: 5)
             }
         }
