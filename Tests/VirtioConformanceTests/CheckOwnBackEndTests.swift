@@ -41,4 +41,13 @@ extension CheckerTests {
         }
         #expect(CheckSupport.checkerFilesOpen().isEmpty, "\(CheckSupport.checkerFilesOpen())")
     }
+
+    @Test("GHT-CHK-12, GHT-CHK-13: `serve --device net` is found net by --device auto and passes the net cases; the blk cases are n/a", .timeLimit(.minutes(1)))
+    func ownNetServeIsClean() {
+        let command = "\(CheckSupport.program) serve --device net --socket {sock}"
+        let results = BackEndChecker(target: .command(command), device: .auto, timeoutPerCaseMilliseconds: 1000)
+            .run(cases: BackEndChecker.cases(matching: "net-,blk-get-id"))
+        #expect(results.map(\.name) == ["blk-get-id", "net-mac-config", "net-tx-frame"])
+        #expect(results.map(\.outcome) == [.notApplicable, .pass, .pass], "\(CheckSupport.summary(results))")
+    }
 }

@@ -28,7 +28,7 @@ public struct CheckCase: Sendable {
     }
 
     /// Every case the checker knows, protocol first, hostile input last.
-    public static var all: [CheckCase] { protocolCases + ringCases + blockCases + hostileCases }
+    public static var all: [CheckCase] { protocolCases + ringCases + blockCases + netCases + hostileCases }
 }
 
 /// What a case's body gets: connections to the back-end under test, each closed when the case

@@ -78,10 +78,6 @@ extension CheckConnection {
     /// The capacity in sectors from the configuration space (GET_CONFIG, offset 0, 8 bytes);
     /// nil when CONFIG was not negotiated.
     func blockCapacity() throws(CheckError) -> UInt64? {
-        guard protocolFeatures.contains(.config) else { return nil }
-        try send(.getConfig(.request(offset: 0, size: 8)))
-        let r = try receive(answering: "the reply to GET_CONFIG")
-        guard r.frame.payload.count == 20 else { return nil }
-        return r.frame.payload[12..<20].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        try configBytes(offset: 0, count: 8).map { $0.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
     }
 }

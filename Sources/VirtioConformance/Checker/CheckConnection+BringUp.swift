@@ -12,14 +12,14 @@ extension CheckConnection {
     /// SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_FEATURES (`accept` of what is
     /// offered), then the memory table, queue 0 and its enable, and DRIVER_OK when STATUS is there.
     func bringUp(accept: VirtioFeatures = CheckConnection.wanted, deviceBits: UInt64 = (1 << 24) - 1,
-                 startAt base: UInt16 = 0, memoryTable: [VhostUserMemoryRegion]? = nil) throws(CheckError) {
+                 startAt base: UInt16 = 0, queue: UInt32 = 0, memoryTable: [VhostUserMemoryRegion]? = nil) throws(CheckError) {
         try handshake()
         let device = VirtioFeatures(rawValue: offered.rawValue & deviceBits)
         negotiated = offered.intersection(accept.union(device).union(.vhostUserProtocolFeatures))
         try require(.setFeatures(negotiated))
         if protocolFeatures.contains(.status) { try require(.setStatus([.acknowledge, .driver, .featuresOK])) }
         try shareMemory(memoryTable)
-        try startQueue(at: base)
+        try startQueue(at: base, queue: queue)
         if protocolFeatures.contains(.status) { try require(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK])) }
     }
 
@@ -45,18 +45,18 @@ extension CheckConnection {
     }
 
     /// SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_CALL, SET_VRING_KICK and
-    /// SET_VRING_ENABLE for queue 0, in QEMU's order.
-    func startQueue(at base: UInt16) throws(CheckError) {
+    /// SET_VRING_ENABLE for `queue` (the checker's one ring), in QEMU's order.
+    func startQueue(at base: UInt16, queue: UInt32 = 0) throws(CheckError) {
         ring.start(at: base)
-        try require(.setVringNum(VhostUserVringState(index: 0, num: UInt32(ring.size))))
-        try require(.setVringBase(VhostUserVringState(index: 0, num: UInt32(base))))
+        try require(.setVringNum(VhostUserVringState(index: queue, num: UInt32(ring.size))))
+        try require(.setVringBase(VhostUserVringState(index: queue, num: UInt32(base))))
         let user = UInt64(memory.range.startAddress)
-        try require(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: user + CheckRing.descriptorTable,
+        try require(.setVringAddress(VhostUserVringAddress(index: queue, descriptor: user + CheckRing.descriptorTable,
                                                            used: user + CheckRing.usedRing, available: user + CheckRing.availRing)))
-        try require(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue])
-        try require(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue])
+        try require(.setVringCall(VhostUserVringFile(index: UInt8(queue))), fds: [call.fd.rawValue])
+        try require(.setVringKick(VhostUserVringFile(index: UInt8(queue))), fds: [kick.fd.rawValue])
         if protocolFeatures.contains(.replyAck) || offered.contains(.vhostUserProtocolFeatures) {
-            try require(.setVringEnable(VhostUserVringState(index: 0, num: 1)))
+            try require(.setVringEnable(VhostUserVringState(index: queue, num: 1)))
         }
     }
 
