@@ -72,9 +72,22 @@ extension CheckConnection {
 
     /// Publishes `heads` and kicks.
     func make(available heads: [UInt16]) {
+        for head in heads { noteChain(head) }
         ring.publish(heads)
         note("avail idx → \(ring.availIndex) (heads \(heads))")
         try? kick.signal()
+    }
+
+    /// The descriptors of the chain at `head` as the back-end will read them (at most 6).
+    func noteChain(_ head: UInt16) {
+        var index = Int(head)
+        for _ in 0..<6 where index < ring.size {
+            let at = CheckRing.descriptorTable + UInt64(index) * 16
+            let flags = ring.load(UInt16.self, at: at + 12), next = ring.load(UInt16.self, at: at + 14)
+            note("  desc[\(index)] addr 0x\(String(ring.load(UInt64.self, at: at), radix: 16)) len \(ring.load(UInt32.self, at: at + 8)) flags \(flags) next \(next)")
+            guard flags & 1 != 0 else { break }
+            index = Int(next)
+        }
     }
 
     /// Waits until `count` more used elements are published, and checks each: its id is a head
