@@ -42,11 +42,11 @@ extension CheckCase {
                 c.make(available: [0])
             },
             hostile("hostile-write-then-read", ["GHT-VAL-11", "FRM-DRV-01"], rule: "a device-readable segment after a device-writable one is malformed") { c throws(CheckError) in
-                let segments = c.blockChain(slot: 0, type: CheckConnection.BlockType.read, sector: 0, inLength: 512)
-                c.ring.writeChain([segments[0], segments[2], segments[1]].map { $0 }, head: 0)
-                // status (writable) then data marked readable: rewrite the flags of the last one
-                c.ring.writeDescriptor(2, address: segments[1].address, length: 512, flags: 0)
-                c.ring.inFlight[0] = 1
+                // The header (readable), the status byte (writable), then the data marked readable.
+                let s = c.blockChain(slot: 0, type: CheckConnection.BlockType.read, sector: 0, inLength: 512)
+                var data = s[1]
+                data.writable = false
+                c.ring.writeChain([s[0], s[2], data], head: 0)
                 c.make(available: [0])
             },
             hostile("hostile-zero-length", ["GHT-BLK-02"], rule: "a request with fewer than 16 device-readable bytes (a zero-length header descriptor) is answered IOERR or the queue breaks") { c throws(CheckError) in
