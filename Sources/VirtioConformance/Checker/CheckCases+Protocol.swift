@@ -58,6 +58,15 @@ extension CheckCase {
                     throw .violation("after a restart at \(base) the used index is \(c.ring.usedIndex), \(base &+ 1) expected\n\(c.evidence)")
                 }
             },
+            CheckCase("vu-reconnect", ["GHT-VU-21"], device: .blk,
+                      rule: "a front-end gone mid-stream (chains in flight) costs only its session: the back-end keeps running and serves the next connection") { ctx throws(CheckError) in
+                let first = try ctx.running()
+                for slot in 0..<4 { first.ring.writeChain(first.blkGetIDChain(slot: slot), head: slot * 4) }
+                first.make(available: [0, 4, 8, 12])
+                first.close()
+                let second = try ctx.running()
+                _ = try second.blkGetID(slot: 0)
+            },
             CheckCase("feat-subset", ["FEAT-DEV-02"], device: .blk,
                       rule: "the device accepts any valid subset of the features it offered (here: VERSION_1 alone)") { ctx throws(CheckError) in
                 let c = try ctx.connect()
