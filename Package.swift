@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "VirtioFuzzTargetsTests", dependencies: ["VirtioFuzzTargets"]),
         .testTarget(name: "VirtioWorkloadsTests", dependencies: ["VirtioCore", "VirtioGrants", "VirtioSystem", "VirtioTransport", "VirtioDevices", "VirtioWorkloads"]),
         .testTarget(name: "VirtioBenchmarksTests", dependencies: ["VirtioCore", "VirtioSystem", "VirtioTransport", "VirtioBenchmarks", "virtio-grant"]),
-        .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioCore", "VirtioGrants", "VhostUser", "VirtioConformance"]),
+        .testTarget(name: "VirtioConformanceTests", dependencies: ["VirtioCore", "VirtioGrants", "VhostUser", "VirtioConformance", "VirtioSystem", "VirtioTransport", "VirtioDevices", "virtio-grant"]),
     ],
     swiftLanguageModes: [.v6]
 )

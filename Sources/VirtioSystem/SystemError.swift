@@ -39,6 +39,9 @@ public struct SystemError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Whether the peer reset the connection (`ECONNRESET`).
     public var isConnectionReset: Bool { errno == ECONNRESET }
 
+    /// `ECONNREFUSED`: nothing listens on the socket (yet: it is bound before `listen`).
+    public var isConnectionRefused: Bool { errno == ECONNREFUSED }
+
     /// Whether the process or the system ran out of something a new connection needs
     /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): waiting can cure it, retrying at once cannot.
     public var isResourceExhaustion: Bool { [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(errno) }

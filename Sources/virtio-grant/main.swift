@@ -90,6 +90,14 @@ let usage = """
         --mode M           grants, gpa or both (default both)
         --poll US          the back-end's worker polls (idle budget US microseconds)
         --idle-seconds S   the idle measure: worker CPU per second connected and idle (default 2)
+      check                a black-box conformance checker of any vhost-user back-end (Spec/checker.md)
+        --backend-cmd C    a command line with {sock}: a fresh back-end process per case
+        --socket PATH      or a back-end already listening on PATH
+        --device D         blk, net or auto (default: from the offered features)
+        --output-dir DIR   write DIR/matrix.md and DIR/results.jsonl (DIR must exist)
+        --timeout-per-case MS  the bound on each wait of a case (default 2000)
+        --case FILTER      only the cases whose name contains FILTER
+        --name NAME        the implementation's name in the matrix
       conformance          the conformance matrix: Spec/ requirements, the tests naming them, a run's results
         --test-output FILE read the results from this `swift test` output
         --run-tests        run `swift test` for the results instead
@@ -121,6 +129,10 @@ do throws(UsageError) {
         CurrentProcess.exit(try BenchCommand.run(arguments.dropFirst()))
     case "conformance":
         CurrentProcess.exit(try ConformanceCommand(arguments.dropFirst()).run())
+    case "check":
+        CurrentProcess.exit(try CheckCommand(arguments.dropFirst()).run())
+    case "check-faulty-backend":
+        CurrentProcess.exit(try CheckFaultyBackEndCommand.run(arguments.dropFirst()))
     case "help", "--help", "-h":
         print(usage)
     case nil:
