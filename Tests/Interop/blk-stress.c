@@ -35,7 +35,7 @@
 #define BS 4096
 #define MAX_CHUNK 32              /* writes of 4 KiB to 128 KiB: varied service times */
 #define READ_CHUNK 8
-#define DEPTH 8                   /* requests each thread submits at once (Linux AIO) */
+#define DEPTH 16                  /* requests each thread submits at once (Linux AIO) */
 #define WORDS (BS / 8)
 #define K1 0x9E3779B97F4A7C15ull
 #define K2 0xC2B2AE3D27D4EB4Full

@@ -35,6 +35,21 @@ Scenarios:
   all        all of the above (net, rng and vsock are skipped with --reference:
              QEMU ships no vhost-user-net, -rng or -vsock back-end)
 
+Crash, restart and migration (issue 22; interop_restart.py, interop_migrate.py,
+interop_stress.py; the guest runs Tests/Interop/blk-stress.c: 4 writers and 2 readers,
+Linux AIO at depth 8 each, O_DIRECT, every block verified; not part of `all`):
+  blk-restart[-packed|-iommu]  `serve --direct` killed with SIGKILL --kills times (default
+             20) at random points (--seed) under the running guest and started again on
+             the same socket (QEMU's chardev has reconnect=1): zero I/O errors, the guest's
+             verification, its kernel log ("I/O error", "is not a head", hung tasks), the
+             image byte for byte; --blk-backend CMD runs any other back-end command
+  blk-restart-qsd  the same against qemu-storage-daemon: reported, never failing the run
+  net-restart  pings through the switch go on after each of --net-kills (default 3) kills
+             and restarts; no reset, TX timeout or broken queue in the guest's kernel log
+  migrate    live migration (QMP) to a second QEMU with its own back-end on the same
+             image, the guest writing throughout; downtime and total time reported
+  migrate-qsd  the same against qemu-storage-daemon: reported, never failing the run
+
 Notes:
   * qemu-storage-daemon 7.2 does not offer VIRTIO_F_IOMMU_PLATFORM, so QEMU
     refuses `iommu_platform=on` with it ("iommu_platform=true is not supported

@@ -93,6 +93,14 @@ class KillSupervisor:
         return [e.get("reconnect_s") for e in self.events if e["kill"]]
 
 
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def run_checks(v, run):
     v.check("guest booted (VG-BOOT on the console)", run.boot_host is not None)
     v.check("scenario finished (VG-END) before the timeout", run.ended and not run.timed_out,
@@ -161,9 +169,12 @@ def scenario_blk_restart(ctx, variant, kind="ours"):
     finally:
         backend.stop()
     restore_failures = len(re.findall("ring restore failed", interop.tail(ctx.path(tag + ".qemu.log"), 2000)))
+    # our back-end logs what it resubmits after a restart: how many kills caught requests in flight
+    resubmitted = [int(n) for path in backend.logs for n in re.findall(r"resubmits (\d+) request", read_text(path))]
     times = [t for t in sup.reconnect_times() if t is not None]
     report(dict({"scenario": tag, "backend": backend.argv[0].split("/")[-1], "seed": args.seed, "kills": sup.killed(),
                  "reconnect_s_max": max(times) if times else None, "qemu_ring_restore_failed": restore_failures,
+                 "restarts_resubmitting": len(resubmitted), "requests_resubmitted": sum(resubmitted),
                  "ok": all(v.outcomes.values()), "wall_s": elapsed_since(started)}, **outcome))
     if not all(v.outcomes.values()):
         failure_context(ctx, tag, run, backend)
