@@ -16,15 +16,19 @@ struct DemoCommand {
     let json: Bool
     /// `--vfs N`: the guests share N virtual functions of one device instead (SharedDeviceDemo).
     let functions: Int?
+    /// `--restarts N`: the back-end is killed and restarted N times mid-stream instead (RestartDemo).
+    let restarts: Int?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "guests", "ring", "vfs"], flags: ["json"])
+        let options = try Options(arguments, options: ["seconds", "guests", "ring", "vfs", "restarts"], flags: ["json"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         seconds = try options.seconds("seconds", default: 3, max: 600)
         guests = try options.int("guests", default: 2, in: 1...16)
         ring = try options.choice("ring", default: "split", from: ["split", "packed"])
         json = options.flag("json")
         functions = options.string("vfs") == nil ? nil : try options.int("vfs", default: 1, in: 1...16)
+        restarts = options.string("restarts") == nil ? nil : try options.int("restarts", default: 1, in: 1...100)
+        guard functions == nil || restarts == nil else { throw UsageError(description: "--vfs and --restarts do not mix") }
     }
 
     /// One guest's outcome: what it printed, what the back-end reported for its session.
@@ -38,6 +42,7 @@ struct DemoCommand {
 
     func run() -> Int32 {
         if let functions { return SharedDeviceDemo(guests: guests, functions: functions, seconds: seconds, json: json).run() }
+        if let restarts { return RestartDemo(guests: guests, restarts: restarts, seconds: seconds, ring: ring, json: json).run() }
         guard let directory = try? TemporaryDirectory() else { return failure("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"

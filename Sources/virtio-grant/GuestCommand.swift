@@ -10,7 +10,7 @@ struct GuestCommand {
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
         let options = try Options(arguments, options: ["socket", "workload", "seconds", "requests", "payload", "domain", "mode",
-                                                       "queue-size", "outstanding", "ring"], flags: ["bad-handle"])
+                                                       "queue-size", "outstanding", "ring", "reconnect"], flags: ["bad-handle"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         guard let socket = options.string("socket") else { throw UsageError(description: "guest needs --socket PATH") }
         let kind = GuestWorkload.Kind(rawValue: try options.choice("workload", default: "stream", from: GuestWorkload.Kind.allCases.map(\.rawValue)))!
@@ -28,6 +28,8 @@ struct GuestCommand {
             throw UsageError(description: "--queue-size must be a power of 2 for a split ring")
         }
         workload.outstanding = try options.int("outstanding", default: 64, in: 1...workload.queueSize)
+        // GHT-RCN-01: reconnect to a back-end restarted on the socket within S seconds.
+        workload.reconnectSeconds = options.string("reconnect") == nil ? nil : try options.seconds("reconnect", default: 10, max: 3600)
         self.workload = workload
     }
 

@@ -1,0 +1,54 @@
+import VirtioCore
+import VirtioSystem
+
+/// A queue's part in a reconnection (Spec/restart.md §2): where it stands once its back-end is
+/// gone, and its ring handed to the next back-end.
+extension FrontEndQueue {
+    /// Takes back every chain the gone back-end completed (kept for the caller: they are
+    /// handed out by the next reap, once, GHT-RCN-04) and returns the base to resume at — the
+    /// used position the front-end now sees, as QEMU sends after a crash (its
+    /// `virtio_queue_restore_last_avail_idx`): a split ring's used index, or a packed ring's
+    /// used slot and wrap counter in both halves (GHT-RCN-03) — and the chains still out (added,
+    /// published or not, and not completed).
+    func prepareResume() throws(FrontEndError) -> (base: UInt32, outstanding: Int) {
+        try lock.withLock { _ throws(FrontEndError) in
+            _ = try reapRing { token, reply in pending.append((token, Array(reply))) }
+            return driver!.resumePosition
+        }
+    }
+
+    /// Watches the new connection for the back-end's end instead of the old one.
+    func watchConnection(_ new: UnixSocket, insteadOf old: UnixSocket?) throws(FrontEndError) {
+        do {
+            if let old { try? poller.remove(old.fd) }
+            try poller.add(new.fd, token: 2)
+        } catch {
+            throw .system(error)
+        }
+    }
+
+    /// Rings the kick doorbell: after a reconnection the back-end looks at the ring at once,
+    /// whatever notification suppression its predecessor had asked for (GHT-RCN-03).
+    func kickOnce() throws(FrontEndError) {
+        do { try kick.signal() } catch { throw .system(error) }
+    }
+}
+
+extension FrontEndRing {
+    /// The used position the driver has reached and the chains still out (see
+    /// ``FrontEndQueue/prepareResume()``).
+    var resumePosition: (base: UInt32, outstanding: Int) {
+        switch self {
+        case .split(let q):
+            // The driver's used index: every chain added and not yet taken back lies between it
+            // and the next available index.
+            let used = q.nextAvailIndex &- UInt16(truncatingIfNeeded: q.outstandingCount)
+            return (UInt32(used), q.outstandingCount)
+        case .packed(let q):
+            let used = UInt32(q.nextUsedPosition.rawValue)
+            return (used | used &<< 16, q.outstandingCount)
+        case .empty:
+            return (0, 0)
+        }
+    }
+}
