@@ -118,8 +118,18 @@ public enum VhostUserCodec {
             try size(VhostUserGrantRange.byteCount)
             return .revokeGrants(try VhostUserGrantRange.decode(bytes))
         case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
-             .postcopyAdvise, .postcopyListen, .postcopyEnd, .getInflightFD, .setInflightFD, .gpuSetSocket:
+             .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket:
             return .unsupported(request, payload: bytes)
+        case .getInflightFD:
+            try size(VhostUserInflight.byteCount)
+            let inflight = VhostUserInflight.decode(bytes)
+            try inflight.validateGeometry()
+            return .getInflightFD(inflight)
+        case .setInflightFD:
+            try size(VhostUserInflight.byteCount)
+            let inflight = VhostUserInflight.decode(bytes)
+            try inflight.validateArea()
+            return .setInflightFD(inflight)
         }
     }
 
@@ -150,6 +160,8 @@ public enum VhostUserCodec {
         case .addMemoryRegion(let region), .removeMemoryRegion(let region): try region.validate()
         case .setGrantTable(let table): try table.validate()
         case .revokeGrants(let range): try range.validate()
+        case .getInflightFD(let inflight): try inflight.validateGeometry()
+        case .setInflightFD(let inflight): try inflight.validateArea()
         default: break
         }
     }

@@ -50,6 +50,10 @@ public enum VhostUserMessage: Hashable, Sendable {
     /// One fd: the grant table's memfd.
     case setGrantTable(VhostUserGrantTable)
     case revokeGrants(VhostUserGrantRange)
+    /// GET_INFLIGHT_FD: the queue count and size of the area wanted; the reply carries the area and its fd.
+    case getInflightFD(VhostUserInflight)
+    /// SET_INFLIGHT_FD, with one fd: the area to track in-flight requests in (Spec/restart.md §1).
+    case setInflightFD(VhostUserInflight)
     /// A request this transport does not implement (``VhostUserRequest/isSupported`` is false),
     /// with its payload unparsed.
     case unsupported(VhostUserRequest, payload: [UInt8])
@@ -87,20 +91,22 @@ public enum VhostUserMessage: Hashable, Sendable {
         case .getStatus: return .getStatus
         case .setGrantTable: return .setGrantTable
         case .revokeGrants: return .revokeGrants
+        case .getInflightFD: return .getInflightFD
+        case .setInflightFD: return .setInflightFD
         case .unsupported(let request, _): return request
         }
     }
 
     /// The file descriptors a well-formed message of this value carries (GHT-VU-08): one per
     /// region for SET_MEM_TABLE, one for a vring file without NOFD, one for ADD_MEM_REG,
-    /// SET_BACKEND_REQ_FD and SET_GRANT_TABLE, none otherwise. REM_MEM_REG is sent with none
+    /// SET_BACKEND_REQ_FD, SET_GRANT_TABLE and SET_INFLIGHT_FD, none otherwise. REM_MEM_REG is sent with none
     /// (the decoder also accepts one, as vhost-user.rst allows); an unsupported request is
     /// counted at the low end of what it may carry.
     public var fileDescriptorCount: Int {
         switch self {
         case .setMemoryTable(let table): return table.regions.count
         case .setVringKick(let file), .setVringCall(let file), .setVringErr(let file): return file.fileDescriptorCount
-        case .addMemoryRegion, .setBackEndRequestFD, .setGrantTable: return 1
+        case .addMemoryRegion, .setBackEndRequestFD, .setGrantTable, .setInflightFD: return 1
         case .unsupported(let request, _): return request.unsupportedFileDescriptors.lowerBound
         default: return 0
         }
@@ -126,6 +132,7 @@ public enum VhostUserMessage: Hashable, Sendable {
         case .addMemoryRegion(let region), .removeMemoryRegion(let region): return VhostUserSingleRegion.encode(region)
         case .setGrantTable(let table): return table.encoded()
         case .revokeGrants(let range): return range.encoded()
+        case .getInflightFD(let inflight), .setInflightFD(let inflight): return inflight.encoded()
         case .unsupported(_, let payload): return payload
         }
     }

@@ -73,6 +73,11 @@ public enum VhostUserProtocolError: Error, Hashable, Sendable {
     /// REVOKE_GRANTS names no reference, or a range that passes reference 2^32 − 1.
     case invalidGrantRange(first: UInt32, count: UInt32)
 
+    // MARK: In-flight tracking (Spec/restart.md §1)
+
+    /// GET_INFLIGHT_FD or SET_INFLIGHT_FD (or GET's reply) carries an unusable field (GHT-INF-01).
+    case invalidInflight(InflightDefect)
+
     // MARK: Replies
 
     /// A reply lacks the REPLY flag.
@@ -124,5 +129,17 @@ public enum VhostUserProtocolError: Error, Hashable, Sendable {
         case framesAddress(UInt64)
         /// The frame count is 0, above 2^32, or its pages pass 2^64.
         case frameCount(UInt64)
+    }
+
+    /// What is wrong with an in-flight description (GHT-INF-01).
+    public enum InflightDefect: Hashable, Sendable {
+        /// No queue.
+        case queueCount(UInt16)
+        /// Not from 1 to 32768.
+        case queueSize(UInt16)
+        /// 0, or beyond what a mapping can be.
+        case mmapSize(UInt64)
+        /// offset + size passes the largest file offset (2^63 − 1).
+        case mmapOffset(UInt64)
     }
 }

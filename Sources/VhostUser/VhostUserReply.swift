@@ -41,6 +41,8 @@ public enum VhostUserReply: Hashable, Sendable {
     /// A REPLY_ACK (NEED_REPLY set, or IOTLB_MSG and REVOKE_GRANTS, which are always
     /// acknowledged), for the given request.
     case ack(VhostUserRequest, VhostUserAck)
+    /// GET_INFLIGHT_FD: the area the back-end made; one fd (its memfd) travels with it.
+    case inflight(VhostUserInflight)
 
     /// The request answered.
     public var request: VhostUserRequest {
@@ -53,6 +55,7 @@ public enum VhostUserReply: Hashable, Sendable {
         case .vringBase: return .getVringBase
         case .config, .configUnavailable: return .getConfig
         case .ack(let request, _): return request
+        case .inflight: return .getInflightFD
         }
     }
 
@@ -67,6 +70,7 @@ public enum VhostUserReply: Hashable, Sendable {
         case .config(let config): return config.encoded()
         case .configUnavailable: return []
         case .ack(_, let ack): return VhostUserMessage.u64(ack.status)
+        case .inflight(let inflight): return inflight.encoded()
         }
     }
 }
@@ -76,6 +80,7 @@ extension VhostUserCodec {
     /// validated like a request (GHT-VU-13).
     public static func encodeReply(_ reply: VhostUserReply) throws(VhostUserProtocolError) -> [UInt8] {
         if case .config(let config) = reply { try config.validate() }
+        if case .inflight(let inflight) = reply { try inflight.validateArea() }
         return try frame(request: reply.request.rawValue, payload: reply.encodedPayload(), header: { .reply($0, payloadSize: $1) })
     }
 
@@ -87,7 +92,9 @@ extension VhostUserCodec {
     public static func decodeReply(header: VhostUserHeader, payload: some Collection<UInt8>, fileDescriptorCount: Int,
                                    answering request: VhostUserMessage) throws(VhostUserProtocolError) -> VhostUserReply {
         let raw = request.request.rawValue
-        let bytes = try checkedReply(header, payload, fileDescriptorCount: fileDescriptorCount, request: raw)
+        // GET_INFLIGHT_FD's reply is the one that carries a descriptor: the area's memfd.
+        let fds = request.request == .getInflightFD ? 1 : 0
+        let bytes = try checkedReply(header, payload, fileDescriptorCount: fileDescriptorCount, request: raw, expectedFileDescriptors: fds)
         func u64() throws(VhostUserProtocolError) -> UInt64 {
             guard bytes.count == 8 else { throw .wrongPayloadSize(request: raw, expected: 8, actual: bytes.count) }
             var r = VhostUserReader(bytes)
@@ -121,6 +128,18 @@ extension VhostUserCodec {
                 throw .replyFieldMismatch(request: raw, expected: UInt64(asked.offset), actual: UInt64(config.offset))
             }
             return .config(config)
+        case .getInflightFD(let asked):
+            guard bytes.count == VhostUserInflight.byteCount else {
+                throw .wrongPayloadSize(request: raw, expected: VhostUserInflight.byteCount, actual: bytes.count)
+            }
+            let area = VhostUserInflight.decode(bytes)
+            try area.validateArea()
+            // GHT-INF-01: the area is for the queues asked for.
+            guard area.queueCount == asked.queueCount, area.queueSize == asked.queueSize else {
+                throw .replyFieldMismatch(request: raw, expected: UInt64(asked.queueCount) << 16 | UInt64(asked.queueSize),
+                                          actual: UInt64(area.queueCount) << 16 | UInt64(area.queueSize))
+            }
+            return .inflight(area)
         case .unsupported:
             throw .unsupportedReply(request: raw)
         default:
@@ -129,15 +148,16 @@ extension VhostUserCodec {
     }
 
     /// The checks every reply shares: valid header, REPLY set, the expected request number,
-    /// the declared length, no file descriptors.
+    /// the declared length, no file descriptors (one for GET_INFLIGHT_FD).
     package static func checkedReply(_ header: VhostUserHeader, _ payload: some Collection<UInt8>, fileDescriptorCount: Int,
-                             request: UInt32) throws(VhostUserProtocolError) -> [UInt8] {
+                             request: UInt32, expectedFileDescriptors: Int = 0) throws(VhostUserProtocolError) -> [UInt8] {
         try header.validate()
         guard header.isReply else { throw .missingReplyFlag(request: header.request) }
         guard header.request == request else { throw .replyMismatch(expected: request, actual: header.request) }
         let bytes = try checkedPayload(header, payload)
-        guard fileDescriptorCount == 0 else {
-            throw .wrongFileDescriptorCount(request: request, expected: 0...0, actual: fileDescriptorCount)
+        guard fileDescriptorCount == expectedFileDescriptors else {
+            let expected = expectedFileDescriptors...expectedFileDescriptors
+            throw .wrongFileDescriptorCount(request: request, expected: expected, actual: fileDescriptorCount)
         }
         return bytes
     }

@@ -47,13 +47,13 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
     case revokeGrants = 1025
 
     /// False for the requests this transport does not implement: dirty logging, RARP, MTU,
-    /// crypto sessions, postcopy, inflight tracking, the GPU socket. They still decode (to
+    /// crypto sessions, postcopy, the GPU socket. They still decode (to
     /// ``VhostUserMessage/unsupported(_:payload:)``) so that the session can answer them
     /// cleanly instead of treating them as garbage (GHT-VU-17).
     public var isSupported: Bool {
         switch self {
         case .setLogBase, .setLogFD, .sendRARP, .netSetMTU, .createCryptoSession, .closeCryptoSession,
-             .postcopyAdvise, .postcopyListen, .postcopyEnd, .getInflightFD, .setInflightFD, .gpuSetSocket:
+             .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket:
             return false
         default:
             return true
@@ -67,9 +67,9 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
     public var alwaysReplies: Bool {
         switch self {
         case .getFeatures, .getProtocolFeatures, .getVringBase, .getQueueNum, .getConfig, .getMaxMemorySlots,
-             .getStatus, .iotlbMessage, .revokeGrants:
+             .getStatus, .iotlbMessage, .revokeGrants, .getInflightFD:
             return true
-        case .setLogBase, .createCryptoSession, .postcopyAdvise, .postcopyEnd, .getInflightFD:
+        case .setLogBase, .createCryptoSession, .postcopyAdvise, .postcopyEnd:
             // Unsupported, but vhost-user.rst gives them a reply; the session answers or closes.
             return true
         default:
@@ -78,12 +78,12 @@ public enum VhostUserRequest: UInt32, CaseIterable, Hashable, Sendable {
     }
 
     /// The file descriptors an unsupported request may carry (vhost-user.rst "Communication":
-    /// SET_LOG_BASE carries one with LOG_SHMFD, SET_LOG_FD, SET_INFLIGHT_FD and
-    /// GPU_SET_SOCKET one each, the rest none). Supported requests are checked per payload.
+    /// SET_LOG_BASE carries one with LOG_SHMFD, SET_LOG_FD and GPU_SET_SOCKET one
+    /// each, the rest none). Supported requests are checked per payload.
     package var unsupportedFileDescriptors: ClosedRange<Int> {
         switch self {
         case .setLogBase: return 0...1
-        case .setLogFD, .setInflightFD, .gpuSetSocket: return 1...1
+        case .setLogFD, .gpuSetSocket: return 1...1
         default: return 0...0
         }
     }

@@ -4,9 +4,11 @@ import VirtioSystem
 import VirtioTransport
 
 /// The checksum echo (``ChecksumEchoDevice``'s replies) completed late and out of order: every
-/// request is kept (``RequestBatch/completeLater(_:)``) for ``holdMilliseconds`` and then
-/// answered from a thread of the device's own, the requests that came due together newest
-/// first. What a back-end with an asynchronous device looks like when it is killed: requests
+/// request is kept (``RequestBatch/completeLater(_:)``) and answered from a thread of the
+/// device's own; every second request (in the order they arrive) is held for
+/// ``holdMilliseconds`` while the others are answered at once, so the requests completed
+/// leave holes among those still inside the device, and the ones that come due together are
+/// answered newest first. What a back-end with an asynchronous device looks like when it is killed: requests
 /// inside the device, taken from the ring and not completed, completed in no particular order
 /// — the case in-flight tracking and reconnection exist for (Spec/restart.md).
 /// `serve --device checksum-late [--hold-ms N]`.
@@ -15,7 +17,7 @@ public final class LateChecksumDevice: VirtioDevice, @unchecked Sendable {
     public let deviceFeatures: VirtioFeatures = []
     public let queueCount: Int
     public let maxQueueSize: Int
-    /// How long a request stays in the device at least.
+    /// How long every second request stays in the device at least.
     public let holdMilliseconds: Int
     private let kept: Kept
     private let answerer: WorkerThread?
@@ -23,18 +25,18 @@ public final class LateChecksumDevice: VirtioDevice, @unchecked Sendable {
     /// The requests kept, each with the monotonic time it comes due, and the answering thread's
     /// stop flag: shared with that thread, which must not keep the device alive.
     private final class Kept: Sendable {
-        let requests = Locked<[(request: InFlightRequest, due: UInt64)]>([])
+        let requests = Locked<(arrived: UInt64, kept: [(request: InFlightRequest, due: UInt64)])>((0, []))
         let stopping = Atomic<Bool>(false)
         let wake: Doorbell?
 
         init() { wake = try? Doorbell() }
 
-        /// The requests due at `now` (a prefix: they were kept in order), or every one.
+        /// The requests due at `now` in the order they arrived, or every one.
         func take(dueBy now: UInt64 = .max) -> [InFlightRequest] {
             requests.withLock { r in
-                let n = r.firstIndex { $0.due > now } ?? r.count
-                defer { r.removeFirst(n) }
-                return r.prefix(n).map(\.request)
+                let due = r.kept.filter { $0.due <= now }.map(\.request)
+                if !due.isEmpty { r.kept.removeAll { $0.due <= now } }
+                return due
             }
         }
     }
@@ -71,11 +73,17 @@ public final class LateChecksumDevice: VirtioDevice, @unchecked Sendable {
             ChecksumEchoDevice(queueCount: queueCount, maxQueueSize: maxQueueSize).process(queue: queue, batch: &batch)
             return
         }
-        let due = SystemClock.monotonic.nanoseconds &+ UInt64(holdMilliseconds) &* 1_000_000
-        var taken: [(request: InFlightRequest, due: UInt64)] = []
+        let now = SystemClock.monotonic.nanoseconds
+        let held = now &+ UInt64(holdMilliseconds) &* 1_000_000
+        var taken: [InFlightRequest] = []
         taken.reserveCapacity(batch.count)
-        for i in 0..<batch.count { taken.append((batch.completeLater(i), due)) }
-        kept.requests.withLock { $0.append(contentsOf: taken) }
+        for i in 0..<batch.count { taken.append(batch.completeLater(i)) }
+        kept.requests.withLock { r in
+            for request in taken {
+                r.kept.append((request, r.arrived & 1 == 1 ? held : now))
+                r.arrived &+= 1
+            }
+        }
     }
 
     /// Answers `requests` in the order given; a completion refused (its queue stopped, was

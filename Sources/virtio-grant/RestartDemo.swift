@@ -20,7 +20,7 @@ struct RestartDemo {
         guard let directory = try? TemporaryDirectory() else { return fail("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"
-        let serve = ["serve", "--socket", socket, "--device", "checksum-late", "--sessions", "\(guests)"]
+        let serve = ["serve", "--socket", socket, "--device", "checksum-late", "--hold-ms", "20", "--sessions", "\(guests)"]
         guard var backEnd = start(serve) else { return fail("the back-end did not start listening") }
         var running: [(domain: Int, command: SpawnedCommand)] = []
         for g in 1...guests {

@@ -18,12 +18,12 @@ let usage = """
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
         --device D         checksum (default; reply: FNV-1a-64 + echo), checksum-late (the same
-                           replies, kept and answered out of order from a thread of the device),
+                           replies from a thread of the device, every second request held
+                           --hold-ms N ms, default 2: completions out of order),
                            echo, blk (virtio-blk),
                            net (virtio-net; every connection a port of one switch, with an
                            address of its own that it alone may send from), rng
                            (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
-        --hold-ms N        checksum-late: how long each request stays in the device (default 2)
         --image FILE       blk: the disk image (its size, in 512-byte sectors, is the capacity)
         --read-only        blk: offer RO; writes fail with IOERR
         --aio A            blk: io_uring (many requests in the kernel per queue, where the kernel

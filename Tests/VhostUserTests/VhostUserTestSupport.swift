@@ -60,6 +60,8 @@ enum VU {
         .setGrantTable(grantTable),
         .revokeGrants(VhostUserGrantRange(first: GrantReference(8), count: 3)),
         .revokeGrants(VhostUserGrantRange(first: GrantReference(0xFFFF_FFFF), count: 1)),
+        .getInflightFD(VhostUserInflight(queueCount: 2, queueSize: 256)),
+        .setInflightFD(VhostUserInflight(mmapSize: 8192, mmapOffset: 4096, queueCount: 1, queueSize: 32768)),
     ] + VhostUserRequest.allCases.filter { !$0.isSupported }.map { request in
         .unsupported(request, payload: request == .sendRARP ? [0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0] : [])
     }

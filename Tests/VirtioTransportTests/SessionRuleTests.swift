@@ -149,9 +149,9 @@ struct SessionRuleTests {
             try c.shareMemory()
             try c.send(.setGrantTable(c.grantTableInfo(framesGuestAddress: 0x4000_0000)), fds: [c.table.fd.rawValue])
         },
-        ViolationCase(name: "GHT-VU-22: an unsupported request whose reply body cannot be given (GET_INFLIGHT_FD)", reason: "not supported") { c in
+        ViolationCase(name: "GHT-VU-22: an unsupported request whose reply body cannot be given (CREATE_CRYPTO_SESSION)", reason: "not supported") { c in
             try c.negotiate()
-            try c.sendRaw(request: 31, payload: [UInt8](repeating: 0, count: 24))
+            try c.sendRaw(request: 26, payload: [UInt8](repeating: 0, count: 24))
         },
     ]
 

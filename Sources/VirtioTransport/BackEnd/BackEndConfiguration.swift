@@ -82,6 +82,10 @@ public struct BackEndConfiguration: Sendable {
     /// far as it is implemented and applies: CONFIG never to a device without a configuration
     /// space (GHT-EMB-02).
     public var protocolFeatures: VhostUserProtocolFeatures?
+    /// Whether sessions offer INFLIGHT_SHMFD (GET/SET_INFLIGHT_FD): the queues track their
+    /// requests in flight in a shared area the front-end keeps, so that a restarted back-end
+    /// resubmits them (Spec/restart.md §1). On by default for every device.
+    public var tracksInflightRequests = true
 
     public init() {}
 
@@ -90,7 +94,8 @@ public struct BackEndConfiguration: Sendable {
 
     /// The vhost-user protocol features a session implements.
     public static let implementedProtocolFeatures: VhostUserProtocolFeatures = [.multiQueue, .replyAck, .backendRequest, .config, .status,
-                                                                                .configureMemorySlots, .grantTable, .resetDevice]
+                                                                                .configureMemorySlots, .grantTable, .resetDevice,
+                                                                                .inflightSharedMemory]
 
     /// The protocol features a session offers to the front-end of `device` (GHT-EMB-01,
     /// GHT-EMB-02): ``protocolFeatures`` (or all) of those implemented that apply to it. CONFIG
@@ -100,6 +105,7 @@ public struct BackEndConfiguration: Sendable {
     public func offeredProtocolFeatures(for device: any VirtioDevice) -> VhostUserProtocolFeatures {
         var applicable = Self.implementedProtocolFeatures
         if device.configurationSize == 0 { applicable.remove(.config) }
+        if !tracksInflightRequests { applicable.remove(.inflightSharedMemory) }
         return (protocolFeatures ?? applicable).intersection(applicable)
     }
 

@@ -74,7 +74,7 @@ extension BackEndSession {
 
     /// The mappings the queue workers check for truncation (GHT-LIFE-03).
     func refreshPeerMemory() {
-        let memory: [any TruncationGuarded] = regions.map(\.memory) + (grants?.guarded ?? [])
+        let memory: [any TruncationGuarded] = regions.map(\.memory) + (grants?.guarded ?? []) + (inflight.map { [$0.memory] } ?? [])
         peerMemory.withLock { $0 = memory }
     }
 

@@ -104,12 +104,17 @@ extension BackEndSession {
         case .revokeGrants(let range):
             guard protocolFeatures.contains(.grantTable) else { throw Violation("REVOKE_GRANTS without GRANT_TABLE (GHT-VUG-02)") }
             try send(.ack(.revokeGrants, revokeGrants(range)))
+        case .getInflightFD(let asked):
+            try getInflightFD(asked)
+        case .setInflightFD(let info):
+            try setInflightFD(info, fd: fds[0])
+            try acknowledge(header)
         case .unsupported(let request, _):
             // GHT-VU-22: a failure where the protocol can say so; a request that needs a reply
             // body we cannot give ends the session; the rest are ignored. Descriptors close.
             switch request {
             case .setLogBase, .postcopyEnd: try send(.ack(request, .failure()))
-            case .createCryptoSession, .postcopyAdvise, .getInflightFD: throw Violation("\(request) is not supported")
+            case .createCryptoSession, .postcopyAdvise: throw Violation("\(request) is not supported")
             default: try acknowledge(header, .failure())
             }
         }

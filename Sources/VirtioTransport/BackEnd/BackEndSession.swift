@@ -31,6 +31,8 @@ final class BackEndSession: @unchecked Sendable {
     var regions: [MappedMemoryRegion] = []
     var vrings: [Vring]
     var grants: GrantState?
+    /// The in-flight area (GET/SET_INFLIGHT_FD, Spec/restart.md §1).
+    var inflight: InflightArea?
     let backendChannel = Locked<UnixSocket?>(nil)
     /// Every mapping of the front-end's files the session holds (regions, grant table), for the
     /// queue workers' truncation check (GHT-LIFE-03); kept by the session thread.
@@ -239,9 +241,9 @@ final class BackEndSession: @unchecked Sendable {
 
     /// Sends `reply`, within ``BackEndConfiguration/replyTimeoutMilliseconds`` (GHT-LIVE-02): a
     /// front-end that does not read its replies ends the session instead of holding its thread.
-    func send(_ reply: VhostUserReply) throws {
+    func send(_ reply: VhostUserReply, fds: [Int32] = []) throws {
         do {
-            try channel.send(try VhostUserCodec.encodeReply(reply), timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
+            try channel.send(try VhostUserCodec.encodeReply(reply), fds: fds, timeoutMilliseconds: configuration.replyTimeoutMilliseconds)
         } catch let error as SystemError where error.isTimedOut {
             forcedEnd.withLock { if $0 == nil { $0 = .timedOut("a reply not read within \(configuration.replyTimeoutMilliseconds) ms") } }
             throw error

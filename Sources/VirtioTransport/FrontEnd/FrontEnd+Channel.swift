@@ -13,14 +13,16 @@ extension FrontEnd {
         let generation = connectionGeneration.load(ordering: .acquiring)
         let recoverable = !closed && resumable && !replaying && configuration.reconnect != nil
         do {
-            return try requestOnce(message, fds: fds)
+            return try exchange(message, fds: fds).reply
         } catch .disconnected where recoverable {
             try recover(after: generation)
-            return try requestOnce(message, fds: fds)
+            return try exchange(message, fds: fds).reply
         }
     }
 
-    private func requestOnce(_ message: VhostUserMessage, fds: [Int32]) throws(FrontEndError) -> VhostUserReply? {
+    /// ``request(_:fds:)`` without recovery, also returning the descriptors the reply carried
+    /// (GET_INFLIGHT_FD's area; the codec allows none with any other reply).
+    func exchange(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> (reply: VhostUserReply?, fds: [FileDescriptor]) {
         guard !closed else { throw .disconnected }
         let request = message.request
         let wantsAck = !request.alwaysReplies && protocolFeatures.contains(.replyAck)
@@ -41,7 +43,7 @@ extension FrontEnd {
         } catch {
             throw .disconnected
         }
-        guard request.alwaysReplies || wantsAck else { return nil }
+        guard request.alwaysReplies || wantsAck else { return (nil, []) }
         let received: VhostUserChannel.Received
         do {
             received = try channel.receive(deadline: timeout > 0 ? Timeout(milliseconds: timeout) : nil, messageTimeoutMilliseconds: nil)
@@ -67,7 +69,7 @@ extension FrontEnd {
             throw .protocolViolation("reply to \(request): \(error)")
         }
         if case .ack(_, let ack) = reply, !ack.isSuccess { throw .refused(request) }
-        return reply
+        return (reply, received.fds)
     }
 
     /// Drops the connection without talking to the back-end again (it broke the protocol).

@@ -15,9 +15,9 @@ import VhostUser
 /// each request completes once; what the caller already got back is never handed out again.
 extension FrontEnd {
     /// Called when a queue's wait saw the connection end: reconnects under the policy (or
-    /// finds another thread did), or throws ``FrontEndError/disconnected`` without one.
+    /// waits for the thread that does), or throws ``FrontEndError/disconnected`` without one.
     func backEndWentAway(seenGeneration: Int) throws(FrontEndError) {
-        guard configuration.reconnect != nil, resumable, !replaying else { throw .disconnected }
+        guard configuration.reconnect != nil else { throw .disconnected }
         try recover(after: seenGeneration)
     }
 
@@ -28,7 +28,7 @@ extension FrontEnd {
         try recovery.withLock { _ throws(FrontEndError) in
             if let resumeFailure { throw resumeFailure }
             guard connectionGeneration.load(ordering: .acquiring) == generation else { return }
-            guard !closed || !resumable else { throw .disconnected }
+            guard resumable, !closed else { throw .disconnected }
             do throws(FrontEndError) {
                 try reconnect(to: socketPath, policy)
             } catch {
@@ -89,7 +89,7 @@ extension FrontEnd {
     /// then takes them again from the used index, as QEMU's reconnect does).
     private func checkResumable(_ positions: [(base: UInt32, outstanding: Int)]) throws(FrontEndError) {
         let outstanding = positions.reduce(0) { $0 + $1.outstanding }
-        guard outstanding > 0, !protocolFeatures.contains(.inflightSharedMemory), !features.contains(.inOrder) else { return }
+        guard outstanding > 0, inflightArea == nil, !features.contains(.inOrder) else { return }
         throw .cannotResume("\(outstanding) request(s) in flight, and the back-end keeps no in-flight region "
                             + "(INFLIGHT_SHMFD not negotiated) while its device may complete out of order: they would be lost or repeated")
     }
@@ -117,6 +117,9 @@ extension FrontEnd {
         try request(.setFeatures(features.union(.vhostUserProtocolFeatures)))
         try setStatus([.acknowledge, .driver, .featuresOK])
         guard try status().contains(.featuresOK) else { throw .cannotResume("FEATURES_OK did not stick") }
+        // GHT-RCN-03: the area the dead back-end recorded its requests in, to the new one
+        // before any ring (SET_INFLIGHT_FD; QEMU's order).
+        try shareInflightArea()
         for (q, p) in zip(queues, positions) { try q.sendRing(base: p.base) }
         if before.contains(.driverOK) { try setStatus([.acknowledge, .driver, .featuresOK, .driverOK]) }
         for q in queues { try q.kickOnce() }

@@ -30,7 +30,9 @@ public final class FrontEnd: @unchecked Sendable {
     let connectionGeneration = Atomic<Int>(0)
     /// Set once the first setup completed: only then is a lost connection recovered.
     var resumable = false
-    /// Set while a reconnection replays the setup: its own failures are not recovered again.
+    /// Set while a reconnection replays the setup (by the thread that holds ``recovery``): its
+    /// own requests that fail are not recovered again. Control requests are made from one
+    /// thread at a time; queue waits on other threads recover through the lock instead.
     var replaying = false
     /// Why the last reconnection failed; every later recovery reports it.
     var resumeFailure: FrontEndError?
@@ -47,6 +49,9 @@ public final class FrontEnd: @unchecked Sendable {
     /// The last status the device accepted.
     var writtenStatus: DeviceStatus = []
     var closed = false
+    /// The in-flight area the back-end made (GET_INFLIGHT_FD), kept for the life of the
+    /// front-end and handed to every back-end it sets up queues with (SET_INFLIGHT_FD).
+    var inflightArea: (memory: SharedMemory, info: VhostUserInflight)?
 
     /// Grants made and ended since the connection started.
     public internal(set) var grantsMade = 0
@@ -116,6 +121,7 @@ public final class FrontEnd: @unchecked Sendable {
         // CONFIG only when offered: a device without a configuration space has none (GHT-EMB-01).
         if protocolOffered.contains(.config) { wanted.insert(.config) }
         if protocolOffered.contains(.status) { wanted.insert(.status) }
+        if protocolOffered.contains(.inflightSharedMemory) { wanted.insert(.inflightSharedMemory) }
         protocolFeatures = wanted
         try request(.setProtocolFeatures(wanted))
         try request(.setOwner)
@@ -173,6 +179,7 @@ public final class FrontEnd: @unchecked Sendable {
         if queues.isEmpty {
             for i in 0..<configuration.queueCount { queues.append(try FrontEndQueue(frontEnd: self, index: i)) }
         }
+        try shareInflightArea()
         for q in queues { try q.configure() }
         try setStatus([.acknowledge, .driver, .featuresOK, .driverOK])
     }
