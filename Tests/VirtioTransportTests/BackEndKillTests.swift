@@ -26,7 +26,7 @@ struct BackEndKillTests {
         (0..<(1 + (n &* 7919) % 3000)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ n) }
     }
 
-    @Test("GHT-RCN-04, GHT-RCN-06, GHT-RCN-10: the back-end process killed with requests inside its out-of-order device and restarted, three times: every reply verified, none lost, none twice",
+    @Test("GHT-RCN-04, GHT-RCN-10: the back-end process killed with requests inside its out-of-order device and restarted, three times: every reply verified, none lost, none twice",
           arguments: [FrontEndConfiguration.RingFormat.split, .packed])
     func killedAndRestarted(ring: FrontEndConfiguration.RingFormat) throws {
         let path = temporarySocketPath("kill-\(ring.rawValue)")
@@ -92,5 +92,34 @@ struct BackEndKillTests {
         let verdict = try demo.line(containing: "\"demo\":\"restarts\"", timeoutMilliseconds: 90_000)
         #expect(verdict.contains("\"ok\":true"), "\(verdict)")
         #expect(try demo.finish(timeoutMilliseconds: 30_000) == .exited(0))
+    }
+
+    @Test("GHT-RCN-12: a session whose front-end process vanished (SIGKILL) mid-stream ends without disturbing another session streaming meanwhile")
+    func vanishedPeerLeavesOthersAlone() throws {
+        let (server, path) = try ProgramUnderTest.serve()
+        let guest = try ProgramUnderTest(["guest", "--socket", path, "--seconds", "60", "--domain", "3"])
+        let frontEnd = try FrontEnd.connect(socketPath: path)
+        try EndpointTests.stream(frontEnd, count: 300)
+        let queue = frontEnd.queues[0]
+        var expected: [UInt64: [UInt8]] = [:]
+        for k in 0..<32 {
+            let bytes = Self.payload(k)
+            expected[try queue.submit(bytes, replyCapacity: 8 + bytes.count)] = bytes
+        }
+        try queue.publish()
+        try guest.process.kill(SIGKILL)
+        while !expected.isEmpty {
+            for c in try queue.waitForCompletions() {
+                let bytes = expected.removeValue(forKey: c.token)
+                #expect(bytes != nil && c.reply.dropFirst(8).elementsEqual(bytes ?? []))
+            }
+        }
+        #expect(try guest.finish() == .signaled(SIGKILL))
+        let ended = try server.line(containing: "\"session\"")
+        #expect(ended.contains("\"granter\":3") && ended.contains("\"end\":\"disconnected\""), "\(ended)")
+        try EndpointTests.stream(frontEnd, count: 300)
+        frontEnd.close()
+        let ours = try server.line(containing: "\"session\"")
+        #expect(ours.contains("\"granter\":1") && jsonInteger(ours, "broken_queues") == 0 && jsonInteger(ours, "chains") == 632, "\(ours)")
     }
 }

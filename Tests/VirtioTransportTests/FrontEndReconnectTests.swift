@@ -254,4 +254,18 @@ struct FrontEndReconnectTests {
         frontEnd.close()
         #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
     }
+
+    @Test("GHT-RCN-13: a control request that finds the back-end gone is sent again to the restarted one, after the replay")
+    func controlRequestRecovers() throws {
+        let server = try RestartableBackEnd("rcn-ctl")
+        let frontEnd = try FrontEnd.connect(socketPath: server.path, configuration: .reconnecting())
+        let config = try frontEnd.readConfig(size: 8)
+        server.stop()
+        try server.start()
+        #expect(try frontEnd.readConfig(size: 8) == config)
+        #expect(frontEnd.reconnectCount == 1)
+        #expect(try frontEnd.status() == [.acknowledge, .driver, .featuresOK, .driverOK])
+        try EndpointTests.stream(frontEnd, count: 20)
+        frontEnd.close()
+    }
 }
