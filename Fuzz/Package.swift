@@ -7,7 +7,7 @@
 import PackageDescription
 
 /// One libFuzzer binary per target of VirtioFuzzTargets (the corpus folder name in run.sh).
-let targets = ["FuzzSplitDevice", "FuzzSplitDriver", "FuzzPackedDevice", "FuzzPackedDriver", "FuzzGrants", "FuzzChainIO", "FuzzVhostUser", "FuzzBlockDevice", "FuzzSession"]
+let targets = ["FuzzSplitDevice", "FuzzSplitDriver", "FuzzPackedDevice", "FuzzPackedDriver", "FuzzGrants", "FuzzChainIO", "FuzzVhostUser", "FuzzBlockDevice", "FuzzSession", "FuzzInflightRecovery"]
 
 let package = Package(
     name: "VirtioGrantFuzz",

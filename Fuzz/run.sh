@@ -2,7 +2,8 @@
 # Builds and runs one libFuzzer target of VirtioGrant.
 #
 #   Fuzz/run.sh TARGET SECONDS     fuzz TARGET (split-device, split-driver, packed-device,
-#                                  packed-driver, grants, chain-io, vhost-user, block-device, session, or all) for
+#                                  packed-driver, grants, chain-io, vhost-user, block-device, session, inflight-recovery,
+#                                  or all) for
 #                                  SECONDS each; fails on any finding
 #   Fuzz/run.sh --seeds            rewrite Fuzz/Corpus from the seed generator
 #
@@ -27,9 +28,10 @@ fi
 
 declare -A binaries=([split-device]=FuzzSplitDevice [split-driver]=FuzzSplitDriver [packed-device]=FuzzPackedDevice
                      [packed-driver]=FuzzPackedDriver [grants]=FuzzGrants
-                     [chain-io]=FuzzChainIO [vhost-user]=FuzzVhostUser [block-device]=FuzzBlockDevice [session]=FuzzSession)
+                     [chain-io]=FuzzChainIO [vhost-user]=FuzzVhostUser [block-device]=FuzzBlockDevice [session]=FuzzSession
+                     [inflight-recovery]=FuzzInflightRecovery)
 if [[ "$1" == all ]]; then
-    targets=(split-device split-driver packed-device packed-driver grants chain-io vhost-user block-device session)
+    targets=(split-device split-driver packed-device packed-driver grants chain-io vhost-user block-device session inflight-recovery)
 elif [[ -n "${binaries[$1]:-}" ]]; then
     targets=("$1")
 else

@@ -10,6 +10,7 @@ extension SplitDeviceQueue {
     public mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain? {
         // The ring view (base and mask) is read once and handed down: a field read after the
         // atomic index load would be read again. Loads, not instructions, bound this path.
+        if _slowPath(resubmitRemaining > 0) { return try popResubmitted() }
         let availRing = ring.availRing
         var cursor = availCursor
         if cursor.isCaughtUp {
@@ -84,6 +85,7 @@ extension SplitDeviceQueue {
             chain = long
         }
         availCursor = cursor.advanced()
+        if _slowPath(inflightTracker != nil) { inflightTracker!.popped(Int(head)) }
         return chain
     }
 
@@ -131,10 +133,22 @@ extension SplitDeviceQueue {
                                           _ body: (DescriptorChain, Memory) throws(VirtqueueError) -> UInt32) throws(VirtqueueError) -> Int {
         let availRing = ring.availRing
         var cursor = availCursor
-        if cursor.isCaughtUp {
-            guard try refillAvailable(availRing, &cursor) else { return 0 }
-        }
         var processed = 0
+        // Resubmitted chains first (GHT-INF-08), through the general pop.
+        while resubmitRemaining > 0 && processed < limit {
+            guard let chain = try popResubmitted() else { return processed }
+            let length: UInt32
+            do {
+                length = try body(chain, memory)
+            } catch {
+                throw fail(error)
+            }
+            addUsed(chain, length: length)
+            processed &+= 1
+        }
+        if cursor.isCaughtUp {
+            guard try refillAvailable(availRing, &cursor) else { return processed }
+        }
         while !cursor.isCaughtUp && processed < limit {
             guard let chain = try popCached(availRing, cursor) else { break }
             let length: UInt32
@@ -273,6 +287,12 @@ extension SplitDeviceQueue {
             releaseOverflow(after: head, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[head] = 0
+        if _slowPath(resubmitPoppedAt != nil), resubmitPoppedAt == lastAvail {
+            resubmitRemaining &+= 1
+            resubmitPoppedAt = nil
+            return
+        }
+        inflightTracker?.givenBack(head)
         availCursor = availCursor.retreated()
     }
 }

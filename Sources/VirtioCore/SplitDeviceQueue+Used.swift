@@ -23,6 +23,7 @@ extension SplitDeviceQueue {
             releaseOverflow(after: head, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[head] = 0
+        if _slowPath(inflightTracker != nil) { inflightTracker!.used(head) }
         ring.usedRing.setElement(wrapping: usedIndex, UsedElement(id: UInt32(truncatingIfNeeded: head), length: length))
         usedIndex &+= 1
     }
@@ -33,6 +34,8 @@ extension SplitDeviceQueue {
     public mutating func publishUsed() {
         guard !broken else { return }
         ring.usedRing.storeIndex(usedIndex)
+        // GHT-INF-06: the batch's flags are cleared only once its used entries are visible.
+        if _slowPath(inflightTracker != nil) { inflightTracker!.published(usedIndex: usedIndex) }
     }
 
     /// Whether the driver wants a used-buffer notification for what was published since the

@@ -43,6 +43,15 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked 
     @usableFromInline var brokenBy: VirtqueueError?
     /// Set when a pop stopped at an indirect table that is not mapped yet (GHT-IOVA-06).
     @usableFromInline var mappingMiss: TranslationFault?
+    /// The in-flight area kept current, once ``trackInflight(in:)`` attached one (GHT-INF-05).
+    @usableFromInline var inflightTracker: InflightSplitTracker?
+    /// Heads to resubmit before any new chain (GHT-INF-08), and how many are left (from the end
+    /// of the list's front: `resubmit[resubmit.count - resubmitRemaining]` is next).
+    @usableFromInline var resubmit: [UInt16] = []
+    @usableFromInline var resubmitRemaining = 0
+    /// The available position when the last resubmitted chain was popped: while the ring has
+    /// not moved since, that chain was the last popped (``giveBack(_:)`` returns it to the list).
+    @usableFromInline var resubmitPoppedAt: UInt16?
     /// The next available-ring position to pop.
     @inlinable
     var lastAvail: UInt16 { availCursor.next }
@@ -152,5 +161,9 @@ public struct SplitDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked 
         epoch &+= 1
         broken = false
         brokenBy = nil
+        // A reset queue no longer writes the area: what it forgets stays marked in flight there.
+        inflightTracker = nil
+        resubmit = []
+        resubmitRemaining = 0
     }
 }

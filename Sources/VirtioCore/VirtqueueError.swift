@@ -44,6 +44,9 @@ public enum VirtqueueError: Error, Hashable, Sendable {
     /// The device gave the queue up mid-batch and completed none of it (the scheduler cut the
     /// guest off, Spec/scheduler.md GHT-SCH-08).
     case abandonedByDevice
+    /// The in-flight area the front-end handed over (SET_INFLIGHT_FD) cannot be trusted to say
+    /// which requests were in flight (Spec/restart.md §1, GHT-INF-07).
+    case inflightRegion(InflightRegionDefect)
 }
 
 /// A violation of the ring protocol found by the driver side of a queue in what the device

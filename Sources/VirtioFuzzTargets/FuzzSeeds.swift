@@ -18,6 +18,7 @@ public enum FuzzTargets {
         ("vhost-user", VhostUserTarget.run),
         ("block-device", BlockDeviceTarget.run),
         ("session", SessionTarget.run),
+        ("inflight-recovery", InflightRecoveryTarget.run),
     ]
 
     /// The seeds of the target `name`.
@@ -32,6 +33,7 @@ public enum FuzzTargets {
         case "vhost-user": return FuzzSeeds.vhostUser()
         case "block-device": return FuzzSeeds.blockDevice()
         case "session": return FuzzSeeds.session()
+        case "inflight-recovery": return FuzzSeeds.inflightRecovery()
         default: return []
         }
     }

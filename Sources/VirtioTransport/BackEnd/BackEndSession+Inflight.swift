@@ -71,3 +71,25 @@ extension BackEndSession {
         log(.info, .control, "in-flight area set: \(count) queue(s) of \(size), \(packed ? "packed" : "split")")
     }
 }
+
+extension BackEndSession {
+    /// Queue `i` keeps its part of the in-flight area, after resubmitting what it records
+    /// (GHT-INF-05…08), in every translation mode (the area is host memory, not guest memory).
+    /// An area that cannot be believed breaks the queue (its worker reports it at the first pop);
+    /// a queue the area has no part for is not tracked.
+    func trackInflight<Memory: MemoryTranslator>(_ i: Int, _ queue: inout SplitDeviceQueue<Memory>) {
+        guard let inflight else { return }
+        guard let range = inflight.queueArea(i), !inflight.packed else {
+            log(.warning, .control, "queue \(i) not tracked: the in-flight area has \(inflight.queueCount) \(inflight.packed ? "packed" : "split") queue(s)")
+            return
+        }
+        do {
+            try queue.trackInflight(in: range)
+            if queue.pendingResubmissions > 0 {
+                log(.info, .queueStarted, "queue \(i) resubmits \(queue.pendingResubmissions) request(s) in flight before the restart")
+            }
+        } catch {
+            log(.error, .queueStarted, "queue \(i): the in-flight area cannot be used: \(error)")
+        }
+    }
+}

@@ -179,11 +179,13 @@ extension BackEndSession {
         var state = state
         vrings[i].keepAlive = keepAlive
         let keepAlive = keepAlive + regions.map(\.memory) + (grants.map { [$0.table, $0.mapper, $0.frames] } ?? [])
+            + (inflight.map { [$0.memory] } ?? [])
         switch ring {
         case .split(let ring):
             state.nextUsed = ring.usedRing.loadIndex()
-            try startWorker(i, SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
-                            quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
+            var queue = try SplitDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state)
+            trackInflight(i, &queue)
+            try startWorker(i, queue, quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
         case .packed(let ring):
             try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
                             quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
