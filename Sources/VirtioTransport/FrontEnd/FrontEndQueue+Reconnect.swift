@@ -33,22 +33,3 @@ extension FrontEndQueue {
         do { try kick.signal() } catch { throw .system(error) }
     }
 }
-
-extension FrontEndRing {
-    /// The used position the driver has reached and the chains still out (see
-    /// ``FrontEndQueue/prepareResume()``).
-    var resumePosition: (base: UInt32, outstanding: Int) {
-        switch self {
-        case .split(let q):
-            // The driver's used index: every chain added and not yet taken back lies between it
-            // and the next available index.
-            let used = q.nextAvailIndex &- UInt16(truncatingIfNeeded: q.outstandingCount)
-            return (UInt32(used), q.outstandingCount)
-        case .packed(let q):
-            let used = UInt32(q.nextUsedPosition.rawValue)
-            return (used | used &<< 16, q.outstandingCount)
-        case .empty:
-            return (0, 0)
-        }
-    }
-}
