@@ -45,28 +45,25 @@ extension FrontEnd {
     /// Connects again until a back-end takes over or the policy's time runs out (GHT-RCN-02).
     private func reconnect(to path: String, _ policy: FrontEndReconnectPolicy) throws(FrontEndError) {
         let deadline = Timeout(milliseconds: policy.timeLimitMilliseconds)
-        let old = channel.socket
-        old.close()
-        // The old connection's mappings ended with it (GHT-RCN-07); its successor gets a table
-        // whose in-use bits are its own.
-        grants?.releaseMappings(of: configuration.backEndDomain)
-        var watched: UnixSocket? = old
+        // The queues stop watching a connection before it is closed: its number may be reused.
+        for q in queues { q.unwatchConnection(channel.socket) }
+        channel.socket.close()
         var last: FrontEndError = .disconnected
         replaying = true
         defer { replaying = false }
         while true {
-            // Where each queue stands is taken on every attempt: a back-end killed during the
-            // replay may have completed requests.
+            // Taken on every attempt: a back-end killed during the replay may have mapped
+            // grants and completed requests. The gone connection's mappings ended with it
+            // (GHT-RCN-07): its successor gets a table whose in-use bits are its own.
+            grants?.releaseMappings(of: configuration.backEndDomain)
             let positions = try queues.map { q throws(FrontEndError) in try q.prepareResume() }
             try checkResumable(positions)
-            let remaining = deadline.remainingMilliseconds()
-            guard remaining > 0 else { throw .timedOut("reconnecting to \(path): \(last)") }
+            guard deadline.remainingMilliseconds() > 0 else { throw .timedOut("reconnecting to \(path): \(last)") }
             do throws(FrontEndError) {
                 let socket = try Self.connectSocket(path, timeoutMilliseconds: configuration.timeoutMilliseconds)
                 channel = VhostUserChannel(socket: socket)
                 closed = false
-                for q in queues { try q.watchConnection(socket, insteadOf: watched) }
-                watched = socket
+                for q in queues { try q.watchConnection(socket) }
                 try replaySetup(positions)
                 connectionGeneration.add(1, ordering: .releasing)
                 return
@@ -77,6 +74,7 @@ extension FrontEnd {
                 case .disconnected, .timedOut, .socket:
                     // Nothing listens yet, or the back-end went away again during the replay.
                     last = error
+                    for q in queues { q.unwatchConnection(channel.socket) }
                     channel.socket.close()
                     SystemClock.sleep(milliseconds: Int(min(policy.retryIntervalMilliseconds, max(deadline.remainingMilliseconds(), 1))))
                 }

@@ -17,14 +17,14 @@ extension FrontEndQueue {
         }
     }
 
-    /// Watches the new connection for the back-end's end instead of the old one.
-    func watchConnection(_ new: UnixSocket, insteadOf old: UnixSocket?) throws(FrontEndError) {
-        do {
-            if let old { try? poller.remove(old.fd) }
-            try poller.add(new.fd, token: 2)
-        } catch {
-            throw .system(error)
-        }
+    /// Watches `connection` for the back-end's end (token 2).
+    func watchConnection(_ connection: UnixSocket) throws(FrontEndError) {
+        do { try poller.add(connection.fd, token: 2) } catch { throw .system(error) }
+    }
+
+    /// Stops watching `connection` (not watched, or already closed: nothing to do).
+    func unwatchConnection(_ connection: UnixSocket) {
+        try? poller.remove(connection.fd)
     }
 
     /// Rings the kick doorbell: after a reconnection the back-end looks at the ring at once,
