@@ -278,4 +278,36 @@ struct FrontEndReconnectTests {
         try EndpointTests.stream(frontEnd, count: 20)
         frontEnd.close()
     }
+
+    @Test("GHT-RCN-02: a back-end that goes away again during the replay is tried again, until one takes over")
+    func goneDuringReplay() throws {
+        let server = try RestartableBackEnd("rcn-twice")
+        let frontEnd = try FrontEnd.connect(socketPath: server.path, configuration: .reconnecting())
+        try EndpointTests.stream(frontEnd, count: 20)
+        server.stop()
+        // A listener that hangs up on the first connection after its first message, then the
+        // real back-end.
+        let listener = try UnixSocket.listen(path: server.path)
+        let path = server.path
+        let later = Locked<BackEnd?>(nil)
+        let impostor = WorkerThread(name: "impostor") {
+            if let connection = try? listener.accept() {
+                var byte = [UInt8](repeating: 0, count: 12)
+                _ = byte.withUnsafeMutableBytes { try? connection.receive(into: $0) }
+                connection.close()
+            }
+            listener.close()
+            let b = try? BackEnd(socketPath: path) { ChecksumEchoDevice(queueCount: 2) }
+            b?.start()
+            later.withLock { $0 = b }
+        }
+        defer {
+            impostor.join()
+            later.withLock { $0?.stop() }
+        }
+        try EndpointTests.stream(frontEnd, count: 50)
+        #expect(frontEnd.reconnectCount == 1)
+        frontEnd.close()
+        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+    }
 }
