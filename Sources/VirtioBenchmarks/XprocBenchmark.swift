@@ -34,6 +34,8 @@ public struct XprocBenchmark: Sendable {
     public var execution: QueueExecution
     /// How long the idle measure stays connected and idle.
     public var idleSeconds: Double
+    /// Whether the back-end offers in-flight tracking (INFLIGHT_SHMFD), which the guest then uses.
+    public var tracksInflight = true
 
     public init(seconds: Double, runs: Int, payload: Int, queueSize: Int, requests: Int, modes: [String],
                 execution: QueueExecution = .sleeping, idleSeconds: Double = 2) {
@@ -60,6 +62,7 @@ public struct XprocBenchmark: Sendable {
             var configuration = BackEndConfiguration()
             configuration.logLevel = .warning
             configuration.execution = execution
+            configuration.tracksInflightRequests = tracksInflight
             backEnd = try BackEnd(socketPath: socket, configuration: configuration) { EchoDevice(queueCount: 1, maxQueueSize: size) }
         } catch {
             return fail("cannot listen: \(error)")
@@ -80,6 +83,7 @@ public struct XprocBenchmark: Sendable {
             line.add("measure", "throughput")
             line.add("mode", mode)
             line.add("execution", executionName)
+            line.add("inflight", tracksInflight ? "on" : "off")
             line.add("queue_size", queueSize)
             line.add("payload_bytes", payload)
             line.add("chains_per_backend_cpu_s", perCPU)

@@ -49,7 +49,7 @@ enum BenchCommand {
     }
 
     static func xproc(_ arguments: ArraySlice<String>) throws(UsageError) -> XprocBenchmark {
-        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode", "poll", "idle-seconds"])
+        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode", "poll", "idle-seconds", "inflight"])
         try noPositional(options)
         let seconds = try options.seconds("seconds", default: 2, max: 600)
         let runs = try options.int("runs", default: 3, in: 1...100)
@@ -59,9 +59,12 @@ enum BenchCommand {
         let requests = try options.int("requests", default: 20_000, in: 1...10_000_000)
         let mode = try options.choice("mode", default: "both", from: ["grants", "gpa", "both"])
         let execution: QueueExecution = options.string("poll") == nil ? .sleeping : .polling(idleMicroseconds: try options.int("poll", default: 50, in: 0...10_000_000))
-        return XprocBenchmark(seconds: seconds, runs: runs, payload: payload, queueSize: queueSize, requests: requests,
-                              modes: mode == "both" ? ["grants", "gpa"] : [mode], execution: execution,
-                              idleSeconds: try options.seconds("idle-seconds", default: 2, max: 600))
+        var benchmark = XprocBenchmark(seconds: seconds, runs: runs, payload: payload, queueSize: queueSize, requests: requests,
+                                       modes: mode == "both" ? ["grants", "gpa"] : [mode], execution: execution,
+                                       idleSeconds: try options.seconds("idle-seconds", default: 2, max: 600))
+        // --inflight off: the back-end does not offer INFLIGHT_SHMFD (the cost of tracking, by difference).
+        benchmark.tracksInflight = try options.choice("inflight", default: "on", from: ["on", "off"]) == "on"
+        return benchmark
     }
 
     static func noPositional(_ options: Options) throws(UsageError) {

@@ -14,7 +14,7 @@ struct InflightSessionTests {
         return c
     }
 
-    @Test("GHT-INF-02, GHT-INF-04: our front-end negotiates INFLIGHT_SHMFD, gets a zeroed area sized as libvhost-user sizes it, and keeps it; a back-end told not to track offers nothing",
+    @Test("GHT-INF-02, GHT-INF-04: our front-end negotiates INFLIGHT_SHMFD, gets an area sized as libvhost-user sizes it and keeps it until a device reset; a back-end told not to track offers nothing",
           arguments: [FrontEndConfiguration.RingFormat.split, .packed])
     func frontEndKeepsArea(ring: FrontEndConfiguration.RingFormat) throws {
         let (backEnd, _) = try EmbeddingTests.serve({ ChecksumEchoDevice(queueCount: 2) })
@@ -29,9 +29,9 @@ struct InflightSessionTests {
         let expected = InflightLayout.regionSize(queueCount: 2, queueSize: 16, packed: ring == .packed)
         #expect(area.info.mmapSize == UInt64(expected) && area.memory.size == expected)
         #expect(frontEnd.inflightFileDescriptor != nil)
-        // A reset sets the queues up again, with the same area (SET_INFLIGHT_FD again, no new GET).
+        // A reset forgets what was in flight: the front-end gets a fresh area, as QEMU does.
         try frontEnd.reset()
-        #expect(frontEnd.inflightArea?.memory === area.memory)
+        #expect(frontEnd.inflightArea != nil && frontEnd.inflightArea?.memory !== area.memory)
 
         let (plain, _) = try EmbeddingTests.serve({ ChecksumEchoDevice() }) { $0.tracksInflightRequests = false }
         defer { plain.stop() }
@@ -79,5 +79,34 @@ struct InflightSessionTests {
         let get = VhostUserMessage.getInflightFD(VhostUserInflight(queueCount: 1, queueSize: 64))
         try c.send(get)
         #expect(try c.reply(to: get) == .inflight(VhostUserInflight(mmapSize: 1088, mmapOffset: 0, queueCount: 1, queueSize: 64)))
+    }
+}
+
+extension InflightSessionTests {
+    @Test("GHT-INF-05: with our front-end in grant and guest-physical mode, kept requests are marked in flight in the area and cleared once completed; used_idx follows the used ring",
+          arguments: [FrontEndConfiguration.AddressMode.grants, .guestPhysical])
+    func areaFollowsTheRing(mode: FrontEndConfiguration.AddressMode) throws {
+        let device = DeferringDevice()
+        let (backEnd, _) = try EmbeddingTests.serve({ device }) { $0.logSink = nil }
+        defer { backEnd.stop() }
+        var configuration = FrontEndConfiguration.small
+        configuration.mode = mode
+        let frontEnd = try FrontEnd.connect(socketPath: backEnd.socketPath, configuration: configuration)
+        defer { frontEnd.close() }
+        let memory = try #require(frontEnd.inflightArea?.memory)
+        let area = try #require(UnsafeInflightSplit(memory.range))
+        let q = frontEnd.queues[0]
+        for k in 0..<3 { _ = try q.submit([UInt8(k), 1, 2], replyCapacity: 16) }
+        try q.publish()
+        #expect(eventually { device.kept.withLock { $0.count } == 3 })
+        #expect(area.version == 1 && area.descriptorCount == 16)
+        #expect((0..<16).filter { area.flag($0) == 1 }.count == 3 && area.usedIndex == 0)
+        device.answer { _ in [2, 0] }
+        var done = 0
+        #expect(eventually { done += (try? q.pollCompletions { _, _ in })  ?? 0; return done == 2 })
+        #expect((0..<16).filter { area.flag($0) == 1 }.count == 1 && area.usedIndex == 2)
+        device.answer()
+        #expect(eventually { done += (try? q.pollCompletions { _, _ in }) ?? 0; return done == 3 })
+        #expect((0..<16).allSatisfy { area.flag($0) == 0 } && area.usedIndex == 3)
     }
 }

@@ -236,8 +236,7 @@ public final class FrontEnd: @unchecked Sendable {
         try setStatus([])
         guard try status().isEmpty else { throw .protocolViolation("the status did not read 0 after a reset") }
         for q in queues { q.abandonOutstanding() }
-        // What the area recorded was abandoned with the rings: a fresh one is asked for, as
-        // QEMU's vhost_user_blk_reset frees its area (vhost_dev_free_inflight).
+        // QEMU frees the in-flight area at a device reset: the fresh rings have nothing in flight.
         inflightArea = nil
         try bringUp(offered: try features(of: .getFeatures))
     }
