@@ -47,6 +47,9 @@ public struct GuestWorkload: Sendable {
     /// Reconnect to a back-end restarted at ``socket`` within this many seconds of its end
     /// (``FrontEndReconnectPolicy``); nil (the default): a back-end's end stops the workload.
     public var reconnectSeconds: Double?
+    /// Called with 0 once the front-end is connected and set up, before the workload starts,
+    /// and with the count of reconnections each time the stream workload finds one more.
+    public var onConnected: (@Sendable (_ reconnections: Int) -> Void)?
 
     /// A workload of `kind` against `socket`; the payload is 16 KiB for a stream, else 4 KiB.
     public init(socket: String, kind: Kind = .stream) {
@@ -90,6 +93,7 @@ public struct GuestWorkload: Sendable {
         do throws(FrontEndError) {
             let frontEnd = try FrontEnd.connect(socketPath: socket, configuration: configuration)
             defer { report.reconnects = frontEnd.reconnectCount }
+            onConnected?(0)
             switch kind {
             case .stream: try stream(frontEnd, &report)
             case .throughput: try throughput(frontEnd, &report)
@@ -119,6 +123,7 @@ public struct GuestWorkload: Sendable {
         var n = 0
         let start = SystemClock.monotonic.seconds
         var badDone = !presentsForbiddenHandle
+        var reconnections = 0
         func check(_ token: UInt64, _ reply: UnsafeRawBufferPointer) {
             guard let (k, length) = inFlight.removeValue(forKey: token) else { s.mismatches += 1; return }
             let expected = Payload.bytes(k, length: length)
@@ -150,6 +155,10 @@ public struct GuestWorkload: Sendable {
                 break
             }
             try queue.waitForCompletions(check)
+            if let onConnected, frontEnd.reconnectCount != reconnections {
+                reconnections = frontEnd.reconnectCount
+                onConnected(reconnections)
+            }
         }
     }
 

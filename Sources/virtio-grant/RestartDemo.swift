@@ -31,11 +31,13 @@ struct RestartDemo {
                 return fail("cannot start guest \(g): \(error)")
             }
         }
-        // The kills at even points of the run; each restart waits until the new back-end listens.
+        // The kills at even points of the run, counted from the moment every guest is in; each
+        // restart waits until the new back-end listens.
+        var problems: [String] = []
+        problems += awaitGuests(&running, reconnections: 0)
         let interval = seconds / Double(restarts + 1)
         let start = SystemClock.monotonic.seconds
-        var problems: [String] = []
-        for k in 1...restarts {
+        for k in 1...restarts where problems.isEmpty {
             let wait = start + interval * Double(k) - SystemClock.monotonic.seconds
             if wait > 0 { SystemClock.sleep(milliseconds: Int(wait * 1000)) }
             try? backEnd.process.kill()
@@ -45,6 +47,8 @@ struct RestartDemo {
                 break
             }
             backEnd = next
+            // The next kill only once every guest is back: each kill is one reconnection.
+            problems += awaitGuests(&running, reconnections: k)
         }
         let bound = Int32(seconds * 1000) + 60_000
         var summaries: [(domain: Int, summary: JSONObject?, exit: ChildProcess.ExitStatus?)] = []
@@ -64,6 +68,18 @@ struct RestartDemo {
         if backEndExit != .exited(0) { problems.append("the last back-end ended \(backEndExit.map(\.description) ?? "not at all")") }
         report(summaries.map { ($0.domain, $0.summary) }, problems: problems)
         return problems.isEmpty ? 0 : 1
+    }
+
+    /// Waits for every guest's line saying it is connected after `reconnections` reconnections.
+    private func awaitGuests(_ running: inout [(domain: Int, command: SpawnedCommand)], reconnections: Int) -> [String] {
+        var problems: [String] = []
+        for i in running.indices {
+            let line = running[i].command.nextObject(timeoutMilliseconds: 30_000)
+            if line?.string("event") != "connected" || line?.int("reconnections") != reconnections {
+                problems.append("guest \(running[i].domain) did not say it was connected after \(reconnections) reconnection(s)")
+            }
+        }
+        return problems
     }
 
     /// `serve` started, once it listens.

@@ -68,7 +68,8 @@ let usage = """
         --outstanding N    requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
         --reconnect S      a back-end that goes away is reconnected to at --socket within S seconds
-                           (setup replayed, requests in flight completed once); default: it ends the run
+                           (setup replayed, requests in flight completed once; a line
+                           {"event":"connected"} comes before the summary); default: it ends the run
       net-peer             a second guest on a net back-end: answers ARP and ping for --ip
         --socket PATH      the back-end (required)
         --ip A.B.C.D       its IPv4 address (default 10.0.2.2)
