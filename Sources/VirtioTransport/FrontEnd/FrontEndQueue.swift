@@ -53,12 +53,16 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// ones (under ``lock``).
     var pending: [(token: UInt64, reply: [UInt8])] = []
 
-    /// Requests completed, and bytes sent and received, since the queue was set up.
-    public private(set) var completed = 0
+    /// Requests completed, and bytes sent and received, since the queue was set up (read under
+    /// ``lock``: a reconnection on another thread may take completions back meanwhile).
+    public var completed: Int { lock.withLock { _ in completedCount } }
+    public var bytesSent: Int { lock.withLock { _ in sentCount } }
+    public var bytesReceived: Int { lock.withLock { _ in receivedCount } }
+    private var completedCount = 0
+    private var sentCount = 0
+    private var receivedCount = 0
     /// Whether ``pollCompletions(_:)`` turned used-buffer notifications off.
     private var usedNotificationsSuppressed = false
-    public private(set) var bytesSent = 0
-    public private(set) var bytesReceived = 0
 
     static let tableEntries = 8
 
@@ -161,7 +165,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     }
 
     /// Requests that may still be submitted before completions free their buffers.
-    public var freeCount: Int { freeSlots.count }
+    public var freeCount: Int { lock.withLock { _ in freeSlots.count } }
 
     /// Submits a request: copies `request` into a request buffer (split into `parts` readable
     /// segments, to exercise multi-descriptor and indirect chains) and offers a reply buffer of
@@ -203,7 +207,7 @@ public final class FrontEndQueue: @unchecked Sendable {
         do {
             let token = try add(readable: readable, writable: writable)
             slotOfToken[token] = slot
-            bytesSent += request.count
+            sentCount += request.count
             return token
         } catch {
             freeSlots.append(slot)
@@ -330,11 +334,11 @@ public final class FrontEndQueue: @unchecked Sendable {
                     }
                     body(used.token, UnsafeRawBufferPointer(rebasing: replyCopy.prefix(length)))
                     freeSlots.append(slot)
-                    bytesReceived += length
+                    receivedCount += length
                 } else {
                     body(used.token, UnsafeRawBufferPointer(start: nil, count: 0))
                 }
-                completed += 1
+                completedCount += 1
                 count += 1
             }
         } catch {
