@@ -111,19 +111,50 @@ struct InflightRestartTests {
         #expect(reaped == [4, 1])
         // The back-end dies: the connection drops with four requests inside the device.
         first.close()
+        try Self.restart(backEnd, device, guest, mode: mode, base: guest.driver.ring.usedRing.loadIndex(), reaped: &reaped)
+    }
+
+    @Test("GHT-INF-05: requests abandoned at a clean stop (GET_VRING_BASE after the drain timeout) stay marked; the next start, at the base GET_VRING_BASE returned, resubmits them once",
+          arguments: Mode.allCases)
+    func abandonedAtStop(mode: Mode) throws {
+        let device = DeferringDevice()
+        let (backEnd, _) = try EmbeddingTests.serve({ device }) {
+            $0.inFlightDrainTimeoutMilliseconds = 50
+            $0.logSink = nil
+        }
+        defer { backEnd.stop() }
+        let guest = try Guest()
+        for k in 0..<6 { try guest.post(k) }
+        guest.driver.publish()
+        let (first, kick) = try Self.connect(backEnd.socketPath, guest, mode: mode, base: 0)
+        try kick.signal()
+        #expect(eventually { Self.keptIDs(device) == [0, 1, 2, 3, 4, 5] })
+        device.answer { _ in [4, 1] }
+        var reaped: [Int] = []
+        #expect(eventually { reaped += (try? guest.reap()) ?? []; return reaped.count == 2 })
+        let stop = VhostUserMessage.getVringBase(VhostUserVringState(index: 0, num: 0))
+        try first.send(stop)
+        #expect(try first.reply(to: stop) == .vringBase(VhostUserVringState(index: 0, num: 6)))
+        first.close()
+        try Self.restart(backEnd, device, guest, mode: mode, base: 6, reaped: &reaped)
+    }
+
+    /// The second session: at `base`, the four requests still in flight (0, 2, 3, 5) come again,
+    /// in pop order, once; then new ones.
+    static func restart(_ backEnd: BackEnd, _ device: DeferringDevice, _ guest: Guest, mode: Mode, base: UInt16,
+                        reaped: inout [Int]) throws {
         #expect(eventually { backEnd.reports.count == 1 })
         device.kept.withLock { $0.removeAll() }
-
-        let usedIndex = guest.driver.ring.usedRing.loadIndex()
-        #expect(usedIndex == 2)
-        let (second, kick2) = try Self.connect(backEnd.socketPath, guest, mode: mode, base: usedIndex)
+        #expect(guest.driver.ring.usedRing.loadIndex() == 2)
+        let (second, kick2) = try Self.connect(backEnd.socketPath, guest, mode: mode, base: base)
         defer { second.close() }
         try kick2.signal()
         #expect(eventually { Self.keptIDs(device).count == 4 })
         #expect(Self.keptIDs(device) == [0, 2, 3, 5], "the requests in flight, in the order they were first popped")
         device.answer()
         #expect(eventually { reaped += (try? guest.reap()) ?? []; return reaped.count == 6 })
-        #expect(Set(reaped) == Set(0..<6) && reaped.count == 6, "\(reaped)")
+        let all = reaped
+        #expect(Set(all) == Set(0..<6) && all.count == 6, "\(all)")
         // Nothing more arrives: completed requests are never redelivered.
         try kick2.signal()
         SystemClock.sleep(nanoseconds: 50_000_000)
