@@ -126,13 +126,7 @@ struct DemoCommand {
                 line.add("ok", r.failures.isEmpty)
                 print(line.text)
             }
-            var line = JSONLine()
-            line.add("demo", "multi-process")
-            line.add("guests", results.count)
-            line.add("ring", ring)
-            line.add("ok", problems.isEmpty)
-            if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
-            print(line.text)
+            print(Self.verdict("multi-process", guests: results.count, problems: problems) { $0.add("ring", ring) })
             return
         }
         print("""
@@ -165,6 +159,17 @@ struct DemoCommand {
     }
 
     let widths = [5, 8, 8, 17, 14, 14]
+
+    /// A demo's last JSON line: which demo, its guests, what `fields` add, and the verdict.
+    static func verdict(_ demo: String, guests: Int, problems: [String], _ fields: (inout JSONLine) -> Void) -> String {
+        var line = JSONLine()
+        line.add("demo", demo)
+        line.add("guests", guests)
+        fields(&line)
+        line.add("ok", problems.isEmpty)
+        if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
+        return line.text
+    }
 
     func megabytes(_ r: GuestResult) -> Double {
         Double((r.summary?.int("bytes_sent") ?? 0) + (r.summary?.int("bytes_received") ?? 0)) / 1e6

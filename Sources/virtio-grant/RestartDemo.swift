@@ -118,14 +118,10 @@ struct RestartDemo {
                 line.add("seconds", s?.number("seconds") ?? 0, decimals: 3)
                 print(line.text)
             }
-            var line = JSONLine()
-            line.add("demo", "restarts")
-            line.add("guests", rows.count)
-            line.add("restarts", restarts)
-            line.add("ring", ring)
-            line.add("ok", problems.isEmpty)
-            if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
-            print(line.text)
+            print(DemoCommand.verdict("restarts", guests: rows.count, problems: problems) { line in
+                line.add("restarts", restarts)
+                line.add("ring", ring)
+            })
             return
         }
         print("""
