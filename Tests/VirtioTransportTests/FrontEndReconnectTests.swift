@@ -310,4 +310,17 @@ struct FrontEndReconnectTests {
         frontEnd.close()
         #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
     }
+
+    @Test("GHT-RCN-13: closing a front-end whose back-end went away does not reconnect to the restarted one")
+    func closeDoesNotReconnect() throws {
+        let server = try RestartableBackEnd("rcn-close")
+        let frontEnd = try FrontEnd.connect(socketPath: server.path, configuration: .reconnecting())
+        try EndpointTests.stream(frontEnd, count: 10)
+        server.stop()
+        try server.start()
+        frontEnd.close()
+        usleep(100_000)
+        #expect(frontEnd.reconnectCount == 0)
+        #expect(server.current?.liveSessionCount == 0 && server.current?.reports.isEmpty == true, "no session was opened")
+    }
 }
