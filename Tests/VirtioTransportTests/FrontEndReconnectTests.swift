@@ -45,6 +45,19 @@ final class RestartableBackEnd {
     deinit { stop() }
 }
 
+/// Closes `frontEnd` and expects every grant it made to have ended (GHT-RCN-07).
+func closeEndingEveryGrant(_ frontEnd: FrontEnd, sourceLocation: SourceLocation = #_sourceLocation) {
+    frontEnd.close()
+    #expect(frontEnd.grantsEnded == frontEnd.grantsMade, sourceLocation: sourceLocation)
+}
+
+/// Expects `body` to throw the ``FrontEndError`` case `matches` accepts (`name` in the message).
+func expectError(_ matches: (FrontEndError) -> Bool, _ name: String, sourceLocation: SourceLocation = #_sourceLocation,
+                 _ body: () throws -> Void) {
+    let error = #expect(throws: FrontEndError.self, sourceLocation: sourceLocation) { try body() }
+    if let error, !matches(error) { Issue.record("expected \(name), got \(error)", sourceLocation: sourceLocation) }
+}
+
 extension FrontEndConfiguration {
     /// The default configuration with a reconnect policy.
     static func reconnecting(timeLimitMilliseconds: Int32 = 10_000, ring: RingFormat = .split, mode: AddressMode = .grants) -> Self {
@@ -75,8 +88,7 @@ struct FrontEndReconnectTests {
             #expect(frontEnd.reconnectCount == round)
         }
         #expect(try frontEnd.status() == [.acknowledge, .driver, .featuresOK, .driverOK])
-        frontEnd.close()
-        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+        closeEndingEveryGrant(frontEnd)
     }
 
     @Test("GHT-RCN-01: without a policy (the default) a back-end's end is the disconnected error, as before")
@@ -127,11 +139,7 @@ struct FrontEndReconnectTests {
         server.stop()
         let queue = frontEnd.queues[0]
         let start = ContinuousClock.now
-        let error = #expect(throws: FrontEndError.self) { _ = try queue.waitForCompletions(timeoutMilliseconds: 20_000) }
-        guard case .timedOut = error else {
-            Issue.record("expected timedOut, got \(String(describing: error))")
-            return
-        }
+        expectError({ if case .timedOut = $0 { true } else { false } }, "timedOut") { _ = try queue.waitForCompletions(timeoutMilliseconds: 20_000) }
         #expect(ContinuousClock.now - start < .seconds(3))
         #expect(throws: FrontEndError.self) { _ = try frontEnd.status() }
         #expect(throws: FrontEndError.self) { _ = try frontEnd.queues[1].waitForCompletions(timeoutMilliseconds: 100) }
@@ -166,15 +174,10 @@ struct FrontEndReconnectTests {
         }
         #expect(seen.values.allSatisfy { $0 == 1 } && Set(seen.keys) == Set(expected.keys))
         // Nothing more comes: no request is processed a second time.
-        let after = #expect(throws: FrontEndError.self) { _ = try queue.waitForCompletions(timeoutMilliseconds: 200) }
-        guard case .timedOut = after else {
-            Issue.record("expected nothing more (timedOut), got \(String(describing: after))")
-            return
-        }
+        expectError({ if case .timedOut = $0 { true } else { false } }, "timedOut") { _ = try queue.waitForCompletions(timeoutMilliseconds: 200) }
         #expect(frontEnd.reconnectCount == 1)
         try EndpointTests.stream(frontEnd, count: 30)
-        frontEnd.close()
-        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+        closeEndingEveryGrant(frontEnd)
     }
 
     @Test("GHT-RCN-05: a restarted back-end that no longer offers a feature the device runs with is a typed error")
@@ -190,11 +193,7 @@ struct FrontEndReconnectTests {
         let queue = frontEnd.queues[0]
         try queue.submit([1], replyCapacity: 16)
         try queue.publish()
-        let error = #expect(throws: FrontEndError.self) { _ = try queue.waitForCompletions() }
-        guard case .cannotResume = error else {
-            Issue.record("expected cannotResume, got \(String(describing: error))")
-            return
-        }
+        expectError({ if case .cannotResume = $0 { true } else { false } }, "cannotResume") { _ = try queue.waitForCompletions() }
     }
 
     @Test("GHT-RCN-06: requests in flight on a back-end that keeps no in-flight region and may complete out of order: a typed error, not silent loss")
@@ -210,11 +209,7 @@ struct FrontEndReconnectTests {
         usleep(50_000)   // taken into the device, which holds them
         server.stop()
         try server.start()
-        let error = #expect(throws: FrontEndError.self) { _ = try queue.waitForCompletions() }
-        guard case .cannotResume = error else {
-            Issue.record("expected cannotResume, got \(String(describing: error))")
-            return
-        }
+        expectError({ if case .cannotResume = $0 { true } else { false } }, "cannotResume") { _ = try queue.waitForCompletions() }
         #expect(throws: FrontEndError.self) { _ = try frontEnd.queues[1].waitForCompletions(timeoutMilliseconds: 100) }
     }
 
@@ -261,8 +256,7 @@ struct FrontEndReconnectTests {
         #expect(outcome.withLock { $0 } == [])
         #expect(received.load(ordering: .relaxed) == 1200)
         #expect(frontEnd.reconnectCount == 2)
-        frontEnd.close()
-        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+        closeEndingEveryGrant(frontEnd)
     }
 
     @Test("GHT-RCN-13: a control request that finds the back-end gone is sent again to the restarted one, after the replay")
@@ -307,8 +301,7 @@ struct FrontEndReconnectTests {
         }
         try EndpointTests.stream(frontEnd, count: 50)
         #expect(frontEnd.reconnectCount == 1)
-        frontEnd.close()
-        #expect(frontEnd.grantsEnded == frontEnd.grantsMade)
+        closeEndingEveryGrant(frontEnd)
     }
 
     @Test("GHT-RCN-13: closing a front-end whose back-end went away does not reconnect to the restarted one")
