@@ -25,6 +25,8 @@ public struct GuestReport: Sendable {
     public var resets = 0
     public var grantsMade = 0
     public var grantsEnded = 0
+    /// Times the front-end reconnected to a restarted back-end (``GuestWorkload/reconnectSeconds``).
+    public var reconnects = 0
     /// Wall-clock seconds from connecting to closing.
     public var seconds = 0.0
     /// The latency workload's round trips.
@@ -64,6 +66,7 @@ public struct GuestReport: Sendable {
         line.add("resets", resets)
         line.add("grants_made", grantsMade)
         line.add("grants_ended", grantsEnded)
+        line.add("reconnects", reconnects)
         line.add("seconds", seconds, decimals: 3)
         if let error { line.add("error", error) }
         line.add("ok", ok)

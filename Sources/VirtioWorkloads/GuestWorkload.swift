@@ -44,6 +44,12 @@ public struct GuestWorkload: Sendable {
     public var queueSize = 256
     /// Requests in flight at most (1...queueSize).
     public var outstanding = 64
+    /// Reconnect to a back-end restarted at ``socket`` within this many seconds of its end
+    /// (``FrontEndReconnectPolicy``); nil (the default): a back-end's end stops the workload.
+    public var reconnectSeconds: Double?
+    /// Called with 0 once the front-end is connected and set up, before the workload starts,
+    /// and with the count of reconnections each time the stream workload finds one more.
+    public var onConnected: (@Sendable (_ reconnections: Int) -> Void)?
 
     /// A workload of `kind` against `socket`; the payload is 16 KiB for a stream, else 4 KiB.
     public init(socket: String, kind: Kind = .stream) {
@@ -62,6 +68,7 @@ public struct GuestWorkload: Sendable {
         if !(1...32768).contains(queueSize) { return "queue size must be in 1...32768" }
         if ring == .split && queueSize & (queueSize - 1) != 0 { return "queue size must be a power of 2 for a split ring" }
         if !(1...queueSize).contains(outstanding) { return "outstanding must be in 1...\(queueSize)" }
+        if let r = reconnectSeconds, !(r > 0 && r <= 3600) { return "reconnect seconds must be in (0, 3600]" }
         return nil
     }
 
@@ -81,9 +88,12 @@ public struct GuestWorkload: Sendable {
         configuration.maxOutstanding = outstanding
         configuration.maxRequestSize = max(payload, 4096)
         configuration.maxReplySize = max(payload + 8, 4096)
+        configuration.reconnect = reconnectSeconds.map { FrontEndReconnectPolicy(retryIntervalMilliseconds: 20, timeLimitMilliseconds: Int32($0 * 1000)) }
         let start = SystemClock.monotonic.seconds
         do throws(FrontEndError) {
             let frontEnd = try FrontEnd.connect(socketPath: socket, configuration: configuration)
+            defer { report.reconnects = frontEnd.reconnectCount }
+            onConnected?(0)
             switch kind {
             case .stream: try stream(frontEnd, &report)
             case .throughput: try throughput(frontEnd, &report)
@@ -113,6 +123,7 @@ public struct GuestWorkload: Sendable {
         var n = 0
         let start = SystemClock.monotonic.seconds
         var badDone = !presentsForbiddenHandle
+        var reconnections = 0
         func check(_ token: UInt64, _ reply: UnsafeRawBufferPointer) {
             guard let (k, length) = inFlight.removeValue(forKey: token) else { s.mismatches += 1; return }
             let expected = Payload.bytes(k, length: length)
@@ -144,6 +155,10 @@ public struct GuestWorkload: Sendable {
                 break
             }
             try queue.waitForCompletions(check)
+            if let onConnected, frontEnd.reconnectCount != reconnections {
+                reconnections = frontEnd.reconnectCount
+                onConnected(reconnections)
+            }
         }
     }
 

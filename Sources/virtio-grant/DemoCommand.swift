@@ -16,15 +16,19 @@ struct DemoCommand {
     let json: Bool
     /// `--vfs N`: the guests share N virtual functions of one device instead (SharedDeviceDemo).
     let functions: Int?
+    /// `--restarts N`: the back-end is killed and restarted N times mid-stream instead (RestartDemo).
+    let restarts: Int?
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["seconds", "guests", "ring", "vfs"], flags: ["json"])
+        let options = try Options(arguments, options: ["seconds", "guests", "ring", "vfs", "restarts"], flags: ["json"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
         seconds = try options.seconds("seconds", default: 3, max: 600)
         guests = try options.int("guests", default: 2, in: 1...16)
         ring = try options.choice("ring", default: "split", from: ["split", "packed"])
         json = options.flag("json")
         functions = options.string("vfs") == nil ? nil : try options.int("vfs", default: 1, in: 1...16)
+        restarts = options.string("restarts") == nil ? nil : try options.int("restarts", default: 1, in: 1...100)
+        guard functions == nil || restarts == nil else { throw UsageError(description: "--vfs and --restarts do not mix") }
     }
 
     /// One guest's outcome: what it printed, what the back-end reported for its session.
@@ -38,6 +42,7 @@ struct DemoCommand {
 
     func run() -> Int32 {
         if let functions { return SharedDeviceDemo(guests: guests, functions: functions, seconds: seconds, json: json).run() }
+        if let restarts { return RestartDemo(guests: guests, restarts: restarts, seconds: seconds, ring: ring, json: json).run() }
         guard let directory = try? TemporaryDirectory() else { return failure("cannot create a temporary directory") }
         defer { directory.remove() }
         let socket = directory.path + "/backend.sock"
@@ -121,13 +126,7 @@ struct DemoCommand {
                 line.add("ok", r.failures.isEmpty)
                 print(line.text)
             }
-            var line = JSONLine()
-            line.add("demo", "multi-process")
-            line.add("guests", results.count)
-            line.add("ring", ring)
-            line.add("ok", problems.isEmpty)
-            if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
-            print(line.text)
+            print(Self.verdict("multi-process", guests: results.count, problems: problems) { $0.add("ring", ring) })
             return
         }
         print("""
@@ -160,6 +159,17 @@ struct DemoCommand {
     }
 
     let widths = [5, 8, 8, 17, 14, 14]
+
+    /// A demo's last JSON line: which demo, its guests, what `fields` add, and the verdict.
+    static func verdict(_ demo: String, guests: Int, problems: [String], _ fields: (inout JSONLine) -> Void) -> String {
+        var line = JSONLine()
+        line.add("demo", demo)
+        line.add("guests", guests)
+        fields(&line)
+        line.add("ok", problems.isEmpty)
+        if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
+        return line.text
+    }
 
     func megabytes(_ r: GuestResult) -> Double {
         Double((r.summary?.int("bytes_sent") ?? 0) + (r.summary?.int("bytes_received") ?? 0)) / 1e6

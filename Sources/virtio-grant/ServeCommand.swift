@@ -35,11 +35,13 @@ struct ServeCommand {
     let workerCPUs: [Int]
     /// `--vfs N`: the connections share N virtual functions in turns.
     let scheduling: SharedDeviceConfiguration?
+    /// `--hold-ms N`: how long checksum-late keeps each request.
+    let holdMilliseconds: Int
 
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus", "aio", "net-source"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
+        let options = try Options(arguments, options: Set(["socket", "device", "queues", "sessions", "image", "guest-cid", "vsock-socket", "max-queue-size", "poll", "worker-threads", "worker-cpus", "aio", "net-source", "hold-ms"]).union(SchedulerOptions.names), flags: ["verbose", "read-only", "direct"])
         guard options.positional.isEmpty else { throw UsageError(description: "unexpected argument '\(options.positional[0])'") }
-        device = try options.choice("device", default: "checksum", from: ["checksum", "echo", "blk", "net", "rng", "vsock"])
+        device = try options.choice("device", default: "checksum", from: ["checksum", "checksum-late", "echo", "blk", "net", "rng", "vsock"])
         scheduling = try SchedulerOptions.parse(options, device: device)
         if let named = scheduling?.guests, !named.isEmpty {
             guard options.string("socket") == nil else { throw UsageError(description: "--socket and --guest do not mix: each --guest names its own socket") }
@@ -79,6 +81,8 @@ struct ServeCommand {
         execution = options.string("poll") == nil ? .sleeping : .polling(idleMicroseconds: try options.int("poll", default: 50, in: 0...10_000_000))
         workerThreads = options.string("worker-threads") == nil ? nil : try options.int("worker-threads", default: 1, in: 1...256)
         workerCPUs = try options.ints("worker-cpus", default: [], in: 0...1023)
+        holdMilliseconds = try options.int("hold-ms", default: 2, in: 0...60_000)
+        guard device == "checksum-late" || options.string("hold-ms") == nil else { throw UsageError(description: "--hold-ms is for --device checksum-late") }
     }
 
     func run() -> Int32 {
@@ -182,6 +186,10 @@ struct ServeCommand {
             configuration.maxQueueSize = maxQueueSize
             configuration.asynchronousIO = asynchronousIO
             return { [configuration] in BlockDevice(file: file, configuration: configuration) }
+        case "checksum-late":
+            // Completes out of order, from a thread of its own (a back-end to kill mid-stream).
+            let hold = holdMilliseconds
+            return { LateChecksumDevice(queueCount: queues, holdMilliseconds: hold) }
         case "rng":
             return { EntropyDevice() }
         case "vsock":

@@ -87,13 +87,7 @@ struct SharedDeviceDemo {
                 line.add("preemptions", r.session?.int("sched_preemptions") ?? 0)
                 print(line.text)
             }
-            var line = JSONLine()
-            line.add("demo", "shared-device")
-            line.add("guests", rows.count)
-            line.add("vfs", functions)
-            line.add("ok", problems.isEmpty)
-            if !problems.isEmpty { line.add("problems", problems.joined(separator: "; ")) }
-            print(line.text)
+            print(DemoCommand.verdict("shared-device", guests: rows.count, problems: problems) { $0.add("vfs", functions) })
             return
         }
         print("""

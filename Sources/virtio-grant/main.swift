@@ -12,9 +12,15 @@ let usage = """
         --json             JSON lines (one per guest, then the verdict) instead of the summary
         --vfs N            instead: the guests share N virtual functions of one echo device
                            (n:m, deficit round robin); guest 1 greedy, the others polite
+        --restarts N       instead: the back-end (its device completing out of order) is killed
+                           with SIGKILL and restarted N times mid-stream; the guests reconnect
+                           and verify that every reply came back once and right
       serve                a back-end process: listens on a unix socket, one session per connection
         --socket PATH      where to listen (required)
-        --device D         checksum (default; reply: FNV-1a-64 + echo), echo, blk (virtio-blk),
+        --device D         checksum (default; reply: FNV-1a-64 + echo), checksum-late (the same
+                           replies from a thread of the device, every second request held
+                           --hold-ms N ms, default 2: completions out of order),
+                           echo, blk (virtio-blk),
                            net (virtio-net; every connection a port of one switch, with an
                            address of its own that it alone may send from), rng
                            (virtio-rng: random bytes from getrandom) or vsock (virtio-vsock)
@@ -61,6 +67,9 @@ let usage = """
         --queue-size N     (default 256; packed rings need not be a power of 2)
         --outstanding N    requests in flight (default 64)
         --bad-handle       halfway, put a never-granted handle in a chain, expect the refusal, reset
+        --reconnect S      a back-end that goes away is reconnected to at --socket within S seconds
+                           (setup replayed, requests in flight completed once; a line
+                           {"event":"connected"} comes before the summary); default: it ends the run
       net-peer             a second guest on a net back-end: answers ARP and ping for --ip
         --socket PATH      the back-end (required)
         --ip A.B.C.D       its IPv4 address (default 10.0.2.2)

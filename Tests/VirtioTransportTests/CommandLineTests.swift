@@ -31,7 +31,7 @@ struct CommandLineTests {
         (["bench", "xproc", "--queue-size", "100"], "--queue-size must be a power of 2"),
         (["serve"], "serve needs --socket PATH"),
         (["serve", "--socket", String(repeating: "s", count: 200)], "--socket path longer than a unix socket address allows"),
-        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, echo, blk, net, rng, vsock"),
+        (["serve", "--socket", "/tmp/x", "--device", "disk"], "--device must be one of checksum, checksum-late, echo, blk, net, rng, vsock"),
         (["serve", "--socket", "/tmp/x", "--device", "vsock"], "serve --device vsock needs --vsock-socket PATH"),
         (["serve", "--socket", "/tmp/x", "--guest-cid", "3"], "--guest-cid and --vsock-socket are for --device vsock"),
         (["serve", "--socket", "/tmp/x", "--vsock-socket", "/tmp/v"], "--guest-cid and --vsock-socket are for --device vsock"),

@@ -6,13 +6,22 @@ import VhostUser
 extension FrontEnd {
     /// Sends `message` and waits for its reply, if it has one; with REPLY_ACK negotiated every
     /// request asks for an acknowledgement, so a refusal is seen at once.
+    /// With a reconnect policy, a request that finds the back-end gone is sent again to the
+    /// back-end restarted at the same path, once the setup was replayed (GHT-RCN-01).
     @discardableResult
     func request(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> VhostUserReply? {
-        try exchange(message, fds: fds).reply
+        let generation = connectionGeneration.load(ordering: .acquiring)
+        let recoverable = !closed && resumable && !replaying && configuration.reconnect != nil
+        do {
+            return try exchange(message, fds: fds).reply
+        } catch .disconnected where recoverable {
+            try recover(after: generation)
+            return try exchange(message, fds: fds).reply
+        }
     }
 
-    /// ``request(_:fds:)``, also returning the descriptors the reply carried (GET_INFLIGHT_FD's
-    /// area; the codec allows none with any other reply).
+    /// ``request(_:fds:)`` without recovery, also returning the descriptors the reply carried
+    /// (GET_INFLIGHT_FD's area; the codec allows none with any other reply).
     func exchange(_ message: VhostUserMessage, fds: [Int32] = []) throws(FrontEndError) -> (reply: VhostUserReply?, fds: [FileDescriptor]) {
         guard !closed else { throw .disconnected }
         let request = message.request
@@ -76,6 +85,7 @@ extension FrontEnd {
     /// ends every grant — asking the back-end to revoke what it still holds — and closes.
     public func close() {
         guard !closed else { return }
+        resumable = false   // a back-end gone now is not reconnected to only to be closed
         _ = try? setStatus([])
         if let grants {
             for (first, count) in grantedRuns {

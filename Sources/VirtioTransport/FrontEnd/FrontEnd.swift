@@ -1,3 +1,4 @@
+import Synchronization
 import VirtioCore
 import VirtioGrants
 import VirtioSystem
@@ -12,10 +13,29 @@ import VhostUser
 /// only read-only, Spec/hostile-peers.md §5), and in grant mode its grant table, grants every
 /// area with the access the device needs (read-only for what the device only reads, H3), and
 /// sets up its queues. A back-end that dies is reported as ``FrontEndError/disconnected``
-/// within the timeout, never a hang.
+/// within the timeout, never a hang; with a ``FrontEndConfiguration/reconnect`` policy the
+/// front-end reconnects to the back-end restarted at the same path instead and carries on
+/// (FrontEnd+Reconnect.swift, Spec/restart.md §2).
 public final class FrontEnd: @unchecked Sendable {
     public let configuration: FrontEndConfiguration
-    let channel: VhostUserChannel
+    /// The control connection; replaced only by a reconnection, under ``recovery``.
+    var channel: VhostUserChannel
+    /// Where the back-end listens (nil for a front-end made over a connected socket, which
+    /// cannot reconnect).
+    var socketPath: String?
+    /// Serializes reconnections: the thread that sees the back-end gone first reconnects,
+    /// the others wait and find ``connectionGeneration`` moved on.
+    let recovery = Locked<Void>(())
+    /// Counts connections to the back-end made after the first (GHT-RCN-01).
+    let connectionGeneration = Atomic<Int>(0)
+    /// Set once the first setup completed: only then is a lost connection recovered.
+    var resumable = false
+    /// Set while a reconnection replays the setup (by the thread that holds ``recovery``): its
+    /// own requests that fail are not recovered again. Control requests are made from one
+    /// thread at a time; queue waits on other threads recover through the lock instead.
+    var replaying = false
+    /// Why the last reconnection failed; every later recovery reports it.
+    var resumeFailure: FrontEndError?
     /// This connection's shared memory, never another back-end's (GHT-HBE-01).
     let pool: FrontEndPool
     let grants: GrantTable?
@@ -51,7 +71,9 @@ public final class FrontEnd: @unchecked Sendable {
             throw .disconnected
         }
         let frontEnd = try FrontEnd(socket: socket, configuration: configuration)
+        frontEnd.socketPath = socketPath
         try frontEnd.initialize()
+        frontEnd.resumable = true
         return frontEnd
     }
 

@@ -52,6 +52,9 @@ public struct FrontEndConfiguration: Sendable {
     /// Whether the read-only file is sealed against the back-end's writable mappings
     /// (libvhost-user maps every region read-write and fails on a sealed one).
     public var sealsReadOnlyMemory = true
+    /// Whether and how to reconnect to a back-end that went away (GHT-RCN-01); nil (the
+    /// default): its end is ``FrontEndError/disconnected``.
+    public var reconnect: FrontEndReconnectPolicy?
 
     public init() {}
 }

@@ -25,6 +25,11 @@ public enum FrontEndError: Error, Equatable, CustomStringConvertible {
     case system(SystemError)
     case socket(UnixSocketError)
     case sharedMemory(SharedMemoryError)
+    /// The back-end went away and the one found at its socket cannot take over the device
+    /// without losing or repeating a request: it lacks a feature the device runs with, or
+    /// in-flight tracking while requests were in flight on a device that may complete out
+    /// of order (GHT-RCN-05, 06). The front-end stays disconnected.
+    case cannotResume(String)
 
     public var description: String {
         switch self {
@@ -40,6 +45,7 @@ public enum FrontEndError: Error, Equatable, CustomStringConvertible {
         case .system(let e): return "\(e)"
         case .socket(let e): return "socket: \(e)"
         case .sharedMemory(let e): return "shared memory: \(e)"
+        case .cannotResume(let why): return "cannot resume after a reconnect: \(why)"
         }
     }
 }

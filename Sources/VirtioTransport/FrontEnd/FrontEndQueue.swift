@@ -44,13 +44,25 @@ public final class FrontEndQueue: @unchecked Sendable {
     let scrubsSlots: Bool
     var slotOfToken: [UInt64: Int] = [:]
     var nextToken: UInt64 = 1
+    /// Held around every use of the driver state (add, publish, reap) and by a reconnection,
+    /// which takes back what the dead back-end completed and reads where the queue stands
+    /// while the queue's users go on from their own threads (GHT-RCN-03). Uncontended but for
+    /// a reconnection.
+    let lock = Locked<Void>(())
+    /// Completions taken back by a reconnection, handed to the caller before the ring's next
+    /// ones (under ``lock``).
+    var pending: [(token: UInt64, reply: [UInt8])] = []
 
-    /// Requests completed, and bytes sent and received, since the queue was set up.
-    public private(set) var completed = 0
+    /// Requests completed, and bytes sent and received, since the queue was set up (read under
+    /// ``lock``: a reconnection on another thread may take completions back meanwhile).
+    public var completed: Int { lock.withLock { _ in completedCount } }
+    public var bytesSent: Int { lock.withLock { _ in sentCount } }
+    public var bytesReceived: Int { lock.withLock { _ in receivedCount } }
+    private var completedCount = 0
+    private var sentCount = 0
+    private var receivedCount = 0
     /// Whether ``pollCompletions(_:)`` turned used-buffer notifications off.
     private var usedNotificationsSuppressed = false
-    public private(set) var bytesSent = 0
-    public private(set) var bytesReceived = 0
 
     static let tableEntries = 8
 
@@ -102,6 +114,13 @@ public final class FrontEndQueue: @unchecked Sendable {
 
     /// Sets the queue up (again): zeroed rings, the vring messages, enabled (QRST-DRV-02).
     func configure() throws(FrontEndError) {
+        try lock.withLock { _ throws(FrontEndError) in try makeRing() }
+        // Packed: slot 0 with wrap counter 1 on both sides (GHT-PKD-08).
+        try sendRing(base: frontEnd.features.contains(.ringPacked) ? 0x8000_8000 : 0)
+    }
+
+    /// Fresh, empty driver rings over the queue's areas.
+    private func makeRing() throws(FrontEndError) {
         let pool = IndirectTablePool(block: tables.host, deviceAddress: tables.deviceAddress(0), tableCount: size, entriesPerTable: Self.tableEntries)
         let packed = frontEnd.features.contains(.ringPacked)
         // The embedder's queue size, checked here rather than trusted (TRN-M-04): a split ring's
@@ -127,14 +146,18 @@ public final class FrontEndQueue: @unchecked Sendable {
         }
         freeSlots = Array((0..<slots).reversed())
         slotOfToken = [:]
+        pending = []
+    }
+
+    /// The vring messages: size, addresses, `base` (SET_VRING_BASE), kick, call, err, enable.
+    func sendRing(base: UInt32) throws(FrontEndError) {
         let grants = frontEnd.configuration.mode == .grants
         let address = { (run: PoolRun) in grants ? run.deviceAddress(0) : run.userAddress(0) }
         let i = UInt32(index)
         try frontEnd.request(.setVringNum(VhostUserVringState(index: i, num: UInt32(size))))
         try frontEnd.request(.setVringAddress(VhostUserVringAddress(index: i, flags: [], descriptor: address(descriptors),
                                                                      used: address(used), available: address(avail), log: 0)))
-        // Packed: slot 0 with wrap counter 1 on both sides (GHT-PKD-08).
-        try frontEnd.request(.setVringBase(VhostUserVringState(index: i, num: packed ? 0x8000_8000 : 0)))
+        try frontEnd.request(.setVringBase(VhostUserVringState(index: i, num: base)))
         try frontEnd.request(.setVringKick(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [kick.fd.rawValue])
         try frontEnd.request(.setVringCall(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [call.fd.rawValue])
         try frontEnd.request(.setVringErr(VhostUserVringFile(index: UInt8(index), hasFileDescriptor: true)), fds: [err.fd.rawValue])
@@ -142,7 +165,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     }
 
     /// Requests that may still be submitted before completions free their buffers.
-    public var freeCount: Int { freeSlots.count }
+    public var freeCount: Int { lock.withLock { _ in freeSlots.count } }
 
     /// Submits a request: copies `request` into a request buffer (split into `parts` readable
     /// segments, to exercise multi-descriptor and indirect chains) and offers a reply buffer of
@@ -161,6 +184,10 @@ public final class FrontEndQueue: @unchecked Sendable {
         guard request.count <= requestPages * GrantHandle.pageSize, replyCapacity <= replyPages * GrantHandle.pageSize else {
             throw .exhausted("request or reply larger than the configured buffers")
         }
+        return try lock.withLock { _ throws(FrontEndError) in try submit(locked: request, replyCapacity: replyCapacity, parts: parts) }
+    }
+
+    private func submit(locked request: UnsafeRawBufferPointer, replyCapacity: Int, parts: Int) throws(FrontEndError) -> UInt64 {
         guard let slot = freeSlots.popLast() else { throw .exhausted("\(slots) requests already in flight") }
         let base = slot * requestPages * GrantHandle.pageSize
         _ = requests.host.copyBytes(to: base, from: request)
@@ -180,7 +207,7 @@ public final class FrontEndQueue: @unchecked Sendable {
         do {
             let token = try add(readable: readable, writable: writable)
             slotOfToken[token] = slot
-            bytesSent += request.count
+            sentCount += request.count
             return token
         } catch {
             freeSlots.append(slot)
@@ -192,7 +219,7 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// what a hostile or buggy driver would do. The reply, if any, is not copied back.
     @discardableResult
     public func submit(readable: [BufferSegment], writable: [BufferSegment]) throws(FrontEndError) -> UInt64 {
-        try add(readable: readable, writable: writable)
+        try lock.withLock { _ throws(FrontEndError) in try add(readable: readable, writable: writable) }
     }
 
     private func add(readable: [BufferSegment], writable: [BufferSegment]) throws(FrontEndError) -> UInt64 {
@@ -208,8 +235,11 @@ public final class FrontEndQueue: @unchecked Sendable {
 
     /// Exposes what was submitted and kicks the back-end if it wants a notification.
     public func publish() throws(FrontEndError) {
-        driver!.publish()
-        if driver!.kickNeeded() {
+        let kickNeeded = lock.withLock { _ in
+            driver!.publish()
+            return driver!.kickNeeded()
+        }
+        if kickNeeded {
             do { try kick.signal() } catch { throw .system(error) }
         }
     }
@@ -231,12 +261,17 @@ public final class FrontEndQueue: @unchecked Sendable {
     @discardableResult
     public func waitForCompletions(timeoutMilliseconds: Int32? = nil,
                                    _ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
-        let timeout = Timeout(milliseconds: timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds)
+        var timeout = Timeout(milliseconds: timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds)
         while true {
-            let done = try reap(body)
+            let generation = frontEnd.connectionGeneration.load(ordering: .acquiring)
+            let (done, raced) = try lock.withLock { _ throws(FrontEndError) in
+                let done = try reap(body)
+                guard done == 0 else { return (done, false) }
+                usedNotificationsSuppressed = false
+                return (0, driver!.enableUsedNotifications())
+            }
             if done > 0 { return done }
-            usedNotificationsSuppressed = false
-            if driver!.enableUsedNotifications() { continue }   // RCV-DRV-01: a completion raced in
+            if raced { continue }   // RCV-DRV-01: a completion raced in
             let n: Int
             do { n = try poller.wait(timeoutMilliseconds: timeout.remainingMilliseconds(), into: &events) } catch { throw .system(error) }
             if n == 0 { throw .timedOut("completions on queue \(index)") }
@@ -244,7 +279,12 @@ public final class FrontEndQueue: @unchecked Sendable {
                 switch event.token {
                 case 0: _ = try? call.drain()
                 case 1: throw .deviceNeedsReset(queue: index)
-                default: throw .disconnected   // the back-end writes nothing unasked: readable means closed
+                default:
+                    // The back-end writes nothing unasked: readable means closed. With a
+                    // reconnect policy the back-end restarted at the path takes over, and the
+                    // wait starts again from there (GHT-RCN-01).
+                    try frontEnd.backEndWentAway(seenGeneration: generation)
+                    timeout = Timeout(milliseconds: timeoutMilliseconds ?? frontEnd.configuration.timeoutMilliseconds)
                 }
             }
         }
@@ -256,15 +296,29 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// Returns the number of completions; `body` as in ``waitForCompletions(timeoutMilliseconds:_:)``.
     @discardableResult
     public func pollCompletions(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
-        if !usedNotificationsSuppressed {
-            driver!.disableUsedNotifications()
-            usedNotificationsSuppressed = true
+        try lock.withLock { _ throws(FrontEndError) in
+            if !usedNotificationsSuppressed {
+                driver!.disableUsedNotifications()
+                usedNotificationsSuppressed = true
+            }
+            return try reap(body)
         }
-        return try reap(body)
     }
 
-    /// Takes back every used chain, showing `body` the replies in the queue's own buffers.
+    /// Takes back every used chain, showing `body` the replies in the queue's own buffers
+    /// (under ``lock``): first those a reconnection took back, then the ring's.
     func reap(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
+        var count = 0
+        if !pending.isEmpty {
+            for p in pending { p.reply.withUnsafeBytes { body(p.token, $0) } }
+            count = pending.count
+            pending.removeAll()
+        }
+        return try count + reapRing(body)
+    }
+
+    /// Takes back every used chain of the ring (under ``lock``).
+    func reapRing(_ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws(FrontEndError) -> Int {
         var count = 0
         do {
             try driver!.reapAllUsed { used in
@@ -280,11 +334,11 @@ public final class FrontEndQueue: @unchecked Sendable {
                     }
                     body(used.token, UnsafeRawBufferPointer(rebasing: replyCopy.prefix(length)))
                     freeSlots.append(slot)
-                    bytesReceived += length
+                    receivedCount += length
                 } else {
                     body(used.token, UnsafeRawBufferPointer(start: nil, count: 0))
                 }
-                completed += 1
+                completedCount += 1
                 count += 1
             }
         } catch {
@@ -296,65 +350,13 @@ public final class FrontEndQueue: @unchecked Sendable {
     /// After a reset: every outstanding request is abandoned and its buffers are free again
     /// (CLN-DRV-02: the queue is no longer live).
     func abandonOutstanding() {
-        _ = driver?.detachAllOutstanding()
+        lock.withLock { _ in
+            _ = driver?.detachAllOutstanding()
+            pending = []
+        }
         requests.host.fill(with: 0)   // GHT-HBE-04: abandoned slots hold nothing either
         replies.host.fill(with: 0)
         _ = try? err.drain()
         _ = try? call.drain()
-    }
-}
-
-/// A front-end queue's driver side in either format. Each operation takes the queue out of
-/// the enum, runs, and puts it back (the front-end's own path, not the back-end's hot path).
-enum FrontEndRing {
-    case split(SplitDriverQueue)
-    case packed(PackedDriverQueue)
-    case empty
-
-    @inline(__always)
-    @discardableResult
-    private mutating func run<R>(_ split: (inout SplitDriverQueue) throws(DriverQueueError) -> R,
-                                 _ packed: (inout PackedDriverQueue) throws(DriverQueueError) -> R) throws(DriverQueueError) -> R {
-        switch self {
-        case .split(var q):
-            self = .empty
-            defer { self = .split(q) }
-            return try split(&q)
-        case .packed(var q):
-            self = .empty
-            defer { self = .packed(q) }
-            return try packed(&q)
-        case .empty:
-            preconditionFailure("driver queue re-entered")
-        }
-    }
-
-    mutating func add(readable: [BufferSegment], writable: [BufferSegment], token: UInt64) throws(DriverQueueError) {
-        try run({ q throws(DriverQueueError) in try q.add(readable: readable, writable: writable, token: token) },
-                { q throws(DriverQueueError) in try q.add(readable: readable, writable: writable, token: token) })
-    }
-
-    mutating func publish() {
-        try! run({ $0.publish() }, { $0.publish() })
-    }
-
-    mutating func kickNeeded() -> Bool {
-        try! run({ $0.kickNeeded() }, { $0.kickNeeded() })
-    }
-
-    mutating func reapAllUsed(_ body: (UsedBuffer) -> Void) throws(DriverQueueError) {
-        try run({ q throws(DriverQueueError) in try q.reapAllUsed(body) }, { q throws(DriverQueueError) in try q.reapAllUsed(body) })
-    }
-
-    mutating func enableUsedNotifications() -> Bool {
-        try! run({ $0.enableUsedNotifications() }, { $0.enableUsedNotifications() })
-    }
-
-    mutating func disableUsedNotifications() {
-        try! run({ $0.disableUsedNotifications() }, { $0.disableUsedNotifications() })
-    }
-
-    mutating func detachAllOutstanding() -> [UInt64] {
-        try! run({ $0.detachAllOutstanding() }, { $0.detachAllOutstanding() })
     }
 }
