@@ -51,6 +51,15 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
     @usableFromInline var heldUsedSlot = -1
     /// That descriptor's second word (len, id, flags).
     @usableFromInline var heldUsedWord: UInt64 = 0
+    /// The in-flight area kept current, once ``trackInflight(in:)`` attached one (GHT-INF-09).
+    @usableFromInline var inflightTracker: InflightPackedTracker?
+    /// Chains to resubmit from the area's copies before any new one (GHT-INF-13), and how many
+    /// are left (`resubmit[resubmit.count - resubmitRemaining]` is next).
+    @usableFromInline var resubmit: [InflightPackedChain] = []
+    @usableFromInline var resubmitRemaining = 0
+    /// The available position when the last resubmitted chain was popped: while it has not
+    /// moved since, that chain was the last popped (``giveBack(_:)`` returns it to the list).
+    @usableFromInline var resubmitPoppedAt: PackedRingPosition?
 
     @inlinable
     static func inFlightTag(_ epoch: UInt32) -> UInt32 { epoch &<< 1 | 1 }
@@ -144,6 +153,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
             inFlight.update(repeating: 0, count: count)
             pendingUsed = nil
             heldUsedSlot = -1
+            // The unwritten batch stays in flight in the area: the driver never saw it.
+            inflightTracker?.dropBatch()
             statusCell?.setNeedsReset()
         }
         return brokenBy ?? error
@@ -162,6 +173,10 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
         epoch &+= 1
         broken = false
         brokenBy = nil
+        // A reset queue no longer writes the area: what it forgets stays marked in flight there.
+        inflightTracker = nil
+        resubmit = []
+        resubmitRemaining = 0
     }
 }
 
