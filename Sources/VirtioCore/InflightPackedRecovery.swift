@@ -66,6 +66,8 @@ public struct InflightPackedRecovery: Equatable, Sendable {
         var e = Int(freeHead)
         while e < n {
             guard owner[e] == -1 else { throw .listLink(UInt16(e)) }
+            let flag = area.flag(e)
+            guard flag <= 1 else { throw .flag(index: e, value: flag) }
             owner[e] = -2
             e = Int(area.next(e))
         }
