@@ -74,7 +74,7 @@ extension PackedDeviceQueue {
         let popped = try finishList(segments, id: chain.id, slots: chain.descriptors.count)
         inflightTracker?.resubmitted(id: chain.id, entry: chain.entry, last: chain.last)
         resubmitRemaining -= 1
-        resubmitPoppedAt = availPosition
+        inFlight[popped.head] |= Self.resubmittedMark
         return popped
     }
 }

@@ -165,13 +165,14 @@ extension PackedDeviceQueue {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        if _slowPath(resubmitPoppedAt != nil), resubmitPoppedAt == availPosition {
+        // A resubmitted chain (the last one: no new chain is popped before them) goes back to
+        // the list; its entries stay in flight in the area.
+        if _slowPath(entry & Self.resubmittedMark != 0) {
             resubmitRemaining &+= 1
-            resubmitPoppedAt = nil
             return
         }
         inflightTracker?.givenBack(id: UInt16(truncatingIfNeeded: id))
-        availPosition = availPosition.retreated(by: Int(entry &>> 32), count: count)
+        availPosition = availPosition.retreated(by: Self.slots(entry), count: count)
     }
 
     /// Whether the slot at the device's position is available now (a look, not a pop).

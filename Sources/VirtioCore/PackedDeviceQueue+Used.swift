@@ -26,7 +26,7 @@ extension PackedDeviceQueue {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        let slots = Int(entry &>> 32)
+        let slots = Self.slots(entry)
         let wrote = chain.writableLength > 0
         if _slowPath(inOrderEnabled) {
             let full = UInt64(length) == chain.writableLength

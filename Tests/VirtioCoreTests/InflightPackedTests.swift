@@ -181,7 +181,27 @@ struct InflightPackedTests {
         #expect(Self.shape(resubmitted) == Self.shape(first))
         restarted.giveBack(resubmitted)
         #expect(restarted.pendingResubmissions == 1)
-        #expect(try Self.popAll(&restarted).map(Self.shape) == [first, second].map(Self.shape))
+        let both = try Self.popAll(&restarted)
+        #expect(both.map(Self.shape) == [first, second].map(Self.shape))
+        for c in both { restarted.addUsed(c, length: 0) }
+        restarted.publishUsed()
+        try h.driver.reapAllUsed { _ in }
+        // Two laps later (the available position back where it was when the resubmitted
+        // chain was popped: slot 2, wrap 1), a new chain given back still goes back to the
+        // ring, not to the resubmission list.
+        for k in 0..<11 {
+            try Self.add(&h, k, writable: 0)
+            let c = try #require(try restarted.popAvailable())
+            restarted.addUsed(c, length: 0)
+            restarted.publishUsed()
+            try h.driver.reapAllUsed { _ in }
+        }
+        try Self.add(&h, 9, writable: 1)
+        let late = try #require(try restarted.popAvailable())
+        #expect(restarted.nextAvailPosition == PackedRingPosition(slot: 2, wrapCounter: true))
+        restarted.giveBack(late)
+        #expect(restarted.pendingResubmissions == 0)
+        #expect(try restarted.popAvailable().map(Self.shape) == Self.shape(late))
         restarted.reset()
         #expect(restarted.pendingResubmissions == 0)
     }
