@@ -153,6 +153,24 @@ struct InflightPackedTests {
         #expect(second.nextUsedPosition == .start && second.nextAvailPosition == PackedRingPosition(slot: 5, wrapCounter: true))
     }
 
+    @Test("GHT-INF-11: with IN_ORDER, a batch written as one used descriptor (by the next completion that cannot join it, or by publishUsed) commits exactly its chains")
+    func inOrderBatches() throws {
+        var h = PackedRingHarness(queueSize: 8, features: Self.features.union(.inOrder))
+        let area = Area(queueSize: 8)
+        try h.device.trackInflight(in: area.range)
+        for k in 0..<4 { try Self.add(&h, k, writable: 1) }
+        let chains = try Self.popAll(&h.device)
+        h.device.addUsed(chains[0], length: 16)
+        h.device.addUsed(chains[1], length: 8)       // not full: the next one cannot join
+        #expect(area.inFlight.count == 4, "nothing written yet")
+        h.device.addUsed(chains[2], length: 16)      // writes the batch of 0 and 1
+        #expect(area.inFlight.count == 2 && area.view.oldUsedIndex == 4, "2 is not written yet: still in flight")
+        h.device.publishUsed()
+        #expect(area.inFlight.count == 1 && area.view.oldUsedIndex == 6)
+        var second = try Self.restart(h, area)
+        #expect(try Self.popAll(&second).map(Self.shape) == [Self.shape(chains[3])])
+    }
+
     @Test("GHT-INF-10: with tracking, a driver that makes more slots available than the ring holds while chains are in flight breaks the queue; nothing is written beyond the area")
     func slotsBeyondRing() throws {
         var h = PackedRingHarness(queueSize: 4, features: Self.features)
