@@ -36,6 +36,8 @@ public struct XprocBenchmark: Sendable {
     public var idleSeconds: Double
     /// Whether the back-end offers in-flight tracking (INFLIGHT_SHMFD), which the guest then uses.
     public var tracksInflight = true
+    /// The guests' ring format (`virtio-grant guest --ring`).
+    public var ring = "split"
 
     public init(seconds: Double, runs: Int, payload: Int, queueSize: Int, requests: Int, modes: [String],
                 execution: QueueExecution = .sleeping, idleSeconds: Double = 2) {
@@ -147,7 +149,7 @@ public struct XprocBenchmark: Sendable {
     /// Runs one guest to completion; its summary if every check held.
     func guestRun(_ arguments: [String], mode: String, socket: String) -> JSONObject? {
         let common = ["guest", "--socket", socket, "--mode", mode, "--payload", "\(payload)",
-                      "--queue-size", "\(queueSize)", "--outstanding", "\(queueSize)"]
+                      "--queue-size", "\(queueSize)", "--outstanding", "\(queueSize)", "--ring", ring]
         guard var guest = try? SpawnedCommand(common + arguments) else { return nil }
         let summary = guest.nextObject(timeoutMilliseconds: Int32(seconds * 1000) + 60_000)
         guard guest.finish(timeoutMilliseconds: 10_000) == .exited(0), summary?.bool("ok") == true else {

@@ -9,6 +9,7 @@ extension PackedDeviceQueue {
     @inlinable @inline(__always)
     public mutating func popAvailable() throws(VirtqueueError) -> DescriptorChain? {
         if _slowPath(broken) { throw brokenBy! }
+        if _slowPath(resubmitRemaining > 0) { return try popResubmitted() }
         let position = availPosition
         let descriptors = ring.descriptorRing
         // The flags come with len and id in one acquire load: nothing of the slot is read twice.
@@ -20,6 +21,7 @@ extension PackedDeviceQueue {
             return try walkList(at: position, first: d)
         }
         let id = try claim(d.id, slots: 1)
+        if _slowPath(inflightTracker != nil) { try trackOne(d, id: id) }
         let isWritable = flags.contains(.write)
         availPosition = position.advanced(by: 1, count: count)
         return DescriptorChain(headIndex: id, epoch: epoch,
@@ -46,35 +48,19 @@ extension PackedDeviceQueue {
     /// Returns `nil`, having consumed nothing, when the arena has no room.
     @inlinable
     mutating func walkList(at position: PackedRingPosition, first: PackedDescriptor) throws(VirtqueueError) -> DescriptorChain? {
-        let staging = count
-        var segments = SegmentStaging(block: staging, view: arena.view)
+        var segments = SegmentStaging(block: count, view: arena.view)
         var d = first
         var slots = 1
+        let tracking = inflightTracker != nil
+        if _slowPath(tracking) { inflightTracker!.beginList() }
         if d.flags.contains(.indirect) {
-            guard indirectEnabled else { throw fail(.indirectNotNegotiated) }
-            guard !d.flags.contains(.next) else { throw fail(.indirectWithNext) }
-            guard d.length != 0, d.length & 15 == 0 else { throw fail(.invalidIndirectLength(d.length)) }
-            let entries = Int(d.length &>> 4)
-            guard entries <= count else { throw fail(.indirectTableTooLarge(entries: entries, limit: count)) }
-            let table: UnsafeDescriptorTable
-            do {
-                table = UnsafeDescriptorTable(try memory.translateContiguous(d.address, length: Int(d.length), access: .read))
-            } catch {
-                // GHT-IOVA-06: not mapped yet is a miss; nothing is consumed (see the split ring).
-                guard error.kind == .notMapped else { throw fail(.indirectTableFault(error)) }
-                mappingMiss = error
-                return nil
-            }
-            // PKD-DEF-07: entries follow each other (no links); only WRITE counts in them, and
-            // the WRITE of the INDIRECT descriptor itself is ignored.
-            for i in 0..<entries {
-                let e = table.loadPacked(i)
-                guard try append(e, to: &segments) else { return nil }
-            }
+            if _slowPath(tracking) { try stageTracked(d) }
+            guard try appendIndirect(d, to: &segments) else { return nil }
         } else {
             var slot = position
             while true {
                 guard try append(d, to: &segments) else { return nil }
+                if _slowPath(tracking) { try stageTracked(d) }
                 if !d.flags.contains(.next) { break }
                 // A list never spans more than the ring: this also ends every loop (PKD-DRV-04).
                 guard slots < count else { throw fail(.chainTooLong(limit: count)) }
@@ -89,11 +75,48 @@ extension PackedDeviceQueue {
                 guard !d.flags.contains(.indirect) else { throw fail(.indirectInList) }   // PKD-IND-01
             }
         }
+        let chain = try finishList(segments, id: d.id, slots: slots)
+        if _slowPath(tracking) { inflightTracker!.popped(id: UInt16(truncatingIfNeeded: chain.headIndex)) }
+        availPosition = position.advanced(by: slots, count: count)
+        return chain
+    }
+
+    /// Adds the entries of the indirect table descriptor `d` names to the staged chain.
+    /// Returns `false`, having consumed nothing, when the arena is full or the table is not
+    /// mapped yet (GHT-IOVA-06).
+    @inlinable
+    mutating func appendIndirect(_ d: PackedDescriptor, to segments: inout SegmentStaging) throws(VirtqueueError) -> Bool {
+        guard indirectEnabled else { throw fail(.indirectNotNegotiated) }
+        guard !d.flags.contains(.next) else { throw fail(.indirectWithNext) }
+        guard d.length != 0, d.length & 15 == 0 else { throw fail(.invalidIndirectLength(d.length)) }
+        let entries = Int(d.length &>> 4)
+        guard entries <= count else { throw fail(.indirectTableTooLarge(entries: entries, limit: count)) }
+        let table: UnsafeDescriptorTable
+        do {
+            table = UnsafeDescriptorTable(try memory.translateContiguous(d.address, length: Int(d.length), access: .read))
+        } catch {
+            // GHT-IOVA-06: not mapped yet is a miss; nothing is consumed (see the split ring).
+            guard error.kind == .notMapped else { throw fail(.indirectTableFault(error)) }
+            mappingMiss = error
+            return false
+        }
+        // PKD-DEF-07: entries follow each other (no links); only WRITE counts in them, and
+        // the WRITE of the INDIRECT descriptor itself is ignored.
+        for i in 0..<entries {
+            let e = table.loadPacked(i)
+            guard try append(e, to: &segments) else { return false }
+        }
+        return true
+    }
+
+    /// Ends a walked list whose buffer id is `id` and which took `slots` ring slots: checks its
+    /// total length, claims the id and moves the staged segments to the id's block.
+    @inlinable @inline(__always)
+    mutating func finishList(_ segments: SegmentStaging, id rawID: UInt16, slots: Int) throws(VirtqueueError) -> DescriptorChain {
         // At most 32768 segments of less than 2^32 bytes each: the sums cannot overflow.
         guard segments.readable &+ segments.writable <= 1 << 32 else { throw fail(.totalLengthOverflow) }
-        let id = try claim(d.id, slots: slots)
+        let id = try claim(rawID, slots: slots)
         segments.move(to: Int(id), view: arena.view)
-        availPosition = position.advanced(by: slots, count: count)
         return DescriptorChain(headIndex: id, epoch: epoch, first: segments.first, segmentCount: segments.count,
                                readableSegmentCount: segments.readableCount, readableLength: segments.readable,
                                writableLength: segments.writable, view: arena.view)
@@ -142,7 +165,14 @@ extension PackedDeviceQueue {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        availPosition = availPosition.retreated(by: Int(entry &>> 32), count: count)
+        // A resubmitted chain (the last one: no new chain is popped before them) goes back to
+        // the list; its entries stay in flight in the area.
+        if _slowPath(entry & Self.resubmittedMark != 0) {
+            resubmitRemaining &+= 1
+            return
+        }
+        inflightTracker?.givenBack(id: UInt16(truncatingIfNeeded: id))
+        availPosition = availPosition.retreated(by: Self.slots(entry), count: count)
     }
 
     /// Whether the slot at the device's position is available now (a look, not a pop).

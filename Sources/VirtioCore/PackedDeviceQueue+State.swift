@@ -47,7 +47,7 @@ extension PackedDeviceQueue {
         let tag = UInt64(Self.inFlightTag(epoch))
         for chain in chains where chain.epoch == epoch {
             let entry = inFlight[chain.head]
-            if entry & 0xFFFF_FFFF == tag { position = position.advanced(by: Int(entry &>> 32), count: count) }
+            if entry & 0xFFFF_FFFF == tag { position = position.advanced(by: Self.slots(entry), count: count) }
         }
         var s = state
         s.usedPosition = position

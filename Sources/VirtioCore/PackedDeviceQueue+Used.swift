@@ -26,7 +26,7 @@ extension PackedDeviceQueue {
             releaseOverflow(after: id, count: (chain.segmentCount &- 1) / UnsafeSegmentArena.blockSize)
         }
         inFlight[id] = 0
-        let slots = Int(entry &>> 32)
+        let slots = Self.slots(entry)
         let wrote = chain.writableLength > 0
         if _slowPath(inOrderEnabled) {
             let full = UInt64(length) == chain.writableLength
@@ -61,6 +61,8 @@ extension PackedDeviceQueue {
         } else {
             usedPosition = usedPosition.advanced(by: slots, count: count)
         }
+        // After any write above: that write made earlier chains visible, not this one.
+        if _slowPath(inflightTracker != nil) { inflightTracker!.used(id: UInt16(truncatingIfNeeded: id)) }
     }
 
     @inlinable @inline(__always)
@@ -74,8 +76,10 @@ extension PackedDeviceQueue {
     mutating func writePendingUsed() {
         guard let batch = pendingUsed else { return }
         pendingUsed = nil
+        if _slowPath(inflightTracker != nil) { inflightTracker!.prepare(usedPosition: usedPosition) }
         ring.descriptorRing.storeUsed(batch.position.slot, id: batch.id, length: batch.length,
                                       flags: Self.usedFlags(batch.position.wrapCounter, wrote: batch.wrote))
+        if _slowPath(inflightTracker != nil) { inflightTracker!.commit() }
     }
 
     /// Makes every completion added since the last call visible: writes the batch's first used
@@ -92,8 +96,12 @@ extension PackedDeviceQueue {
     @inlinable @inline(__always)
     mutating func writeHeldUsed() {
         if heldUsedSlot >= 0 {
+            // GHT-INF-11: the area's current fields before the write that shows the batch, its
+            // commit after; the held slot is the batch's first, where a recovery looks.
+            if _slowPath(inflightTracker != nil) { inflightTracker!.prepare(usedPosition: usedPosition) }
             ring.descriptorRing.storeUsedWord(heldUsedSlot, heldUsedWord, publishing: true)
             heldUsedSlot = -1
+            if _slowPath(inflightTracker != nil) { inflightTracker!.commit() }
         }
     }
 

@@ -22,8 +22,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
     @usableFromInline let statusCell: DeviceStatusCell?
     @usableFromInline let storage: UnsafeAllocation
     /// Per buffer id: the in-flight tag of the epoch it was popped in (bits 0–31; 0 when not
-    /// in flight) and the ring slots its list took (bits 32–47; 1 for an indirect list): one
-    /// load and one store per pop and per completion.
+    /// in flight), the ring slots its list took (bits 32–47; 1 for an indirect list) and
+    /// ``resubmittedMark``: one load and one store per pop and per completion.
     @usableFromInline let inFlight: UnsafeMutablePointer<UInt64>
     /// Segment blocks: one per buffer id, plus a staging block (index N) that a list is walked
     /// into before its id (in its last descriptor) is known.
@@ -51,9 +51,22 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
     @usableFromInline var heldUsedSlot = -1
     /// That descriptor's second word (len, id, flags).
     @usableFromInline var heldUsedWord: UInt64 = 0
+    /// The in-flight area kept current, once ``trackInflight(in:)`` attached one (GHT-INF-09).
+    @usableFromInline var inflightTracker: InflightPackedTracker?
+    /// Chains to resubmit from the area's copies before any new one (GHT-INF-13), and how many
+    /// are left (`resubmit[resubmit.count - resubmitRemaining]` is next).
+    @usableFromInline var resubmit: [InflightPackedChain] = []
+    @usableFromInline var resubmitRemaining = 0
 
     @inlinable
     static func inFlightTag(_ epoch: UInt32) -> UInt32 { epoch &<< 1 | 1 }
+    /// Bit 48 of an id's in-flight word: the chain was resubmitted from the in-flight area
+    /// (``giveBack(_:)`` returns it to the resubmission list, not to the ring).
+    @inlinable
+    static var resubmittedMark: UInt64 { 1 &<< 48 }
+    /// The ring slots an id's list took, from its in-flight word.
+    @inlinable @inline(__always)
+    static func slots(_ entry: UInt64) -> Int { Int(truncatingIfNeeded: (entry &>> 32) & 0xFFFF) }
 
     /// Sets up the device side over ring areas at `addresses`, translated once through `memory`.
     ///
@@ -144,6 +157,8 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
             inFlight.update(repeating: 0, count: count)
             pendingUsed = nil
             heldUsedSlot = -1
+            // The unwritten batch stays in flight in the area: the driver never saw it.
+            inflightTracker?.dropBatch()
             statusCell?.setNeedsReset()
         }
         return brokenBy ?? error
@@ -162,6 +177,10 @@ public struct PackedDeviceQueue<Memory: MemoryTranslator>: ~Copyable, @unchecked
         epoch &+= 1
         broken = false
         brokenBy = nil
+        // A reset queue no longer writes the area: what it forgets stays marked in flight there.
+        inflightTracker = nil
+        resubmit = []
+        resubmitRemaining = 0
     }
 }
 

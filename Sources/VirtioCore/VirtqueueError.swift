@@ -47,6 +47,10 @@ public enum VirtqueueError: Error, Hashable, Sendable {
     /// The in-flight area the front-end handed over (SET_INFLIGHT_FD) cannot be trusted to say
     /// which requests were in flight (Spec/restart.md §1, GHT-INF-07).
     case inflightRegion(InflightRegionDefect)
+    /// Packed ring, in-flight tracking: the driver made more slots available than the ring holds
+    /// while chains were in flight (it may reuse only slots the device returned, PKD-DEF-06), so
+    /// the in-flight area has no entry left to record the list in (Spec/restart.md §1, GHT-INF-10).
+    case slotsInFlightBeyondRing(limit: Int)
 }
 
 /// A violation of the ring protocol found by the driver side of a queue in what the device

@@ -35,6 +35,42 @@ extension FuzzSeeds {
             seed([]),
             seed(area(inFlight: [(5, 10), (3, 11), (6, 12)], usedIdx: 2)),
             seed(area(inFlight: [(0, 1), (1, 2), (4, 3)], usedIdx: 0, lastBatch: 1, links: [(1, 0)])),
-        ]
+        ] + packedInflightRecovery()
+    }
+
+    /// Packed areas of a ring of 8 as a back-end leaves them, made by a real queue: fresh, and
+    /// with a list of three, an indirect chain and two single ones popped, two completed out of
+    /// order; each with the ring image it left (used descriptors over popped slots, two more
+    /// available), then pops and completions.
+    static func packedInflightRecovery() -> [[UInt8]] {
+        let region = GuestMemoryRegion(size: 5 * 4096)
+        let layout = PackedRingLayout(queueSize: 8)!
+        let ring = try! PackedRing(layout: layout, contiguous: region.hostRange(at: 0, count: layout.contiguousOffsets.totalSize)!)
+        let features: VirtioFeatures = [.version1, .ringPacked, .indirectDescriptors]
+        let tables = IndirectTablePool(block: region.hostRange(at: 4096, count: 4096)!, deviceAddress: 4096, tableCount: 2, entriesPerTable: 4)
+        var driver = PackedDriverQueue(ring: ring, features: features, indirectTables: tables)
+        let buffer = { (k: Int) in BufferSegment(address: UInt64(0x2000 + k * 64), length: 64) }
+        let areaBytes = InflightLayout.queueAreaSize(queueSize: 8, packed: true)
+        let areaMemory = GuestMemoryRegion(size: areaBytes)
+        var device = PackedDeviceQueue(ring: ring, memory: region.identityTranslator, features: features)
+        try! device.trackInflight(in: areaMemory.hostRange(at: 0, count: areaBytes)!)
+        let tail: [UInt8] = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1]
+        func seed(_ area: [UInt8]) -> [UInt8] {
+            let image = region.read(at: 0, count: 4096 + 128)
+            return [0x83] + le(PackedRingPosition.start.rawValue) + le(UInt16(area.count)) + area + le(UInt16(image.count)) + image + tail
+        }
+        try! driver.add(readable: [buffer(0)], writable: [], token: 0)
+        try! driver.add(readable: [buffer(1)], writable: [], token: 1)
+        let fresh = seed([])
+        try! driver.add(readable: [buffer(2)], writable: [buffer(3), buffer(4)], token: 2, layout: .direct)
+        try! driver.add(readable: [buffer(5)], writable: [buffer(6)], token: 3, layout: .indirect)
+        var chains: [DescriptorChain] = []
+        while let c = try! device.popAvailable() { chains.append(c) }
+        device.addUsed(chains[1], length: 0)
+        device.addUsed(chains[3], length: 0)
+        device.publishUsed()
+        try! driver.reapAllUsed { _ in }
+        try! driver.add(readable: [buffer(7)], writable: [], token: 4)
+        return [fresh, seed(areaMemory.read(at: 0, count: areaBytes))]
     }
 }

@@ -1,9 +1,10 @@
 import VirtioCore
 
-/// Fuzz target: a split queue restarting over an in-flight area a hostile front-end wrote
-/// (Spec/restart.md §1, GHT-INF-07, GHT-INF-08).
+/// Fuzz target: a split or packed queue restarting over an in-flight area a hostile front-end
+/// wrote (Spec/restart.md §1, GHT-INF-07, GHT-INF-08; packed: GHT-INF-12…15, see
+/// ``InflightPackedRecoveryTarget``).
 ///
-/// Input: queue size (log2, 1…256), the used ring's index, the area's bytes (copied over a
+/// Input: the format (bit 7: packed) and queue size (log2 in bits 0–6, 1…256), the used ring's index, the area's bytes (copied over a
 /// zeroed area of the ring's size), a ring image (descriptor table and available ring at guest
 /// address 0), the available index, then pops and completions.
 ///
@@ -17,7 +18,9 @@ public enum InflightRecoveryTarget {
 
     public static func run(_ data: UnsafeRawBufferPointer) {
         var input = FuzzInput(data)
-        let queueSize = 1 << (Int(input.byte()) % 9)
+        let format = input.byte()
+        let queueSize = 1 << (Int(format & 0x7F) % 9)
+        if format & 0x80 != 0 { return InflightPackedRecoveryTarget.run(&input, queueSize: queueSize) }
         let used = input.integer(UInt16.self)
         let areaBytes = InflightLayout.queueAreaSize(queueSize: queueSize, packed: false)
         let areaMemory = GuestMemoryRegion(size: areaBytes)

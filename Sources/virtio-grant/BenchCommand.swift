@@ -49,7 +49,7 @@ enum BenchCommand {
     }
 
     static func xproc(_ arguments: ArraySlice<String>) throws(UsageError) -> XprocBenchmark {
-        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode", "poll", "idle-seconds", "inflight"])
+        let options = try Options(arguments, options: ["seconds", "runs", "payload", "queue-size", "requests", "mode", "poll", "idle-seconds", "inflight", "ring"])
         try noPositional(options)
         let seconds = try options.seconds("seconds", default: 2, max: 600)
         let runs = try options.int("runs", default: 3, in: 1...100)
@@ -64,6 +64,7 @@ enum BenchCommand {
                                        idleSeconds: try options.seconds("idle-seconds", default: 2, max: 600))
         // --inflight off: the back-end does not offer INFLIGHT_SHMFD (the cost of tracking, by difference).
         benchmark.tracksInflight = try options.choice("inflight", default: "on", from: ["on", "off"]) == "on"
+        benchmark.ring = try options.choice("ring", default: "split", from: ["split", "packed"])
         return benchmark
     }
 

@@ -17,7 +17,7 @@ struct InflightRestartTests {
 
     /// The guest: its memory, its ring (pages 0–2), its doorbells; requests read page 3 + k
     /// (one byte, k) and write 64 bytes at page 11 + k.
-    final class Guest {
+    final class Guest: InflightGuest {
         let memory: SharedMemory
         var driver: SplitDriverQueue
         var area: (memory: SharedMemory, info: VhostUserInflight)?
@@ -39,7 +39,6 @@ struct InflightRestartTests {
         }
         /// How descriptors and ring addresses name page `n`: its grant handle, or its guest address (= IOVA).
         func address(_ n: Int) -> UInt64 { handles.isEmpty ? UInt64(n * 4096) : handles[n] }
-        var user: UInt64 { UInt64(memory.range.startAddress) }
         func post(_ k: Int) throws {
             memory.range.slice(offset: (3 + k) * 4096, length: 1).base.storeBytes(of: UInt8(k), as: UInt8.self)
             try driver.add(readable: [BufferSegment(address: address(3 + k), length: 1)],
@@ -55,11 +54,13 @@ struct InflightRestartTests {
     /// One back-end session as QEMU's vhost-user-blk drives it: features, GET_INFLIGHT_FD the
     /// first time, SET_INFLIGHT_FD, memory, the ring at `base`, enabled. Returns the client and
     /// the kick.
-    static func connect(_ path: String, _ guest: Guest, mode: Mode, base: UInt16) throws -> (RawVhostUserClient, Doorbell) {
+    static func connect(_ path: String, _ guest: some InflightGuest, mode: Mode, base: UInt32,
+                        packed: Bool = false, size: Int = size) throws -> (RawVhostUserClient, Doorbell) {
         let c = try RawVhostUserClient(path: path)
         try c.negotiate(mode == .grants ? [.replyAck, .status, .inflightSharedMemory, .grantTable] : [.replyAck, .status, .inflightSharedMemory])
         var features: VirtioFeatures = [.version1, .vhostUserProtocolFeatures]
         if mode != .guestPhysical { features.insert(.accessPlatform) }
+        if packed { features.formUnion([.ringPacked, .indirectDescriptors]) }
         #expect(try c.ack(.setFeatures(features)).isSuccess)
         if guest.area == nil {
             let get = VhostUserMessage.getInflightFD(VhostUserInflight(queueCount: 1, queueSize: UInt16(size)))
@@ -88,13 +89,21 @@ struct InflightRestartTests {
         }
         let call = try Doorbell(), kick = try Doorbell()
         #expect(try c.ack(.setVringNum(VhostUserVringState(index: 0, num: UInt32(size)))).isSuccess)
-        #expect(try c.ack(.setVringBase(VhostUserVringState(index: 0, num: UInt32(base)))).isSuccess)
+        #expect(try c.ack(.setVringBase(VhostUserVringState(index: 0, num: base))).isSuccess)
         #expect(try c.ack(.setVringAddress(VhostUserVringAddress(index: 0, descriptor: ring(0), used: ring(2),
                                                                  available: ring(1)))).isSuccess)
         #expect(try c.ack(.setVringCall(VhostUserVringFile(index: 0)), fds: [call.fd.rawValue]).isSuccess)
         #expect(try c.ack(.setVringKick(VhostUserVringFile(index: 0)), fds: [kick.fd.rawValue]).isSuccess)
         #expect(try c.ack(.setVringEnable(VhostUserVringState(index: 0, num: 1))).isSuccess)
         return (c, kick)
+    }
+
+    /// The guest's side of a session, whichever its ring: what ``connect`` hands the back-end.
+    protocol InflightGuest: AnyObject {
+        var memory: SharedMemory { get }
+        var table: SharedMemory { get }
+        var area: (memory: SharedMemory, info: VhostUserInflight)? { get set }
+        func address(_ n: Int) -> UInt64
     }
 
     /// The first readable byte of each kept request: which guest request it is.
@@ -113,7 +122,7 @@ struct InflightRestartTests {
         var all = reaped
         // The back-end dies: the connection drops with four requests inside the device.
         first.close()
-        try Self.restart(backEnd, device, guest, mode: mode, base: guest.driver.ring.usedRing.loadIndex(), reaped: &all)
+        try Self.restart(backEnd, device, guest, mode: mode, base: UInt32(guest.driver.ring.usedRing.loadIndex()), reaped: &all)
     }
 
     @Test("GHT-INF-05: requests abandoned at a clean stop (GET_VRING_BASE after the drain timeout) stay marked; the next start, at the base GET_VRING_BASE returned, resubmits them once",
@@ -152,7 +161,7 @@ struct InflightRestartTests {
 
     /// The second session: at `base`, the four requests still in flight (0, 2, 3, 5) come again,
     /// in pop order, once; then new ones.
-    static func restart(_ backEnd: BackEnd, _ device: DeferringDevice, _ guest: Guest, mode: Mode, base: UInt16,
+    static func restart(_ backEnd: BackEnd, _ device: DeferringDevice, _ guest: Guest, mode: Mode, base: UInt32,
                         reaped: inout [Int]) throws {
         #expect(eventually { backEnd.reports.count == 1 })
         device.kept.withLock { $0.removeAll() }
@@ -178,4 +187,9 @@ struct InflightRestartTests {
         #expect(eventually { Self.keptIDs(device) == [6] })
         device.answer()
     }
+}
+
+extension InflightRestartTests.InflightGuest {
+    /// Where the guest's memory is in this process (the region's user address).
+    var user: UInt64 { UInt64(memory.range.startAddress) }
 }

@@ -74,12 +74,12 @@ extension BackEndSession {
 
 extension BackEndSession {
     /// Queue `i` keeps its part of the in-flight area, after resubmitting what it records
-    /// (GHT-INF-05…08), in every translation mode (the area is host memory, not guest memory).
+    /// (GHT-INF-05…08 split, GHT-INF-09…16 packed), in every translation mode (the area is host memory, not guest memory).
     /// An area that cannot be believed breaks the queue (its worker reports it at the first pop);
     /// a queue the area has no part for is not tracked.
-    func trackInflight<Memory: MemoryTranslator>(_ i: Int, _ queue: inout SplitDeviceQueue<Memory>) {
+    func trackInflight<Queue: InflightTracking & ~Copyable>(_ i: Int, _ queue: inout Queue) {
         guard let inflight else { return }
-        guard let range = inflight.queueArea(i), !inflight.packed else {
+        guard let range = inflight.queueArea(i), inflight.packed == Queue.tracksPackedLayout else {
             log(.warning, .control, "queue \(i) not tracked: the in-flight area has \(inflight.queueCount) \(inflight.packed ? "packed" : "split") queue(s)")
             return
         }

@@ -191,8 +191,9 @@ extension BackEndSession {
             trackInflight(i, &queue)
             try startWorker(i, queue, quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
         case .packed(let ring):
-            try startWorker(i, PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state),
-                            quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
+            var queue = try PackedDeviceQueue(ring: ring, memory: memory, features: features, statusCell: status, state: state)
+            trackInflight(i, &queue)
+            try startWorker(i, queue, quiescentPoint: quiescentPoint, keepAlive: keepAlive, onBroken)
         }
     }
 
