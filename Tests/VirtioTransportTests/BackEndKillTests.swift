@@ -29,13 +29,7 @@ struct BackEndKillTests {
     @Test("GHT-RCN-04, GHT-RCN-10: the back-end process killed with requests inside its out-of-order device and restarted, three times: every reply verified, none lost, none twice",
           arguments: [FrontEndConfiguration.RingFormat.split, .packed])
     func killedAndRestarted(ring: FrontEndConfiguration.RingFormat) throws {
-        // The back-end does not track packed queues in the in-flight area yet (Spec/restart.md
-        // §1): it restarts them at the base, and a request completed out of order is taken again.
-        try withKnownIssue("packed queues are not tracked in the in-flight area yet", isIntermittent: true) {
-            try killAndRestart(ring: ring)
-        } when: {
-            ring == .packed
-        }
+        try killAndRestart(ring: ring)
     }
 
     private func killAndRestart(ring: FrontEndConfiguration.RingFormat) throws {
