@@ -93,12 +93,13 @@ public struct BackEndFuzzer: Sendable {
             .run(cases: [fuzzCase.checkCase])[0]
     }
 
-    /// What kind of finding a result is: its outcome, and for a fail the rule it names
-    /// first (`fail USD-DEF-02`); nil for a pass or n/a.
+    /// What kind of finding a result is: its outcome, and for a fail the rule it names first
+    /// (`fail USD-DEF-02`), for a crash how the process ended; nil for a pass or n/a.
     public static func kind(of result: CheckResult) -> String? {
         switch result.outcome {
         case .pass, .notApplicable: return nil
-        case .crash, .hang: return result.outcome.rawValue
+        case .hang: return "hang"
+        case .crash: return "crash " + (result.evidence.split(separator: "\n").first.map(String.init) ?? "")
         case .fail: return "fail " + (result.evidence.split(separator: ":").first.map(String.init) ?? "")
         }
     }

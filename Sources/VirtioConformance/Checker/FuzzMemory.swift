@@ -6,18 +6,19 @@ enum FuzzMemory {
     static let indirectEntries = 64
 
     /// The device-writable bytes of the chain at `head` as the descriptors now say, following
-    /// `next` and one level of indirection, bounded by the queue size; saturates at UInt32.max.
+    /// `next` and one level of indirection (an upper bound: no false finding), bounded by the queue size; saturates at UInt32.max.
     static func capacity(of head: UInt16, in c: CheckConnection) -> UInt32 {
         var total: UInt64 = 0
         var index = Int(head), steps = 0
         while steps < c.ring.size {
             steps += 1
             let d = descriptor(c, CheckRing.descriptorTable, index)
+            // An INDIRECT descriptor counts both ways: as a table, and (a device may take an
+            // INDIRECT past the head for a plain buffer) as the buffer its WRITE flag says.
             if d.flags & 4 != 0 {
                 for e in indirectTable(c, d) where e.flags & 2 != 0 { total += UInt64(e.length) }
-            } else if d.flags & 2 != 0 {
-                total += UInt64(d.length)
             }
+            if d.flags & 2 != 0 { total += UInt64(d.length) }
             guard d.flags & 1 != 0, Int(d.next) < c.ring.size else { break }
             index = Int(d.next)
         }
@@ -53,7 +54,8 @@ enum FuzzMemory {
         }
         for i in 0..<c.ring.size {
             let d = descriptor(c, CheckRing.descriptorTable, i)
-            if d.flags & 4 != 0 { indirectTable(c, d).forEach(add) } else { add(d) }
+            if d.flags & 4 != 0 { indirectTable(c, d).forEach(add) }
+            add(d)
         }
         return ranges
     }
