@@ -36,7 +36,7 @@ struct FuzzCommand {
         }
         for path in report.files { print("reproducer: \(path)") }
         let counts = CheckOutcome.allCases.map { "\(report.outcomes[$0, default: 0]) \($0.rawValue)" }.joined(separator: ", ")
-        print("fuzz: \(report.runs) runs (seed \(fuzzer.seed)): \(counts); \(report.findings.count) finding(s)")
+        print("fuzz: \(report.runs) runs (seed \(fuzzer.seed)): \(counts); \(report.findings.count) finding(s), \(report.unconfirmed) not reproduced")
         return report.findings.isEmpty ? 0 : 1
     }
 }

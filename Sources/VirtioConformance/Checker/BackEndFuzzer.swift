@@ -5,8 +5,8 @@ import VirtioSystem
 /// descriptors, indirect table, available ring, messages and memory) run as a check case, so
 /// with a ``CheckTarget/command(_:)`` every run has a fresh process, bounded waits, the
 /// evidence and the clean-up of the checker. Crashes, hangs, bad used ids and lengths and
-/// writes into device-readable memory are findings; each is minimized and, with
-/// ``outputDirectory``, saved as a reproducer file (Spec/checker.md, GHT-CHK-16..20).
+/// writes into device-readable memory are findings; each is minimized, confirmed by a run
+/// of its own and, with ``outputDirectory``, saved as a reproducer file (Spec/checker.md, GHT-CHK-16..20).
 ///
 /// ```swift
 /// let report = BackEndFuzzer(target: .command("my-backend --socket {sock}"), seed: 7).run(runs: 200)
@@ -37,6 +37,8 @@ public struct BackEndFuzzer: Sendable {
         public var findings: [FuzzFinding] = []
         /// The reproducer files written.
         public var files: [String] = []
+        /// Findings that did not reproduce once minimized (not kept).
+        public var unconfirmed = 0
     }
 
     /// Runs at most `runs` cases, and stops after `seconds` when given. The seeds run
@@ -54,8 +56,15 @@ public struct BackEndFuzzer: Sendable {
             report.runs += 1
             report.outcomes[result.outcome, default: 0] += 1
             progress(report.runs, result)
-            guard let kind = Self.kind(of: result), kinds.insert(kind).inserted else { continue }
+            guard let kind = Self.kind(of: result), !kinds.contains(kind) else { continue }
             var finding = minimize(fuzzCase, result, kind: kind)
+            // A finding counts once it reproduces: a hang of a loaded machine often does not.
+            let again = execute(finding.fuzzCase)
+            guard Self.kind(of: again) == kind else {
+                report.unconfirmed += 1
+                continue
+            }
+            kinds.insert(kind)
             finding.backendCommand = { if case .command(let c) = target { c } else { nil } }()
             if let outputDirectory {
                 let path = outputDirectory + "/finding-\(report.findings.count + 1)-\(finding.result.outcome.rawValue).repro"
