@@ -11,18 +11,15 @@ struct CheckCommand {
     let outputDirectory: String?
     let name: String
 
+    /// A reproducer file of `virtio-grant fuzz` to run again instead of the cases (`--replay`).
+    let replay: FuzzReproducer?
+
     init(_ arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try Options(arguments, options: ["backend-cmd", "socket", "device", "output-dir", "timeout-per-case", "case", "name"])
+        let options = try Options(arguments, options: ["backend-cmd", "socket", "device", "output-dir", "timeout-per-case", "case", "name", "replay"])
         guard options.positional.isEmpty else { throw UsageError(description: "check takes no positional argument ('\(options.positional[0])')") }
-        let target: CheckTarget
-        switch (options.string("backend-cmd"), options.string("socket")) {
-        case (let command?, nil):
-            guard command.contains("{sock}") else { throw UsageError(description: "--backend-cmd must contain {sock}, where the socket path goes") }
-            target = .command(command)
-        case (nil, let path?): target = .socket(path)
-        default: throw UsageError(description: "check needs exactly one of --backend-cmd 'CMD {sock}' and --socket PATH")
-        }
-        guard let device = CheckDevice(rawValue: options.string("device") ?? "auto") else {
+        replay = try options.string("replay").map { path throws(UsageError) in try Self.reproducer(path) }
+        let target = try Self.target(options, default: replay?.backendCommand)
+        guard let device = CheckDevice(rawValue: options.string("device") ?? replay?.fuzzCase.seed.device.rawValue ?? "auto") else {
             throw UsageError(description: "--device is blk, net or auto")
         }
         let timeout = try options.int("timeout-per-case", default: 2000, in: 10...600_000)
@@ -35,9 +32,30 @@ struct CheckCommand {
         }
     }
 
+    /// `--backend-cmd` or `--socket` (exactly one), else `fallback` (a reproducer's command).
+    static func target(_ options: Options, default fallback: String? = nil) throws(UsageError) -> CheckTarget {
+        switch (options.string("backend-cmd") ?? (options.string("socket") == nil ? fallback : nil), options.string("socket")) {
+        case (let command?, nil):
+            guard command.contains("{sock}") else { throw UsageError(description: "--backend-cmd must contain {sock}, where the socket path goes") }
+            return .command(command)
+        case (nil, let path?): return .socket(path)
+        default: throw UsageError(description: "exactly one of --backend-cmd 'CMD {sock}' and --socket PATH is needed")
+        }
+    }
+
+    static func reproducer(_ path: String) throws(UsageError) -> FuzzReproducer {
+        let text: String
+        do { text = try TextFile.read(path) } catch { throw UsageError(description: "cannot read \(path): \(error)") }
+        switch FuzzReproducer.parse(text) {
+        case .success(let r): return r
+        case .failure(let e): throw UsageError(description: "\(path): \(e)")
+        }
+    }
+
     func run() -> Int32 {
         var stderr = StandardStream.error
-        let results = checker.run(cases: BackEndChecker.cases(matching: filter)) { r in
+        let cases = replay.map { [$0.fuzzCase.checkCase] } ?? BackEndChecker.cases(matching: filter)
+        let results = checker.run(cases: cases) { r in
             print("\(r.outcome.rawValue.padding(5)) \(r.name) [\(r.requirements.joined(separator: ", "))] \(r.milliseconds) ms")
         }
         if let outputDirectory {
@@ -52,6 +70,9 @@ struct CheckCommand {
         let bad = results.filter { [.fail, .crash, .hang].contains($0.outcome) }
         for r in bad { print("\n--- \(r.name): \(r.outcome.rawValue)\n\(r.evidence)", to: &stderr) }
         print("check: \(results.count) cases: " + CheckOutcome.allCases.map { o in "\(results.filter { $0.outcome == o }.count) \(o.rawValue)" }.joined(separator: ", "))
+        if let replay, let expected = replay.expected {
+            print("replay: \(results[0].outcome == expected ? "reproduced" : "NOT reproduced"): \(results[0].outcome.rawValue), saved as \(expected.rawValue)")
+        }
         return bad.isEmpty ? 0 : 1
     }
 }

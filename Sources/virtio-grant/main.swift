@@ -107,6 +107,14 @@ let usage = """
         --timeout-per-case MS  the bound on each wait of a case (default 2000)
         --case FILTER      only the cases whose name contains FILTER
         --name NAME        the implementation's name in the matrix
+        --replay FILE      run a reproducer file of fuzz again (its back-end command unless given)
+      fuzz                 a mutation fuzzer of any vhost-user back-end (Spec/checker.md)
+        --backend-cmd C    a command line with {sock}: a fresh back-end process per run
+        --socket PATH      or a back-end already listening on PATH
+        --device D         blk (default) or net
+        --runs N --seconds S   bounds (default 100 runs)
+        --seed N           the generator's seed (default 1): the same seed, the same cases
+        --output-dir DIR   save a reproducer file per finding there
       conformance          the conformance matrix: Spec/ requirements, the tests naming them, a run's results
         --test-output FILE read the results from this `swift test` output
         --run-tests        run `swift test` for the results instead
@@ -140,6 +148,8 @@ do throws(UsageError) {
         CurrentProcess.exit(try ConformanceCommand(arguments.dropFirst()).run())
     case "check":
         CurrentProcess.exit(try CheckCommand(arguments.dropFirst()).run())
+    case "fuzz":
+        CurrentProcess.exit(try FuzzCommand(arguments.dropFirst()).run())
     case "check-faulty-backend":
         CurrentProcess.exit(try CheckFaultyBackEndCommand.run(arguments.dropFirst()))
     case "help", "--help", "-h":

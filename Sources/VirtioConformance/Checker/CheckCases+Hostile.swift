@@ -58,12 +58,7 @@ extension CheckCase {
             },
             hostile("hostile-nested-indirect", ["GHT-VAL-08", "IND-DRV-02"], rule: "an INDIRECT descriptor inside an indirect table is malformed") { c throws(CheckError) in
                 guard c.negotiated.contains(.indirectDescriptors) else { throw .notApplicable("INDIRECT_DESC not offered") }
-                let inner = CheckRing.indirectBase + 0x100
-                let segments = c.blkGetIDChain(slot: 0)
-                c.ring.writeChain(segments, head: 0, table: inner)
-                c.ring.writeDescriptor(0, address: inner, length: UInt32(segments.count * 16), flags: 4, table: CheckRing.indirectBase)
-                c.ring.writeDescriptor(0, address: CheckRing.indirectBase, length: 16, flags: 4)
-                c.ring.inFlight[0] = CheckRing.capacity(segments)
+                c.ring.inFlight[0] = CheckRing.capacity(c.writeNestedIndirect())
                 c.make(available: [0])
             },
             hostile("hostile-indirect-too-long", ["GHT-VAL-10", "IND-DRV-03"], rule: "an indirect table with more entries than the queue size is malformed") { c throws(CheckError) in
@@ -124,5 +119,18 @@ extension CheckCase {
                 c.make(available: [4])
             },
         ]
+    }
+}
+
+extension CheckConnection {
+    /// GET_ID's chain in an inner table, reached through an INDIRECT descriptor inside the
+    /// indirect table that head 0 points at; returns the chain's segments.
+    func writeNestedIndirect() -> [CheckRing.Segment] {
+        let inner = CheckRing.indirectBase + 0x100
+        let segments = blkGetIDChain(slot: 0)
+        ring.writeChain(segments, head: 0, table: inner)
+        ring.writeDescriptor(0, address: inner, length: UInt32(segments.count * 16), flags: 4, table: CheckRing.indirectBase)
+        ring.writeDescriptor(0, address: CheckRing.indirectBase, length: 16, flags: 4)
+        return segments
     }
 }

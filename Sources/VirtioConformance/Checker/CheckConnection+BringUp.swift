@@ -19,6 +19,7 @@ extension CheckConnection {
         try require(.setFeatures(negotiated))
         if protocolFeatures.contains(.status) { try require(.setStatus([.acknowledge, .driver, .featuresOK])) }
         try shareMemory(memoryTable)
+        if queue == 1 { try startIdleReceiveQueue() }
         try startQueue(at: base, queue: queue)
         if protocolFeatures.contains(.status) { try require(.setStatus([.acknowledge, .driver, .featuresOK, .driverOK])) }
     }

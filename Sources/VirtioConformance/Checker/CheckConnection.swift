@@ -20,6 +20,8 @@ final class CheckConnection {
     var negotiated: VirtioFeatures = []
     var offeredProtocol: VhostUserProtocolFeatures = []
     var protocolFeatures: VhostUserProtocolFeatures = []
+    /// Whether queue 0 runs empty in ``CheckRing/idleRing`` (a net back-end's receive queue).
+    var idleReceiveQueue = false
 
     /// The pages of ``memory``: the ring's at 0, indirect tables at 0x3000, buffers from 0x8000.
     static let memoryPages = 128

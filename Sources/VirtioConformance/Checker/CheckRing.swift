@@ -3,13 +3,16 @@ import Synchronization
 /// The checker's split ring (VIRTIO 1.2 §2.7), written byte by byte in its own memory: nothing
 /// here is validated, so a malformed chain reaches the back-end exactly as a case wrote it.
 /// Layout (guest-physical = offset in the memfd): descriptors at 0, the available ring at
-/// 0x1000, the used ring at 0x2000, indirect tables from 0x3000, buffers from 0x8000.
+/// 0x1000, the used ring at 0x2000, indirect tables from 0x3000, an idle second ring at 0x7000,
+/// buffers from 0x8000.
 final class CheckRing {
     static let descriptorTable: UInt64 = 0
     static let availRing: UInt64 = 0x1000
     static let usedRing: UInt64 = 0x2000
     static let indirectBase: UInt64 = 0x3000
     static let bufferBase: UInt64 = 0x8000
+    /// The page of a second, empty ring (queue 0 of a net back-end while queue 1 is checked).
+    static let idleRing: UInt64 = 0x7000
 
     let base: UnsafeMutableRawPointer
     let size: Int

@@ -6,7 +6,7 @@ import VhostUser
 /// A deliberately faulty vhost-user-blk back-end, the checker's own test target: a minimal
 /// device over 2048 zero sectors that answers the handshake and serves queue 0, with one fault
 /// on demand. ``BackEndChecker`` must catch each fault with the class of check it belongs to
-/// (GHT-CHK-07..11). Never use it as a device.
+/// (GHT-CHK-07..11, GHT-CHK-17, GHT-CHK-18). Never use it as a device.
 public final class FaultyBlockBackEnd: @unchecked Sendable {
     public enum Fault: String, Sendable, CaseIterable {
         /// None: serves correctly (the checker must find it clean).
@@ -21,6 +21,8 @@ public final class FaultyBlockBackEnd: @unchecked Sendable {
         case silent
         /// Reads past the capacity with status OK.
         case noCapacityCheck = "no-capacity-check"
+        /// Writes the status byte into the request's header too (a device-readable buffer).
+        case writeReadable = "write-readable"
     }
 
     public static let capacity: UInt64 = 2048
@@ -178,6 +180,7 @@ public final class FaultyBlockBackEnd: @unchecked Sendable {
                 }
                 guard let p = guest(address, UInt64(length)) else { return nil }
                 if flags & 2 != 0 { writable.append((p, Int(length))) } else { readable += UnsafeRawBufferPointer(start: p, count: Int(length)) }
+                if fault == .writeReadable && flags & 2 == 0 && length > 0 { p.storeBytes(of: UInt8(0), toByteOffset: Int(length) - 1, as: UInt8.self) }
                 guard flags & 1 != 0 else { break }
                 index = Int(next)
                 guard index < limit else { return nil }
