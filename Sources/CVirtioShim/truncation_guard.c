@@ -53,20 +53,29 @@ static void forward(int sig, siginfo_t *info, void *context) {
     sigaction(SIGBUS, &dfl, NULL);
 }
 
+// Relaxed accesses with explicit fences, not acquire loads and release stores: under
+// ThreadSanitizer an acquire or release atomic takes the thread's slot lock, and a SIGBUS raised
+// inside one of its atomic operations on a guarded mapping (the dirty log's OR, say) arrives
+// with that lock held, so the handler would wait for itself. Relaxed ones take no lock; the
+// fences give the same ordering.
 static void on_sigbus(int sig, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
-    int limit = atomic_load_explicit(&high_water, memory_order_acquire);
+    int limit = atomic_load_explicit(&high_water, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
     for (int i = 0; i < limit; i++) {
-        uintptr_t start = atomic_load_explicit(&guards[i].start, memory_order_acquire);
-        uintptr_t end = atomic_load_explicit(&guards[i].end, memory_order_acquire);
+        uintptr_t start = atomic_load_explicit(&guards[i].start, memory_order_relaxed);
+        uintptr_t end = atomic_load_explicit(&guards[i].end, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
         if (start == 0 || address < start || address >= end) continue;
         uintptr_t page = address & ~(uintptr_t)(page_size - 1);
         long mapped = syscall(SYS_mmap, (void *)page, (size_t)page_size, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         if (mapped == -1) break;
-        atomic_store_explicit(&guards[i].poisoned, 1, memory_order_release);
+        atomic_store_explicit(&guards[i].poisoned, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&poisoned_pages, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&poison_epoch, 1, memory_order_release);
+        // Whoever sees the epoch move (an acquire load) then sees the mapping poisoned.
+        atomic_thread_fence(memory_order_release);
+        atomic_fetch_add_explicit(&poison_epoch, 1, memory_order_relaxed);
         return;
     }
     forward(sig, info, context);
