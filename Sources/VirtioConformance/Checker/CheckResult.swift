@@ -1,3 +1,4 @@
+import VirtioCore
 /// How one case of ``BackEndChecker`` ended (Spec/checker.md, GHT-CHK-02).
 public enum CheckOutcome: String, Sendable, Hashable, CaseIterable {
     /// The back-end did what the rules say (for hostile input: a defined outcome, a broken queue
@@ -33,9 +34,9 @@ public struct CheckResult: Sendable, Hashable {
 
     /// One JSON object on one line: `{"case":…,"requirements":[…],"outcome":…,"ms":…,"evidence":…}`.
     public var jsonLine: String {
-        let ids = requirements.map { JSONText.quoted($0) }.joined(separator: ",")
-        return "{\"case\":\(JSONText.quoted(name)),\"requirements\":[\(ids)],\"outcome\":\(JSONText.quoted(outcome.rawValue)),"
-            + "\"ms\":\(milliseconds),\"evidence\":\(JSONText.quoted(evidence))}"
+        let ids = requirements.map { JSONLine.quoted($0) }.joined(separator: ",")
+        return "{\"case\":\(JSONLine.quoted(name)),\"requirements\":[\(ids)],\"outcome\":\(JSONLine.quoted(outcome.rawValue)),"
+            + "\"ms\":\(milliseconds),\"evidence\":\(JSONLine.quoted(evidence))}"
     }
 }
 
@@ -58,26 +59,5 @@ extension Array where Element == CheckResult {
             }
         }
         return lines.joined(separator: "\n") + "\n"
-    }
-}
-
-/// JSON string quoting (RFC 8259 §7), enough for the checker's own lines.
-enum JSONText {
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
